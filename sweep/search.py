@@ -1,0 +1,177 @@
+"""Ray Tune searchers over a `SearchSpace`: random (as in the study) and TPE via Optuna, a grid, a FLOPs budget.
+
+All are `ray.tune.search.Searcher`s, so Tune checkpoints their state with the experiment and `Tuner.restore`
+brings the same searcher back (ray #30861): a resumed sweep keeps sampling where it stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ray.tune.search import ConcurrencyLimiter, Searcher
+
+from sweep.space import SearchSpace
+
+__all__ = ["BudgetSearcher", "GridSearcher", "OptunaSpace", "make_searcher"]
+
+logger = logging.getLogger(__name__)
+
+
+class OptunaSpace:
+    """Optuna define-by-run function for a space (conditionals suggested only when active); picklable."""
+
+    def __init__(self, space: SearchSpace):
+        self.space = space
+
+    def __call__(self, trial: Any) -> None:
+        chosen: dict[str, Any] = {}
+        for p in self.space.parameters:
+            if self.space.is_active(p.name, chosen):
+                chosen[p.name] = trial.suggest_categorical(p.name, list(p.values))
+        return None  # Optuna's trial.params are the suggestion; inactive names are filled in by the trainable
+
+
+class GridSearcher(Searcher):
+    """Every configuration of the space once, in a fixed order (conditionals expanded under their parent)."""
+
+    def __init__(self, space: SearchSpace, *, metric: str | None = None, mode: str | None = None):
+        super().__init__(metric=metric, mode=mode)
+        self._configs = space.grid()
+        self._next = 0
+        self._by_trial: dict[str, int] = {}
+
+    @property
+    def total(self) -> int:
+        return len(self._configs)
+
+    def suggest(self, trial_id: str) -> dict | str | None:
+        if trial_id in self._by_trial:
+            return _drop_none(self._configs[self._by_trial[trial_id]])
+        if self._next >= len(self._configs):
+            return Searcher.FINISHED
+        self._by_trial[trial_id] = self._next
+        self._next += 1
+        return _drop_none(self._configs[self._by_trial[trial_id]])
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        pass
+
+    def get_state(self) -> dict:
+        return {"next": self._next, "by_trial": dict(self._by_trial)}
+
+    def set_state(self, state: dict) -> None:
+        self._next, self._by_trial = state["next"], dict(state["by_trial"])
+
+    def save(self, checkpoint_path: str) -> None:
+        import pickle
+
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump({"configs": self._configs, **self.get_state()}, f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        import pickle
+
+        with open(checkpoint_path, "rb") as f:
+            state = pickle.load(f)
+        self._configs = state["configs"]
+        self.set_state(state)
+
+
+class BudgetSearcher(Searcher):
+    """Stops suggesting new trials once the compute spent reaches `budget_flops`; running trials finish.
+
+    Spent = `base_flops` (the shared SFT branch points, counted once) + each trial's latest `rl_flops`
+    (its RL compute; `flops` minus the branch point's SFT share).
+    """
+
+    def __init__(self, searcher: Searcher, *, budget_flops: float, base_flops: float = 0.0):
+        if budget_flops <= 0:
+            raise ValueError(f"budget_flops={budget_flops} must be > 0 (e.g. 1e18)")
+        super().__init__(metric=searcher.metric, mode=searcher.mode)
+        self.searcher = searcher
+        self.budget_flops = float(budget_flops)
+        self.base_flops = float(base_flops)
+        self._rl_flops: dict[str, float] = {}
+
+    @property
+    def spent_flops(self) -> float:
+        return self.base_flops + sum(self._rl_flops.values())
+
+    def set_search_properties(self, metric, mode, config, **spec) -> bool:
+        return self.searcher.set_search_properties(metric, mode, config, **spec)
+
+    def suggest(self, trial_id: str) -> dict | str | None:
+        if self.spent_flops >= self.budget_flops:
+            logger.info("FLOPs budget spent (%.3g of %.3g): no new trials", self.spent_flops, self.budget_flops)
+            return Searcher.FINISHED
+        return self.searcher.suggest(trial_id)
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        self._track(trial_id, result)
+        self.searcher.on_trial_result(trial_id, result)
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if result:
+            self._track(trial_id, result)
+        self.searcher.on_trial_complete(trial_id, result=result, error=error)
+
+    def _track(self, trial_id: str, result: dict) -> None:
+        value = result.get("rl_flops", result.get("flops"))
+        if value is not None:
+            self._rl_flops[trial_id] = float(value)
+
+    def get_state(self) -> dict:
+        return {"budget_flops": self.budget_flops, "base_flops": self.base_flops, "rl_flops": dict(self._rl_flops)}
+
+    def set_state(self, state: dict) -> None:
+        self.budget_flops, self.base_flops = state["budget_flops"], state["base_flops"]
+        self._rl_flops = dict(state["rl_flops"])
+
+
+def make_searcher(
+    space: SearchSpace,
+    *,
+    kind: str,
+    seed: int,
+    max_concurrent: int | None = None,
+    budget_flops: float | None = None,
+    base_flops: float = 0.0,
+) -> Searcher:
+    """The searcher for a sweep: `random` (the study) and `tpe` via Optuna's samplers, or `grid`.
+
+    Args:
+        space: a concrete space (no `values: auto` left).
+        kind: random | tpe | grid.
+        seed: seeds the sampler; the same seed gives the same sequence of configurations.
+        max_concurrent: at most this many trials running (a ConcurrencyLimiter); None = as resources allow.
+        budget_flops: stop suggesting once this much compute is spent (see `BudgetSearcher`).
+        base_flops: compute already spent on the shared SFT branch points.
+    """
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    from ray.tune.search.optuna import OptunaSearch
+
+    if kind == "grid":
+        searcher: Searcher = GridSearcher(space, metric=space.metric, mode=space.mode)
+    elif kind in ("random", "tpe"):
+        sampler = (
+            optuna.samplers.RandomSampler(seed=seed)
+            if kind == "random"
+            else optuna.samplers.TPESampler(seed=seed, n_startup_trials=10)
+        )
+        searcher = OptunaSearch(space=OptunaSpace(space), metric=space.metric, mode=space.mode, sampler=sampler)
+    else:
+        raise ValueError(f"search={kind!r}; use random, tpe or grid")
+    if budget_flops is not None:
+        searcher = BudgetSearcher(searcher, budget_flops=budget_flops, base_flops=base_flops)
+    if max_concurrent is not None:
+        if max_concurrent < 1:
+            raise ValueError(f"max_concurrent={max_concurrent} must be >= 1 (or None for no limit)")
+        searcher = ConcurrencyLimiter(searcher, max_concurrent=max_concurrent)
+    return searcher
+
+
+def _drop_none(config: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in config.items() if v is not None}

@@ -1,0 +1,272 @@
+"""MLflow for sweeps: one parent run per sweep, one NESTED child run per Ray Tune trial, secrets kept out.
+
+Ray Tune's `MLflowLoggerCallback` makes flat runs (ray #19978), so `TrialRunLogger` is our own Tune callback. It
+runs in the driver, keys child runs by the Tune trial id (tag `agentsweep.trial_id`) and reuses an existing one,
+so a resumed driver never duplicates a run. Metrics are logged against the trainer's `step`; `flops` and
+`rl_flops` are logged at the same steps, so every curve can be drawn against cumulative FLOPs (the MLflow UI
+can put a metric on the x axis; `agentsweep export` writes the `run_id, step, flops, <metric>` table).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+import subprocess
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from ray.tune import Callback
+
+__all__ = [
+    "REDACTED",
+    "TAG_SWEEP",
+    "TAG_TRIAL",
+    "TUNE_RESULT_KEYS",
+    "TrialRunLogger",
+    "default_tracking_uri",
+    "find_child_runs",
+    "get_or_create_experiment",
+    "git_commit",
+    "redact",
+    "secret_values",
+]
+
+logger = logging.getLogger(__name__)
+
+TAG_SWEEP = "agentsweep.sweep_id"
+TAG_TRIAL = "agentsweep.trial_id"
+TAG_ROLE = "agentsweep.role"
+REDACTED = "<redacted>"
+_SECRET_NAME = re.compile(r"(PWD|PASSW|SECRET|TOKEN|API_?KEY|ACCESS_?KEY|CREDENTIAL|PRIVATE_?KEY)", re.IGNORECASE)
+TUNE_RESULT_KEYS = frozenset(
+    {
+        "training_iteration", "time_this_iter_s", "time_total_s", "timestamp", "pid", "node_ip", "date",
+        "hostname", "trial_id", "experiment_tag", "done", "iterations_since_restore", "time_since_restore",
+        "checkpoint_dir_name", "config", "should_checkpoint", "episodes_total", "timesteps_total",
+        "timesteps_since_restore", "episodes_this_iter", "timesteps_this_iter", "step",
+    }
+)  # fmt: skip
+"""Keys Ray Tune adds to every result; not metrics of the run (`step` is the x axis)."""
+
+
+# --------------------------------------------------------------------------- secrets
+
+
+def secret_values(environ: Mapping[str, str] | None = None) -> list[str]:
+    """Values of environment variables whose name looks secret (SNOW_INSTANCE_PWD, *_API_KEY, *TOKEN, ...)."""
+    environ = os.environ if environ is None else environ
+    return sorted({v for k, v in environ.items() if _SECRET_NAME.search(k) and len(v) >= 4}, key=len, reverse=True)
+
+
+def redact(obj: Any, *, secrets: Iterable[str] | None = None) -> Any:
+    """A copy of `obj` (dicts, lists, strings) with secret-named keys and known secret values replaced.
+
+    Args:
+        obj: plain data (JSON-like).
+        secrets: literal values to scrub from strings; default: `secret_values()` of the environment.
+    """
+    secrets = list(secret_values() if secrets is None else secrets)
+    if isinstance(obj, Mapping):
+        return {
+            k: (REDACTED if isinstance(k, str) and _SECRET_NAME.search(k) else redact(v, secrets=secrets))
+            for k, v in obj.items()
+        }
+    if isinstance(obj, (list, tuple)):
+        return [redact(v, secrets=secrets) for v in obj]
+    if isinstance(obj, str):
+        for s in secrets:
+            obj = obj.replace(s, REDACTED)
+        return obj
+    return obj
+
+
+# --------------------------------------------------------------------------- MLflow plumbing
+
+
+def default_tracking_uri(root: str | Path) -> str:
+    """The embedded default: a sqlite store `mlruns.db` under `root`."""
+    return f"sqlite:///{Path(root).resolve() / 'mlruns.db'}"
+
+
+def git_commit(cwd: str | Path | None = None) -> str:
+    """The current git commit of the code (or 'unknown' outside a checkout)."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd or Path(__file__).parent, capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return out.stdout.strip() if out.returncode == 0 else "unknown"
+
+
+def get_or_create_experiment(client: Any, name: str, *, artifact_root: str | Path | None = None) -> str:
+    """Experiment id by name, creating it (artifacts under `artifact_root` for a local store)."""
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    location = Path(artifact_root).resolve().as_uri() if artifact_root is not None else None
+    return client.create_experiment(name, artifact_location=location)
+
+
+def find_child_runs(client: Any, experiment_id: str, sweep_id: str) -> list[Any]:
+    """All live child runs of a sweep (every page)."""
+    runs, token = [], None
+    query = f"tags.`{TAG_SWEEP}` = '{sweep_id}' and tags.`{TAG_ROLE}` = 'trial'"
+    while True:
+        page = client.search_runs([experiment_id], query, max_results=5000, page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def _metrics_of(result: Mapping[str, Any]) -> dict[str, float]:
+    out = {}
+    for k, v in result.items():
+        if k in TUNE_RESULT_KEYS or isinstance(v, bool) or not isinstance(v, (int, float)):
+            continue
+        if math.isfinite(float(v)):
+            out[k] = float(v)
+    return out
+
+
+class TrialRunLogger(Callback):
+    """A Ray Tune callback: one nested MLflow child run per trial under the sweep's parent run.
+
+    Picklable (Tune stores callbacks with the experiment); the MLflow client is created lazily in the driver.
+
+    Args:
+        tracking_uri: MLflow tracking URI (sqlite:///..., http://...).
+        experiment_id: the sweep's experiment.
+        parent_run_id: the sweep's parent run.
+        sweep_id: tag value that groups the sweep's runs.
+        space: the sweep's `SearchSpace` (resolves inactive conditionals to '' in params).
+        tags: extra tags for every child run (git commit, ...).
+        base_seed: the sweep seed; a trial's seed is `trial_seed(base_seed, trial_id)` (tagged).
+        branch_points: branch-point value (as a param string) -> branch point path, for the tag.
+    """
+
+    def __init__(
+        self,
+        *,
+        tracking_uri: str,
+        experiment_id: str,
+        parent_run_id: str,
+        sweep_id: str,
+        space: Any,
+        tags: Mapping[str, str],
+        base_seed: int,
+        branch_points: Mapping[str, str],
+    ):
+        self.tracking_uri = tracking_uri
+        self.experiment_id = experiment_id
+        self.parent_run_id = parent_run_id
+        self.sweep_id = sweep_id
+        self.space = space
+        self.tags = dict(tags)
+        self.base_seed = base_seed
+        self.branch_points = dict(branch_points)
+        self._client = None
+        self._runs: dict[str, str] = {}
+        self._attempts: dict[str, int] = {}
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_client": None, "_runs": {}, "_attempts": {}}
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            from mlflow.tracking import MlflowClient
+
+            self._client = MlflowClient(tracking_uri=self.tracking_uri)
+        return self._client
+
+    # ---- child runs
+    def run_id_for(self, trial_id: str, config: Mapping[str, Any]) -> str:
+        """The child run of a trial: the existing one (resume, retry) or a new one with params and tags."""
+        if trial_id in self._runs:
+            return self._runs[trial_id]
+        from mlflow.entities import Param
+
+        query = f"tags.`{TAG_TRIAL}` = '{trial_id}' and tags.`{TAG_SWEEP}` = '{self.sweep_id}'"
+        found = self.client.search_runs([self.experiment_id], query, max_results=1)
+        if found:
+            self._runs[trial_id] = found[0].info.run_id
+            return self._runs[trial_id]
+        from sweep.space import param_to_str
+
+        params = self.space.resolve({k: v for k, v in config.items() if k in self.space.names})
+        bp = param_to_str(params.get("sft_checkpoint"))
+        tags = {
+            **self.tags,
+            "mlflow.parentRunId": self.parent_run_id,
+            "mlflow.runName": trial_id,
+            TAG_SWEEP: self.sweep_id,
+            TAG_TRIAL: trial_id,
+            TAG_ROLE: "trial",
+            "agentsweep.seed": str(trial_seed(self.base_seed, trial_id)),
+            "agentsweep.branch_point": bp,
+            "agentsweep.branch_point_path": self.branch_points.get(bp, ""),
+        }
+        tags = redact(tags)
+        run = self.client.create_run(self.experiment_id, tags=tags, run_name=trial_id)
+        run_id = run.info.run_id
+        str_params = redact({k: param_to_str(v) for k, v in params.items()})
+        self.client.log_batch(run_id, params=[Param(k, v) for k, v in str_params.items()])
+        self.client.log_text(run_id, json.dumps(redact(dict(params)), indent=1, default=str), "config.json")
+        self._runs[trial_id] = run_id
+        return run_id
+
+    # ---- Ray Tune callback hooks
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info) -> None:
+        run_id = self.run_id_for(trial.trial_id, trial.config)
+        self._attempts[trial.trial_id] = self._attempts.get(trial.trial_id, 0) + 1
+        self.client.set_terminated(run_id, status="RUNNING")
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info) -> None:
+        from mlflow.entities import Metric
+
+        run_id = self.run_id_for(trial.trial_id, trial.config)
+        step = int(result.get("step", result.get("training_iteration", 0)))
+        now = int(time.time() * 1000)
+        metrics = [Metric(k, v, now, step) for k, v in _metrics_of(result).items()]
+        if metrics:
+            self.client.log_batch(run_id, metrics=metrics)
+
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info) -> None:
+        run_id = self.run_id_for(trial.trial_id, trial.config)
+        self.client.set_tag(run_id, "agentsweep.retries", str(self._attempts.get(trial.trial_id, 1)))
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info) -> None:
+        run_id = self.run_id_for(trial.trial_id, trial.config)
+        self._log_samples(run_id, trial)
+        self.client.set_terminated(run_id, status="FINISHED")
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info) -> None:
+        run_id = self.run_id_for(trial.trial_id, trial.config)
+        error = getattr(trial, "error_message", None) or ""
+        self.client.set_tag(run_id, "agentsweep.error", redact(str(error))[-4000:])
+        self._log_samples(run_id, trial)
+        self.client.set_terminated(run_id, status="FAILED")
+
+    def _log_samples(self, run_id: str, trial: Any) -> None:
+        """Upload the trial's `samples/` (a sample of trajectories), secrets scrubbed."""
+        samples = Path(trial.path) / "samples" if getattr(trial, "path", None) else None
+        if samples is None or not samples.is_dir():
+            return
+        secrets = secret_values()
+        for f in sorted(samples.iterdir()):
+            if f.is_file():
+                self.client.log_text(run_id, redact(f.read_text(errors="replace"), secrets=secrets), f"samples/{f.name}")
+
+
+def trial_seed(base_seed: int, trial_id: str) -> int:
+    """A trial's seed: a stable function of the sweep seed and the trial id (32 bits)."""
+    import hashlib
+
+    return int(hashlib.sha256(f"{base_seed}:{trial_id}".encode()).hexdigest()[:8], 16)
