@@ -17,7 +17,14 @@ import click
 __all__ = ["LAZY_COMMANDS", "main", "cli"]
 
 # name -> "module:attribute" of a click command or group. Only commands that exist are listed here.
-LAZY_COMMANDS: dict[str, str] = {}
+LAZY_COMMANDS: dict[str, str] = {
+    "launch": "sweep.commands:launch",
+    "resume": "sweep.commands:resume",
+    "status": "sweep.commands:status",
+    "export": "sweep.commands:export",
+    "ui": "sweep.commands:ui",
+    "demo": "sweep.commands:demo",
+}
 
 
 class _LazyGroup(click.Group):

@@ -211,6 +211,7 @@ def _trainable(config: dict[str, Any], settings_json: str) -> None:
         branch_point=bp_path,
         branch_point_flops=float(params.get(BRANCH_POINT) or 0.0) if BRANCH_POINT in params else 0.0,
         options=settings.options,
+        resources=_assigned_resources(),
     )
     objective = import_object(settings.objective)
 
@@ -227,6 +228,15 @@ def _trainable(config: dict[str, Any], settings_json: str) -> None:
     samples = work / "samples"
     if samples.is_dir():  # to the trial's storage folder, where the MLflow callback picks them up
         shutil.copytree(samples, settings.tune_path / context.get_trial_name() / "samples", dirs_exist_ok=True)
+
+
+def _assigned_resources() -> dict[str, float]:
+    import ray
+
+    try:
+        return {k: float(v) for k, v in ray.get_runtime_context().get_assigned_resources().items()}
+    except Exception:  # noqa: BLE001 (outside a Ray worker: nothing assigned)
+        return {}
 
 
 def _build_trainable(settings: SweepSettings) -> Any:
@@ -313,6 +323,7 @@ def launch(
         raise FileExistsError(f"{sweep_dir} already holds a sweep: `agentsweep resume {sweep_dir}` continues it")
     sweep_dir.mkdir(parents=True, exist_ok=True)
     options = dict(options or {})
+    _refuse_secrets(options)
     branch_points: dict[str, str] = {}
     base_flops = 0.0
     if branch_builder is not None:
@@ -335,6 +346,20 @@ def launch(
     s.save()
     logger.info("sweep %s in %s (MLflow %s)", s.sweep_id, s.sweep_dir, s.tracking_uri)
     return _fit(s, restore=False, progress=progress, ray_init=ray_init)
+
+
+def _refuse_secrets(options: Mapping[str, Any], where: str = "options") -> None:
+    """Secrets travel as environment variables (SNOW_INSTANCE_PWD, OPENAI_API_KEY), never in saved options."""
+    from sweep.tracking import is_secret_name
+
+    for key, value in options.items():
+        if is_secret_name(str(key)):
+            raise ValueError(
+                f"{where}.{key} looks like a secret: options are saved in sweep.json; set it as an environment "
+                "variable on the Ray nodes instead (agentsweep redacts secret-named variables from MLflow)"
+            )
+        if isinstance(value, Mapping):
+            _refuse_secrets(value, f"{where}.{key}")
 
 
 def resume(sweep: str | Path, *, progress: Any = None, ray_init: Mapping[str, Any] | None = None) -> SweepResult:
@@ -414,7 +439,11 @@ def _tuner(s: SweepSettings, progress: Any) -> Any:
         _build_trainable(s),
         param_space={},
         tune_config=tune.TuneConfig(
-            search_alg=searcher, scheduler=scheduler, num_samples=planned or DEFAULT_MAX_TRIALS
+            search_alg=searcher,
+            scheduler=scheduler,
+            num_samples=planned or DEFAULT_MAX_TRIALS,
+            trial_name_creator=_trial_name,
+            trial_dirname_creator=_trial_name,
         ),
         run_config=tune.RunConfig(
             name=s.tune_path.name,
@@ -425,6 +454,11 @@ def _tuner(s: SweepSettings, progress: Any) -> Any:
             verbose=0,
         ),
     )
+
+
+def _trial_name(trial: Any) -> str:
+    """Trial names and folders are the trial id (short, and the MLflow run name)."""
+    return str(trial.trial_id)
 
 
 def _fit(s: SweepSettings, *, restore: bool, progress: Any, ray_init: Mapping[str, Any] | None) -> SweepResult:

@@ -45,6 +45,8 @@ class TrialContext:
     """SFT FLOPs spent up to the branch point (counted in the trial's `flops`)."""
     options: Mapping[str, Any] = field(default_factory=dict)
     """The sweep's fixed (non-swept) settings for the objective."""
+    resources: Mapping[str, float] = field(default_factory=dict)
+    """Resources Ray assigned to this trial, e.g. {"CPU": 1.0, "GPU": 0.5, "browser": 1.0}."""
 
 
 Objective = Callable[[dict[str, Any], TrialContext, Reporter], None]
@@ -148,7 +150,8 @@ def surrogate(params: dict[str, Any], ctx: TrialContext, report: Reporter) -> No
             checkpoint=str(ckpt),
         )
     Path(ctx.samples_dir).mkdir(parents=True, exist_ok=True)
-    (Path(ctx.samples_dir) / "summary.json").write_text(json.dumps({"final_success": final, "seed": ctx.seed}))
+    summary = {"final_success": final, "seed": ctx.seed, "resources": dict(ctx.resources), "start_step": start}
+    (Path(ctx.samples_dir) / "summary.json").write_text(json.dumps(summary))
 
 
 # --------------------------------------------------------------------------- the real RL run

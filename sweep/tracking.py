@@ -32,8 +32,10 @@ __all__ = [
     "find_child_runs",
     "get_or_create_experiment",
     "git_commit",
+    "is_secret_name",
     "redact",
     "secret_values",
+    "trial_seed",
 ]
 
 logger = logging.getLogger(__name__)
@@ -55,6 +57,11 @@ TUNE_RESULT_KEYS = frozenset(
 
 
 # --------------------------------------------------------------------------- secrets
+
+
+def is_secret_name(name: str) -> bool:
+    """Whether a key or variable name looks like it holds a secret (PWD, PASSWORD, TOKEN, API_KEY, SECRET...)."""
+    return bool(_SECRET_NAME.search(name))
 
 
 def secret_values(environ: Mapping[str, str] | None = None) -> list[str]:
