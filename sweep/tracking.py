@@ -44,7 +44,9 @@ TAG_SWEEP = "agentsweep.sweep_id"
 TAG_TRIAL = "agentsweep.trial_id"
 TAG_ROLE = "agentsweep.role"
 REDACTED = "<redacted>"
-_SECRET_NAME = re.compile(r"(PWD|PASSW|SECRET|TOKEN|API_?KEY|ACCESS_?KEY|CREDENTIAL|PRIVATE_?KEY)", re.IGNORECASE)
+_SECRET_NAME = re.compile(
+    r"(PWD|PASSW|SECRET|API_?KEY|ACCESS_?KEY|CREDENTIAL|PRIVATE_?KEY|(^|_)TOKEN$)", re.IGNORECASE
+)  # `max_new_tokens` and `tokens` are not secrets; HF_TOKEN is
 TUNE_RESULT_KEYS = frozenset(
     {
         "training_iteration", "time_this_iter_s", "time_total_s", "timestamp", "pid", "node_ip", "date",
@@ -256,7 +258,10 @@ class TrialRunLogger(Callback):
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info) -> None:
         run_id = self.run_id_for(trial.trial_id, trial.config)
-        error = getattr(trial, "error_message", None) or ""
+        try:
+            error = trial.get_error() or ""
+        except Exception as exc:  # noqa: BLE001 (the error file may not be readable from this node)
+            error = f"(error file unreadable: {exc})"
         self.client.set_tag(run_id, "agentsweep.error", redact(str(error))[-4000:])
         self._log_samples(run_id, trial)
         self.client.set_terminated(run_id, status="FAILED")
