@@ -463,7 +463,7 @@ def _trial_name(trial: Any) -> str:
 
 def _fit(s: SweepSettings, *, restore: bool, progress: Any, ray_init: Mapping[str, Any] | None) -> SweepResult:
     # Tune saves the experiment state (trials, searcher) at most this often: small, so a SIGKILL loses little
-    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "5")
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "0")
     started = ensure_ray(s.address, temp_dir=Path(s.sweep_dir).parent / ".ray", **dict(ray_init or {}))
     from mlflow.tracking import MlflowClient
@@ -481,7 +481,7 @@ def _fit(s: SweepSettings, *, restore: bool, progress: Any, ray_init: Mapping[st
         else:
             tuner = _tuner(s, progress)
         grid = tuner.fit()
-        counts = _reconcile(s, grid, client)
+        counts = _reconcile(s, grid, client, restored=restore)
     finally:
         if started:
             import ray
@@ -504,11 +504,13 @@ def _set_progress(tuner: Any, progress: Any) -> None:
             cb.fn = progress
 
 
-def _reconcile(s: SweepSettings, grid: Any, client: Any) -> dict[str, int]:
-    """Make MLflow agree with Tune's final trial states.
+def _reconcile(s: SweepSettings, grid: Any, client: Any, *, restored: bool) -> dict[str, int]:
+    """Make MLflow agree with Tune's final trial states (Tune's experiment state is the source of truth).
 
-    A child run whose trial Tune does not know (created just before a SIGKILL, before Tune saved its state) is
-    deleted: the restored searcher re-suggests that slot as a new trial, so keeping it would duplicate a run.
+    - A child run whose trial Tune does not know (created just before a SIGKILL, before Tune saved its state) is
+      deleted: the restored searcher suggests that slot again as a new trial, so keeping it would duplicate it.
+    - After a restore, a trial whose MLflow writes were lost in the kill gets its run and its metrics back from
+      Tune's own result log (`result.json`), so its curve is complete.
     """
     from sweep.tracking import find_child_runs
 
@@ -516,19 +518,37 @@ def _reconcile(s: SweepSettings, grid: Any, client: Any) -> dict[str, int]:
     status_of = {"TERMINATED": "FINISHED", "ERROR": "FAILED"}
     counts = {"FINISHED": 0, "FAILED": 0, "unfinished": 0, "trials": len(trials)}
     for t in trials.values():
-        mapped = status_of.get(t.status)
-        counts[mapped or "unfinished"] += 1
+        counts[status_of.get(t.status) or "unfinished"] += 1
+    runs = {}
     for run in find_child_runs(client, s.experiment_id, s.sweep_id):
         trial_id = run.data.tags.get("agentsweep.trial_id")
-        trial = trials.get(trial_id)
-        if trial is None:
+        if trial_id not in trials:
             logger.info("deleting MLflow run %s of trial %s that Tune never saved", run.info.run_id, trial_id)
             client.delete_run(run.info.run_id)
-            continue
+        else:
+            runs[trial_id] = run
+    writer = _callbacks(s)[0]
+    for trial_id, trial in trials.items():
+        run = runs.get(trial_id)
+        if restored and trial.status in status_of:
+            _backfill(writer, client, trial, run)
         want = status_of.get(trial.status, "KILLED")
-        if run.info.status != want:
-            client.set_terminated(run.info.run_id, status=want)
+        if run is None or run.info.status != want:
+            client.set_terminated(writer.run_id_for(trial_id, trial.config), status=want)
     return counts
+
+
+def _backfill(writer: Any, client: Any, trial: Any, run: Any) -> None:
+    """Re-log a finished trial's results from Tune's result.json when MLflow has fewer steps than Tune."""
+    path = Path(str(trial.path)) / "result.json"
+    if not path.is_file():
+        return
+    results = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    logged = 0 if run is None else len(client.get_metric_history(run.info.run_id, "flops"))
+    if results and logged < len(results):
+        run_id = writer.run_id_for(trial.trial_id, trial.config)
+        for result in results:
+            writer.log_result(run_id, result)
 
 
 # --------------------------------------------------------------------------- status

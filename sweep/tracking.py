@@ -13,8 +13,10 @@ import json
 import logging
 import math
 import os
+import queue
 import re
 import subprocess
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -147,7 +149,10 @@ def _metrics_of(result: Mapping[str, Any]) -> dict[str, float]:
 class TrialRunLogger(Callback):
     """A Ray Tune callback: one nested MLflow child run per trial under the sweep's parent run.
 
-    Picklable (Tune stores callbacks with the experiment); the MLflow client is created lazily in the driver.
+    MLflow calls run on one background thread, in event order, so a slow store never stalls Tune's event loop;
+    `flush()` (called at the experiment's end) waits for them. Child runs are keyed by trial id: existing ones
+    (a resumed driver, a retried trial) are reused. Picklable (Tune stores callbacks with the experiment); the
+    client and thread are created lazily in the driver.
 
     Args:
         tracking_uri: MLflow tracking URI (sqlite:///..., http://...).
@@ -180,12 +185,24 @@ class TrialRunLogger(Callback):
         self.tags = dict(tags)
         self.base_seed = base_seed
         self.branch_points = dict(branch_points)
+        self._reset()
+
+    def _reset(self) -> None:
         self._client = None
-        self._runs: dict[str, str] = {}
+        self._runs: dict[str, str] | None = None  # trial id -> run id, loaded once from the store
         self._attempts: dict[str, int] = {}
+        self._queue: queue.Queue | None = None
+        self._thread: threading.Thread | None = None
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_client": None, "_runs": {}, "_attempts": {}}
+        state = dict(self.__dict__)
+        for k in ("_client", "_runs", "_attempts", "_queue", "_thread"):
+            state.pop(k, None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._reset()
 
     @property
     def client(self) -> Any:
@@ -195,18 +212,40 @@ class TrialRunLogger(Callback):
             self._client = MlflowClient(tracking_uri=self.tracking_uri)
         return self._client
 
-    # ---- child runs
+    # ---- the writer thread
+    def _submit(self, fn: Any, *args: Any) -> None:
+        if self._thread is None:
+            self._queue = queue.Queue()
+            self._thread = threading.Thread(target=self._work, name="agentsweep-mlflow", daemon=True)
+            self._thread.start()
+        self._queue.put((fn, args))
+
+    def _work(self) -> None:
+        while True:
+            fn, args = self._queue.get()
+            try:
+                fn(*args)
+            except Exception:  # a logging failure must not kill the sweep; resume reconciles
+                logger.exception("MLflow logging failed in %s", getattr(fn, "__name__", fn))
+            finally:
+                self._queue.task_done()
+
+    def flush(self) -> None:
+        """Wait until every queued MLflow call is done."""
+        if self._queue is not None:
+            self._queue.join()
+
+    # ---- child runs (writer thread)
     def run_id_for(self, trial_id: str, config: Mapping[str, Any]) -> str:
         """The child run of a trial: the existing one (resume, retry) or a new one with params and tags."""
+        if self._runs is None:
+            self._runs = {
+                r.data.tags[TAG_TRIAL]: r.info.run_id for r in find_child_runs(self.client, self.experiment_id, self.sweep_id)
+            }
         if trial_id in self._runs:
             return self._runs[trial_id]
         from mlflow.entities import Param
 
-        query = f"tags.`{TAG_TRIAL}` = '{trial_id}' and tags.`{TAG_SWEEP}` = '{self.sweep_id}'"
-        found = self.client.search_runs([self.experiment_id], query, max_results=1)
-        if found:
-            self._runs[trial_id] = found[0].info.run_id
-            return self._runs[trial_id]
         from sweep.space import param_to_str
 
         params = self.space.resolve({k: v for k, v in config.items() if k in self.space.names})
@@ -222,8 +261,7 @@ class TrialRunLogger(Callback):
             "agentsweep.branch_point": bp,
             "agentsweep.branch_point_path": self.branch_points.get(bp, ""),
         }
-        tags = redact(tags)
-        run = self.client.create_run(self.experiment_id, tags=tags, run_name=trial_id)
+        run = self.client.create_run(self.experiment_id, tags=redact(tags), run_name=trial_id)
         run_id = run.info.run_id
         str_params = redact({k: param_to_str(v) for k, v in params.items()})
         self.client.log_batch(run_id, params=[Param(k, v) for k, v in str_params.items()])
@@ -231,50 +269,70 @@ class TrialRunLogger(Callback):
         self._runs[trial_id] = run_id
         return run_id
 
-    # ---- Ray Tune callback hooks
-    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info) -> None:
-        run_id = self.run_id_for(trial.trial_id, trial.config)
-        self._attempts[trial.trial_id] = self._attempts.get(trial.trial_id, 0) + 1
-        self.client.set_terminated(run_id, status="RUNNING")
+    def _start(self, trial_id: str, config: dict) -> None:
+        self.client.set_terminated(self.run_id_for(trial_id, config), status="RUNNING")
 
-    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info) -> None:
+    def _result(self, trial_id: str, config: dict, result: dict) -> None:
+        self.log_result(self.run_id_for(trial_id, config), result)
+
+    def log_result(self, run_id: str, result: Mapping[str, Any]) -> None:
+        """Log one Tune result's metrics at its `step` (Tune's iteration when the objective gave none)."""
         from mlflow.entities import Metric
 
-        run_id = self.run_id_for(trial.trial_id, trial.config)
         step = int(result.get("step", result.get("training_iteration", 0)))
         now = int(time.time() * 1000)
         metrics = [Metric(k, v, now, step) for k, v in _metrics_of(result).items()]
         if metrics:
             self.client.log_batch(run_id, metrics=metrics)
 
+    def _retry(self, trial_id: str, config: dict, attempts: int) -> None:
+        self.client.set_tag(self.run_id_for(trial_id, config), "agentsweep.retries", str(attempts))
+
+    def _end(self, trial_id: str, config: dict, path: str | None, status: str, error: str) -> None:
+        run_id = self.run_id_for(trial_id, config)
+        if error:
+            self.client.set_tag(run_id, "agentsweep.error", redact(error)[-4000:])
+        samples = Path(path) / "samples" if path else None
+        if samples is not None and samples.is_dir():  # a sample of trajectories, secrets scrubbed
+            secrets = secret_values()
+            for f in sorted(samples.iterdir()):
+                if f.is_file():
+                    text = redact(f.read_text(errors="replace"), secrets=secrets)
+                    self.client.log_text(run_id, text, f"samples/{f.name}")
+        self.client.set_terminated(run_id, status=status)
+
+    # ---- Ray Tune callback hooks (driver's event loop: copy what is needed, queue the MLflow work)
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info) -> None:
+        self._attempts[trial.trial_id] = self._attempts.get(trial.trial_id, 0) + 1
+        self._submit(self._start, trial.trial_id, dict(trial.config))
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info) -> None:
+        self._submit(self._result, trial.trial_id, dict(trial.config), dict(result))
+
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info) -> None:
-        run_id = self.run_id_for(trial.trial_id, trial.config)
-        self.client.set_tag(run_id, "agentsweep.retries", str(self._attempts.get(trial.trial_id, 1)))
+        self._submit(self._retry, trial.trial_id, dict(trial.config), self._attempts.get(trial.trial_id, 1))
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info) -> None:
-        run_id = self.run_id_for(trial.trial_id, trial.config)
-        self._log_samples(run_id, trial)
-        self.client.set_terminated(run_id, status="FINISHED")
+        self._submit(self._end, trial.trial_id, dict(trial.config), _trial_path(trial), "FINISHED", "")
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info) -> None:
-        run_id = self.run_id_for(trial.trial_id, trial.config)
-        try:
-            error = trial.get_error() or ""
-        except Exception as exc:  # noqa: BLE001 (the error file may not be readable from this node)
+        error = ""
+        try:  # Tune writes the error to the driver-side file before this hook; storage gets it later
+            if trial.error_file and Path(trial.error_file).is_file():
+                error = Path(trial.error_file).read_text(errors="replace")
+        except Exception as exc:  # noqa: BLE001 (no local error file: say so instead of failing)
             error = f"(error file unreadable: {exc})"
-        self.client.set_tag(run_id, "agentsweep.error", redact(str(error))[-4000:])
-        self._log_samples(run_id, trial)
-        self.client.set_terminated(run_id, status="FAILED")
+        self._submit(self._end, trial.trial_id, dict(trial.config), _trial_path(trial), "FAILED", error)
 
-    def _log_samples(self, run_id: str, trial: Any) -> None:
-        """Upload the trial's `samples/` (a sample of trajectories), secrets scrubbed."""
-        samples = Path(trial.path) / "samples" if getattr(trial, "path", None) else None
-        if samples is None or not samples.is_dir():
-            return
-        secrets = secret_values()
-        for f in sorted(samples.iterdir()):
-            if f.is_file():
-                self.client.log_text(run_id, redact(f.read_text(errors="replace"), secrets=secrets), f"samples/{f.name}")
+    def on_experiment_end(self, trials: list, **info) -> None:
+        self.flush()
+
+
+def _trial_path(trial: Any) -> str | None:
+    try:
+        return str(trial.path)
+    except Exception:  # noqa: BLE001 (no storage context yet)
+        return None
 
 
 def trial_seed(base_seed: int, trial_id: str) -> int:
