@@ -36,7 +36,7 @@ def _bare_trainable(config: dict) -> None:
     work = tempfile.mkdtemp(prefix="bare-")
     ctx = TrialContext(
         trial_id=tune.get_context().get_trial_id(), seed=0, trial_dir=work, samples_dir=f"{work}/samples",
-        options={"num_evals": config.pop("_num_evals")},
+        options={"num_evals": config.pop("_num_evals"), "sleep_s": config.pop("_sleep_s")},
     )  # fmt: skip
 
     def report(metrics: dict, checkpoint: str | None = None) -> None:
@@ -46,7 +46,7 @@ def _bare_trainable(config: dict) -> None:
     shutil.rmtree(work, ignore_errors=True)
 
 
-def bare_tune(num_trials: int, num_evals: int, storage: Path) -> float:
+def bare_tune(num_trials: int, num_evals: int, storage: Path, sleep_s: float = 0.0) -> float:
     from ray import tune
 
     from sweep.space import load_space
@@ -54,6 +54,7 @@ def bare_tune(num_trials: int, num_evals: int, storage: Path) -> float:
     space = load_space("paper")
     param_space = {p.name: tune.choice(list(p.values)) for p in space.parameters}
     param_space["_num_evals"] = num_evals
+    param_space["_sleep_s"] = sleep_s
     t0 = time.perf_counter()
     tuner = tune.Tuner(
         _bare_trainable,
@@ -68,12 +69,12 @@ def bare_tune(num_trials: int, num_evals: int, storage: Path) -> float:
     return wall_s
 
 
-def agentsweep_run(num_trials: int, num_evals: int, out: Path, seed: int = 0):
+def agentsweep_run(num_trials: int, num_evals: int, out: Path, seed: int = 0, sleep_s: float = 0.0):
     from sweep.driver import launch
 
     t0 = time.perf_counter()
     result = launch("paper", out_dir=out, objective="sweep.objectives:surrogate", num_trials=num_trials,
-                    seed=seed, options={"num_evals": num_evals})  # fmt: skip
+                    seed=seed, options={"num_evals": num_evals, "sleep_s": sleep_s})  # fmt: skip
     wall_s = time.perf_counter() - t0
     assert result.num_finished == num_trials, result
     return result, wall_s
@@ -85,6 +86,8 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=1370)
     parser.add_argument("--num-evals", type=int, default=3)
     parser.add_argument("--num-cpus", type=int, default=2)
+    parser.add_argument("--sleep-s", type=float, nargs="+", default=[0.0, 0.3],
+                        help="Work per evaluation in the overhead trainable (one comparison per value).")
     parser.add_argument("--out", default=None, help="Keep outputs here (default: a temporary directory).")
     args = parser.parse_args()
     import pandas as pd
@@ -96,15 +99,17 @@ def main() -> None:
              _temp_dir=tempfile.mkdtemp(prefix="as-ray-"))  # fmt: skip
     try:
         n = args.overhead_trials
-        if n:
-            bare_a = bare_tune(n, args.num_evals, out / "bare")
-            _, ours = agentsweep_run(n, args.num_evals, out / "overhead")
-            bare_b = bare_tune(n, args.num_evals, out / "bare2")  # before and after: drift shows
+        for sleep_s in args.sleep_s if n else []:
+            tag = f"{sleep_s:g}s"
+            bare_a = bare_tune(n, args.num_evals, out / f"bare-{tag}", sleep_s)
+            _, ours = agentsweep_run(n, args.num_evals, out / f"overhead-{tag}", sleep_s=sleep_s)
+            bare_b = bare_tune(n, args.num_evals, out / f"bare2-{tag}", sleep_s)  # before and after: drift shows
             bare = (bare_a + bare_b) / 2
-            print(f"## overhead: {n} trials x {args.num_evals} evals, {args.num_cpus} CPUs")
+            print(f"## overhead: {n} trials x {args.num_evals} evals of {sleep_s:g} s work, {args.num_cpus} CPUs")
             print(f"bare Ray Tune           {bare_a:8.1f} s, again {bare_b:8.1f} s  ({1000 * bare / n:.0f} ms/trial)")
             print(f"agentsweep (+MLflow)    {ours:8.1f} s  ({1000 * ours / n:.0f} ms/trial)")
-            print(f"ratio agentsweep/bare   {ours / bare:8.3f}  (overhead {100 * (ours / bare - 1):+.1f}%)")
+            print(f"ratio agentsweep/bare   {ours / bare:8.3f}  (overhead {100 * (ours / bare - 1):+.1f}%, "
+                  f"{1000 * (ours - bare) / n:+.0f} ms/trial)", flush=True)  # fmt: skip
         if args.trials:
             from sweep.export import export_sweep
 

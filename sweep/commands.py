@@ -211,9 +211,21 @@ def ui(sweep, tracking_uri, host, port) -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 def demo(out_dir, num_trials, seed) -> None:
     """The full main job on one machine: SFT branch points, a small RL sweep, export, the bootstrap report."""
-    from sweep.demo import run_demo
+    from rich.console import Console
+
+    from sweep.demo import SURROGATE_TRIALS, run_demo
 
     try:
-        run_demo(Path(out_dir), num_trials=num_trials, seed=seed)
+        with _RichProgress(num_trials or SURROGATE_TRIALS, "demo sweep") as bar:
+            s = run_demo(Path(out_dir), num_trials=num_trials, seed=seed, progress=bar)
     except (ValueError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from exc
+    console = Console()
+    console.print(f"[bold]demo done[/]: {s.num_finished} runs finished, {s.num_failed} failed ({s.objective})")
+    console.print(f"  runs table: {s.runs_path}\n  curves:     {s.curves_path}")
+    if s.report_dir is not None:
+        console.print(f"  report:     {s.report_dir / 'report.html'}")
+    console.print(f"  summary:    {s.out_dir / 'DEMO.md'}")
+    console.print(f"  MLflow UI:  agentsweep ui {s.sweep_dir}   (then open http://127.0.0.1:5000)")
+    for piece in s.missing:
+        console.print(f"  [yellow]not run[/]: {piece}")

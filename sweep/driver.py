@@ -464,7 +464,7 @@ def _trial_name(trial: Any) -> str:
 def _fit(s: SweepSettings, *, restore: bool, progress: Any, ray_init: Mapping[str, Any] | None) -> SweepResult:
     # Tune saves the experiment state (trials, searcher) at most this often: small, so a SIGKILL loses little
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "5")
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "0")
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     started = ensure_ray(s.address, temp_dir=Path(s.sweep_dir).parent / ".ray", **dict(ray_init or {}))
     from mlflow.tracking import MlflowClient
     from ray import tune
@@ -480,8 +480,14 @@ def _fit(s: SweepSettings, *, restore: bool, progress: Any, ray_init: Mapping[st
             _set_progress(tuner, progress)
         else:
             tuner = _tuner(s, progress)
+        t_fit = time.perf_counter()
         grid = tuner.fit()
+        t_rec = time.perf_counter()
         counts = _reconcile(s, grid, client, restored=restore)
+        logger.info(
+            "setup %.1f s, Tune fit %.1f s, MLflow reconcile %.1f s",
+            t_fit - t0, t_rec - t_fit, time.perf_counter() - t_rec,
+        )  # fmt: skip
     finally:
         if started:
             import ray
