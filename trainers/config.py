@@ -1,0 +1,282 @@
+"""Typed configurations of the trainers: frozen dataclasses, one docstring line per field.
+
+The first twelve fields of `RLConfig` are the study's swept hyperparameters, named exactly as in
+`sweep/spaces/paper.yaml` (and the runs table's `params.<name>` columns); `sft_checkpoint` is the branch point
+label (SFT FLOPs). Cross-field checks live in `__post_init__` and name the fix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from typing import Literal
+
+__all__ = ["RLConfig", "SFTConfig", "TeacherConfig", "SWEPT_FIELDS"]
+
+SWEPT_FIELDS: tuple[str, ...] = (
+    "temperature",
+    "curriculum",
+    "curriculum_target_return",
+    "curriculum_temperature",
+    "gamma",
+    "grouped_advantage",
+    "zero_adv_filter",
+    "std_normalize",
+    "batch_size",
+    "learning_rate",
+    "error_log",
+    "importance_ratio",
+)
+"""The study's 12 RL hyperparameters (the branch point `sft_checkpoint` aside)."""
+
+Backend = Literal["hf", "vllm"]
+
+
+def _positive(obj: object, *names: str) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        if value is not None and value <= 0:
+            raise ValueError(f"{type(obj).__name__}.{name}={value!r} must be > 0")
+
+
+@dataclass(frozen=True)
+class RLConfig:
+    """Multi-turn GRPO from one branch point. Defaults: the study's best configuration, a tiny CPU budget."""
+
+    # --- the study's swept hyperparameters (paper.yaml) ---
+    temperature: float = 0.25
+    """Decoding temperature of rollouts (also scales the logits of the loss's log-probabilities)."""
+    curriculum: bool = False
+    """Sample training tasks by variance-aware Boltzmann weights (see `trainers.grpo.curriculum_weights`)."""
+    curriculum_target_return: float = 0.5
+    """Return the curriculum centres on, in [-1, 1] (used only when curriculum is on)."""
+    curriculum_temperature: float = 0.1
+    """Boltzmann temperature of the curriculum, > 0 (used only when curriculum is on)."""
+    gamma: float = 0.9
+    """Discount per agent step of the +-1 episode return, in (0, 1]."""
+    grouped_advantage: bool = True
+    """Subtract the group's mean return (off: the advantage is the raw return)."""
+    zero_adv_filter: bool = True
+    """Drop episodes whose advantage is exactly zero from the loss (and its token count)."""
+    std_normalize: bool = True
+    """Divide the advantage by the group's return std (plus `adv_eps`)."""
+    batch_size: int = 512
+    """Episodes per optimiser update (reached with gradient accumulation); a multiple of group_size."""
+    learning_rate: float = 1e-6
+    """AdamW learning rate of the RL updates."""
+    error_log: bool = True
+    """Show the last action's error in the next prompt (passed to the env runner)."""
+    importance_ratio: bool = False
+    """PPO-clipped importance ratio pi/pi_old (off: REINFORCE with the group baseline)."""
+    sft_checkpoint: float = 0.0
+    """Branch point label: SFT FLOPs spent before RL (0 = the base student). Logged, not used to compute."""
+
+    # --- what is trained, where it starts ---
+    student: str = "tiny-llama"
+    """Student model: a named student (`tiny-llama`, `smollm2-135m`) or a model directory."""
+    init_checkpoint: str | None = None
+    """Branch point directory to start from (overrides the student's weights); None: the student itself."""
+    sft_flops: float = 0.0
+    """FLOPs spent to reach init_checkpoint (teacher + SFT); added to the reported cumulative `flops`."""
+    lora: bool = False
+    """Train LoRA adapters instead of all weights."""
+
+    # --- environment and data ---
+    env: str = "toy"
+    """Environment family (an `envs` family: `toy`, `miniwob`, ...)."""
+    tasks: tuple[str, ...] | None = None
+    """Training task subset (None: all training tasks of the family)."""
+    eval_tasks: tuple[str, ...] | None = None
+    """Held-out task subset (None: all held-out tasks of the family)."""
+    max_eval_goals: int | None = None
+    """Cap on goals per evaluation split (None: all), taken in a fixed order."""
+    max_steps: int = 10
+    """Agent steps per episode before it counts as a failure."""
+    workers: int = 1
+    """Env worker processes."""
+
+    # --- the algorithm's fixed settings ---
+    group_size: int = 8
+    """G: rollouts per goal."""
+    num_updates: int = 20
+    """Optimiser updates (the run stops at this count or at rl_flops_budget, whichever comes first)."""
+    rl_flops_budget: float | None = None
+    """Stop once the RL FLOPs exceed this (None: no FLOPs budget)."""
+    eval_every: int = 5
+    """Evaluate (and checkpoint) every this many updates; also before the first update and after the last."""
+    clip_eps: float = 0.2
+    """PPO clip range epsilon (used when importance_ratio is on)."""
+    ppo_epochs: int = 1
+    """Passes over each batch; > 1 makes the importance ratio leave 1 (pi_old = the rollout policy)."""
+    adv_eps: float = 1e-4
+    """Added to the group std when normalising."""
+    max_new_tokens: int = 48
+    """Completion tokens per agent step."""
+    max_seq_len: int = 1024
+    """Prompt + completion tokens kept for the loss (prompts are cut from the left)."""
+    micro_batch_size: int = 16
+    """Sequences (agent steps) per forward/backward pass."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping norm."""
+
+    # --- runtime ---
+    backend: Backend = "hf"
+    """Generation backend: HF generate (CPU/GPU) or vLLM (GPU, the `gpu` extra)."""
+    device: str = "auto"
+    """torch device for updates (`auto`: cuda when present, else cpu)."""
+    seed: int = 0
+    """Seed of sampling, curriculum and goal order."""
+    output_dir: str = "runs/rl"
+    """Where checkpoints and samples go."""
+    resume_from: str | None = None
+    """A checkpoint directory of this run to resume from (same numbers as an uninterrupted run)."""
+    samples_dir: str | None = None
+    """Where a sample of trajectories is written as JSONL (None: output_dir)."""
+    keep_checkpoints: int = 3
+    """Checkpoints kept on disk besides the selected best one."""
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.gamma <= 1.0:
+            raise ValueError(f"gamma={self.gamma} must be in (0, 1]")
+        if self.temperature < 0:
+            raise ValueError(f"temperature={self.temperature} must be >= 0 (0 = greedy)")
+        if not -1.0 <= self.curriculum_target_return <= 1.0:
+            raise ValueError(f"curriculum_target_return={self.curriculum_target_return} must be in [-1, 1]")
+        _positive(self, "curriculum_temperature", "learning_rate", "batch_size", "group_size", "num_updates",
+                  "eval_every", "clip_eps", "ppo_epochs", "max_new_tokens", "max_seq_len", "micro_batch_size",
+                  "max_steps", "workers", "rl_flops_budget", "max_eval_goals")  # fmt: skip
+        if self.batch_size % self.group_size:
+            raise ValueError(
+                f"batch_size={self.batch_size} is not a multiple of group_size={self.group_size}: "
+                f"use batch_size={max(1, round(self.batch_size / self.group_size)) * self.group_size}"
+            )
+        if self.group_size < 2 and self.grouped_advantage:
+            raise ValueError("grouped_advantage needs group_size >= 2 (a group of one has zero advantage)")
+        if self.backend not in ("hf", "vllm"):
+            raise ValueError(f"backend={self.backend!r} must be 'hf' or 'vllm'")
+        if self.max_new_tokens >= self.max_seq_len:
+            raise ValueError(f"max_new_tokens={self.max_new_tokens} must be < max_seq_len={self.max_seq_len}")
+
+    @property
+    def goals_per_update(self) -> int:
+        """Distinct goals per update: batch_size / group_size."""
+        return self.batch_size // self.group_size
+
+    def swept(self) -> dict[str, object]:
+        """The 12 swept hyperparameters and the branch point, by name."""
+        return {name: getattr(self, name) for name in (*SWEPT_FIELDS, "sft_checkpoint")}
+
+    def replace(self, **changes: object) -> RLConfig:
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class SFTConfig:
+    """Supervised fine-tuning of a student on teacher traces, saving branch points at fixed FLOPs intervals."""
+
+    traces: str
+    """A TraceSet directory (written by `collect_teacher_traces`)."""
+    student: str = "tiny-llama"
+    """Student model: a named student (`tiny-llama`, `smollm2-135m`) or a model directory."""
+    output_dir: str = "runs/sft"
+    """Where branch points (`branch_<flops>/`) and `branch_points.json` go."""
+    learning_rate: float = 1e-4
+    """AdamW learning rate."""
+    batch_size: int = 8
+    """Examples (agent steps) per optimiser update."""
+    micro_batch_size: int = 8
+    """Examples per forward/backward pass (gradient accumulation up to batch_size)."""
+    num_epochs: float = 3.0
+    """Passes over the dataset (fractions allowed)."""
+    checkpoint_every_flops: float | None = None
+    """Save a branch point each time this many SFT FLOPs (teacher share included) are passed; None: only the end."""
+    checkpoint_every_steps: int | None = None
+    """Alternatively, save every this many updates (both may be set)."""
+    max_seq_len: int = 1024
+    """Tokens kept per example (prompt cut from the left; completions are kept whole when they fit)."""
+    lora: bool = False
+    """Train LoRA adapters (merged into the saved branch points) instead of all weights."""
+    lora_rank: int = 16
+    """LoRA rank."""
+    warmup_ratio: float = 0.05
+    """Linear warm-up share of the schedule (then cosine decay)."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping norm."""
+    device: str = "auto"
+    """torch device (`auto`: cuda when present, else cpu)."""
+    seed: int = 0
+    """Seed of shuffling and initialisation."""
+
+    def __post_init__(self) -> None:
+        _positive(self, "learning_rate", "batch_size", "micro_batch_size", "num_epochs", "checkpoint_every_flops",
+                  "checkpoint_every_steps", "max_seq_len", "lora_rank")  # fmt: skip
+        if self.batch_size % self.micro_batch_size:
+            raise ValueError(
+                f"batch_size={self.batch_size} must be a multiple of micro_batch_size={self.micro_batch_size}"
+            )
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise ValueError(f"warmup_ratio={self.warmup_ratio} must be in [0, 1)")
+
+
+@dataclass(frozen=True)
+class TeacherConfig:
+    """Teacher episodes: the scripted policy, a local HF model or an OpenAI-compatible endpoint."""
+
+    env: str = "toy"
+    """Environment family."""
+    tasks: tuple[str, ...] | None = None
+    """Training task subset (None: all training tasks of the family)."""
+    split: str = "train"
+    """Goal split the teacher plays (the study: training seeds only)."""
+    teacher: Literal["scripted", "hf", "openai"] = "scripted"
+    """Backend: the env's scripted policy, a local HF model, or an OpenAI-compatible endpoint."""
+    model: str | None = None
+    """Model: HF directory/named student (hf), served model name (openai); None for scripted."""
+    flops_model: str | None = None
+    """Model whose size counts the teacher's FLOPs (a preset such as `llama-3.3-70b`); None: `model`."""
+    base_url: str | None = None
+    """OpenAI-compatible endpoint, e.g. http://node:8000/v1 (openai backend)."""
+    api_key_env: str = "OPENAI_API_KEY"
+    """Name of the environment variable holding the API key (the key itself is never in a config)."""
+    episodes_per_goal: int = 1
+    """Episodes per goal."""
+    max_goals: int | None = None
+    """Cap on goals (None: all goals of the split)."""
+    temperature: float = 0.7
+    """Teacher decoding temperature."""
+    max_new_tokens: int = 256
+    """Teacher completion tokens per step."""
+    max_steps: int = 10
+    """Agent steps per episode."""
+    error_log: bool = True
+    """Show the last action's error in the next prompt."""
+    workers: int = 1
+    """Env worker processes."""
+    concurrency: int = 8
+    """Concurrent requests to the endpoint (openai backend)."""
+    timeout_s: float = 120.0
+    """Per-request timeout (openai backend)."""
+    max_retries: int = 5
+    """Retries with exponential backoff per request (openai backend)."""
+    seed: int = 0
+    """Seed of the teacher's sampling."""
+    output_dir: str = "runs/teacher"
+    """Where the TraceSet (`examples.jsonl`, `trajectories.jsonl`, `provenance.json`) goes."""
+
+    def __post_init__(self) -> None:
+        _positive(self, "episodes_per_goal", "max_goals", "max_new_tokens", "max_steps", "workers", "concurrency",
+                  "timeout_s")  # fmt: skip
+        if self.teacher == "openai" and not (self.base_url and self.model):
+            raise ValueError("teacher='openai' needs base_url (e.g. http://host:8000/v1) and model (served name)")
+        if self.teacher == "hf" and not self.model:
+            raise ValueError("teacher='hf' needs model (a model directory or a named student)")
+        if self.teacher not in ("scripted", "hf", "openai"):
+            raise ValueError(f"teacher={self.teacher!r} must be 'scripted', 'hf' or 'openai'")
+
+
+def field_names(cls: type) -> list[str]:
+    """The dataclass's field names, in order."""
+    return [f.name for f in fields(cls)]

