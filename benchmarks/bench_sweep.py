@@ -81,13 +81,20 @@ def agentsweep_run(num_trials: int, num_evals: int, out: Path, seed: int = 0, sl
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--overhead-trials", type=int, default=150)
     parser.add_argument("--trials", type=int, default=1370)
     parser.add_argument("--num-evals", type=int, default=3)
     parser.add_argument("--num-cpus", type=int, default=2)
-    parser.add_argument("--sleep-s", type=float, nargs="+", default=[0.0, 0.3],
-                        help="Work per evaluation in the overhead trainable (one comparison per value).")
+    parser.add_argument(
+        "--sleep-s",
+        type=float,
+        nargs="+",
+        default=[0.0, 0.3],
+        help="Work per evaluation in the overhead trainable (one comparison per value).",
+    )
     parser.add_argument("--out", default=None, help="Keep outputs here (default: a temporary directory).")
     args = parser.parse_args()
     import pandas as pd
@@ -103,10 +110,16 @@ def main() -> None:
             tag = f"{sleep_s:g}s"
             bare_a = bare_tune(n, args.num_evals, out / f"bare-{tag}", sleep_s)
             _, ours = agentsweep_run(n, args.num_evals, out / f"overhead-{tag}", sleep_s=sleep_s)
-            bare_b = bare_tune(n, args.num_evals, out / f"bare2-{tag}", sleep_s)  # before and after: drift shows
+            bare_b = bare_tune(
+                n, args.num_evals, out / f"bare2-{tag}", sleep_s
+            )  # before and after: drift shows
             bare = (bare_a + bare_b) / 2
-            print(f"## overhead: {n} trials x {args.num_evals} evals of {sleep_s:g} s work, {args.num_cpus} CPUs")
-            print(f"bare Ray Tune           {bare_a:8.1f} s, again {bare_b:8.1f} s  ({1000 * bare / n:.0f} ms/trial)")
+            print(
+                f"## overhead: {n} trials x {args.num_evals} evals of {sleep_s:g} s work, {args.num_cpus} CPUs"
+            )
+            print(
+                f"bare Ray Tune           {bare_a:8.1f} s, again {bare_b:8.1f} s  ({1000 * bare / n:.0f} ms/trial)"
+            )
             print(f"agentsweep (+MLflow)    {ours:8.1f} s  ({1000 * ours / n:.0f} ms/trial)")
             print(f"ratio agentsweep/bare   {ours / bare:8.3f}  (overhead {100 * (ours / bare - 1):+.1f}%, "
                   f"{1000 * (ours - bare) / n:+.0f} ms/trial)", flush=True)  # fmt: skip
@@ -121,10 +134,16 @@ def main() -> None:
             assert len(runs) == args.trials and (runs["status"] == "FINISHED").all()
             assert len(curves) == args.trials * args.num_evals
             peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-            print(f"## scale: {args.trials} trials x {args.num_evals} evals through driver + Ray + MLflow (sqlite)")
+            print(
+                f"## scale: {args.trials} trials x {args.num_evals} evals through driver + Ray + MLflow (sqlite)"
+            )
             print(f"sweep wall              {wall_s:8.1f} s  ({1000 * wall_s / args.trials:.0f} ms/trial)")
-            print(f"export wall             {export_s:8.1f} s  ({len(runs)} runs, {len(curves)} curve points)")
-            print(f"driver peak RSS         {peak_mib:8.0f} MiB (this process: driver, MLflow client, export)")
+            print(
+                f"export wall             {export_s:8.1f} s  ({len(runs)} runs, {len(curves)} curve points)"
+            )
+            print(
+                f"driver peak RSS         {peak_mib:8.0f} MiB (this process: driver, MLflow client, export)"
+            )
             report_cmd = [str(Path(sys.executable).with_name("agentsweep")), "report", str(runs_path),
                           "--out", str(out / "report")]  # fmt: skip
             t0 = time.perf_counter()
@@ -133,7 +152,9 @@ def main() -> None:
             if proc.returncode == 0:
                 print(f"report wall             {report_s:8.1f} s  -> {out / 'report'}")
             else:
-                print(f"report: `{' '.join(report_cmd)}` failed (rc {proc.returncode}): {proc.stderr.strip()[-300:]}")
+                print(
+                    f"report: `{' '.join(report_cmd)}` failed (rc {proc.returncode}): {proc.stderr.strip()[-300:]}"
+                )
     finally:
         ray.shutdown()
     print(f"outputs in {out}")

@@ -45,7 +45,9 @@ def content_hash(builder: str, options: Mapping[str, Any]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def ensure_branch_points(builder: str, options: Mapping[str, Any], *, cache_root: str | Path) -> list[BuiltBranchPoint]:
+def ensure_branch_points(
+    builder: str, options: Mapping[str, Any], *, cache_root: str | Path
+) -> list[BuiltBranchPoint]:
     """The branch points for these inputs: read from the cache, or built now (once) and cached.
 
     Args:
@@ -69,7 +71,9 @@ def ensure_branch_points(builder: str, options: Mapping[str, Any], *, cache_root
             BuiltBranchPoint(path=str(b.path), flops=float(b.flops), step=int(b.step))
             for b in import_object(builder)(options, str(folder))
         ]
-        manifest.write_text(json.dumps({"builder": builder, "branch_points": [asdict(b) for b in built]}, indent=1))
+        manifest.write_text(
+            json.dumps({"builder": builder, "branch_points": [asdict(b) for b in built]}, indent=1)
+        )
     return built
 
 

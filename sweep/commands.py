@@ -46,7 +46,11 @@ class _RichProgress:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         self.progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=False
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            transient=False,
         )
         self.task = self.progress.add_task(description, total=total)
         self.failed = 0
@@ -76,20 +80,38 @@ def _summary(result) -> None:
 
 @click.command()
 @click.argument("space")
-@click.option("--out", "out_dir", default="sweeps", show_default=True, help="Directory for sweeps (and sqlite MLflow).")
-@click.option("--address", default=None, help="Ray cluster address (ray://host:10001 or host:6379); default: local.")
+@click.option(
+    "--out", "out_dir", default="sweeps", show_default=True, help="Directory for sweeps (and sqlite MLflow)."
+)
+@click.option(
+    "--address", default=None, help="Ray cluster address (ray://host:10001 or host:6379); default: local."
+)
 @click.option("--tracking-uri", default=None, help="MLflow tracking URI; default sqlite:///<out>/mlruns.db.")
 @click.option("--experiment", default="agentsweep", show_default=True, help="MLflow experiment name.")
 @click.option("--trials", "num_trials", type=int, default=None, help="Number of trials.")
-@click.option("--budget-flops", type=float, default=None, help="Stop starting trials once this compute is spent.")
-@click.option("--search", type=click.Choice(["random", "tpe", "grid"]), default=None, help="Default: the space's.")
+@click.option(
+    "--budget-flops", type=float, default=None, help="Stop starting trials once this compute is spent."
+)
+@click.option(
+    "--search", type=click.Choice(["random", "tpe", "grid"]), default=None, help="Default: the space's."
+)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--objective", default="sweep.objectives:rl", show_default=True, help="module:function run per trial.")
-@click.option("--options", "options_file", type=click.Path(exists=True, dir_okay=False), help="YAML of fixed options.")
-@click.option("--branch-builder", default=None, help="module:function building SFT branch points (once, cached).")
+@click.option(
+    "--objective", default="sweep.objectives:rl", show_default=True, help="module:function run per trial."
+)
+@click.option(
+    "--options", "options_file", type=click.Path(exists=True, dir_okay=False), help="YAML of fixed options."
+)
+@click.option(
+    "--branch-builder", default=None, help="module:function building SFT branch points (once, cached)."
+)
 @click.option("--cpus-per-trial", type=float, default=1.0, show_default=True)
-@click.option("--gpus-per-trial", type=float, default=0.0, show_default=True, help="Fractions (0.5) share a GPU.")
-@click.option("--resource", "resources", multiple=True, help="Custom resource per trial, NAME=AMOUNT (repeatable).")
+@click.option(
+    "--gpus-per-trial", type=float, default=0.0, show_default=True, help="Fractions (0.5) share a GPU."
+)
+@click.option(
+    "--resource", "resources", multiple=True, help="Custom resource per trial, NAME=AMOUNT (repeatable)."
+)
 @click.option("--max-concurrent", type=int, default=None, help="At most this many trials at once.")
 @click.option("--max-failures", type=int, default=1, show_default=True, help="Retries of a failing trial.")
 @click.option("--scheduler", type=click.Choice(["none", "asha"]), default="none", show_default=True)
@@ -187,7 +209,9 @@ def export(sweep, out) -> None:
 
 @click.command()
 @click.argument("sweep", required=False, type=click.Path(exists=True))
-@click.option("--tracking-uri", default=None, help="Backend store URI (default: the sweep's, or ./mlruns.db).")
+@click.option(
+    "--tracking-uri", default=None, help="Backend store URI (default: the sweep's, or ./mlruns.db)."
+)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Bind address (loopback unless told).")
 @click.option("--port", type=int, default=5000, show_default=True)
 def ui(sweep, tracking_uri, host, port) -> None:
@@ -198,7 +222,9 @@ def ui(sweep, tracking_uri, host, port) -> None:
         tracking_uri = load_settings(sweep).tracking_uri
     tracking_uri = tracking_uri or f"sqlite:///{Path('mlruns.db').resolve()}"
     if host not in ("127.0.0.1", "localhost", "::1"):
-        logger.warning("the MLflow UI will listen on %s: anyone who can reach it can read and delete runs", host)
+        logger.warning(
+            "the MLflow UI will listen on %s: anyone who can reach it can read and delete runs", host
+        )
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking_uri, "--host", host,
            "--port", str(port), "--workers", "1"]  # fmt: skip
     click.echo(f"MLflow UI on http://{host}:{port} (Ctrl-C to stop)")
@@ -207,7 +233,9 @@ def ui(sweep, tracking_uri, host, port) -> None:
 
 @click.command()
 @click.option("--out", "out_dir", default="demo_out", show_default=True, type=click.Path(file_okay=False))
-@click.option("--trials", "num_trials", type=int, default=None, help="Override the demo's number of RL trials.")
+@click.option(
+    "--trials", "num_trials", type=int, default=None, help="Override the demo's number of RL trials."
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 def demo(out_dir, num_trials, seed) -> None:
     """The full main job on one machine: SFT branch points, a small RL sweep, export, the bootstrap report."""
@@ -221,7 +249,9 @@ def demo(out_dir, num_trials, seed) -> None:
     except (ValueError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from exc
     console = Console()
-    console.print(f"[bold]demo done[/]: {s.num_finished} runs finished, {s.num_failed} failed ({s.objective})")
+    console.print(
+        f"[bold]demo done[/]: {s.num_finished} runs finished, {s.num_failed} failed ({s.objective})"
+    )
     console.print(f"  runs table: {s.runs_path}\n  curves:     {s.curves_path}")
     if s.report_dir is not None:
         console.print(f"  report:     {s.report_dir / 'report.html'}")

@@ -68,7 +68,9 @@ def _has_report() -> bool:
     return "report" in LAZY_COMMANDS
 
 
-def run_demo(out_dir: Path, *, num_trials: int | None = None, seed: int = 0, progress: Any = None) -> DemoSummary:
+def run_demo(
+    out_dir: Path, *, num_trials: int | None = None, seed: int = 0, progress: Any = None
+) -> DemoSummary:
     """Run the demo into `out_dir` (see the module docstring); returns where everything is."""
     from sweep.driver import launch
     from sweep.export import export_sweep
@@ -79,7 +81,9 @@ def run_demo(out_dir: Path, *, num_trials: int | None = None, seed: int = 0, pro
     missing = missing_pieces()
     t0 = time.perf_counter()
     if not missing:
-        missing.append("the demo's wiring of trainers' SFT builder and RL run (trainers landed after this was written)")
+        missing.append(
+            "the demo's wiring of trainers' SFT builder and RL run (trainers landed after this was written)"
+        )
     logger.warning(
         "the real SFT+RL pipeline is not available (missing: %s): running the sweep machinery on the "
         "surrogate objective instead", "; ".join(missing)
@@ -101,7 +105,9 @@ def run_demo(out_dir: Path, *, num_trials: int | None = None, seed: int = 0, pro
         if proc.returncode == 0:
             report_dir = out_dir / "report"
         else:
-            missing.append(f"a working `agentsweep report` (exit {proc.returncode}: {proc.stderr.strip()[-300:]})")
+            missing.append(
+                f"a working `agentsweep report` (exit {proc.returncode}: {proc.stderr.strip()[-300:]})"
+            )
     else:
         missing.append("`agentsweep report` (the analysis package's command)")
     summary = DemoSummary(
@@ -121,7 +127,9 @@ def _markdown(s: DemoSummary) -> str:
         f"- sweep directory: `{s.sweep_dir}` (`agentsweep status {s.sweep_dir}`)",
         f"- MLflow store: `{s.tracking_uri}`; open the UI with `agentsweep ui {s.sweep_dir}` (http://127.0.0.1:5000)",
         f"- runs table: `{s.runs_path}`; curves: `{s.curves_path}`",
-        f"- report: `{s.report_dir / 'report.html'}`" if s.report_dir else "- report: not produced (see below)",
+        f"- report: `{s.report_dir / 'report.html'}`"
+        if s.report_dir
+        else "- report: not produced (see below)",
         "- stage wall times: " + ", ".join(f"{k} {v:.0f} s" for k, v in s.stage_s.items()),
     ]
     if s.missing:

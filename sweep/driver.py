@@ -86,7 +86,9 @@ class SweepSettings:
         if self.num_trials is not None and self.num_trials < 1:
             raise ValueError(f"num_trials={self.num_trials} must be >= 1")
         if self.cpus_per_trial < 0 or self.gpus_per_trial < 0:
-            raise ValueError(f"cpus_per_trial={self.cpus_per_trial}, gpus_per_trial={self.gpus_per_trial} must be >= 0")
+            raise ValueError(
+                f"cpus_per_trial={self.cpus_per_trial}, gpus_per_trial={self.gpus_per_trial} must be >= 0"
+            )
         if self.gpus_per_trial > 1 and self.gpus_per_trial != int(self.gpus_per_trial):
             raise ValueError(f"gpus_per_trial={self.gpus_per_trial}: above 1 it must be a whole number")
         if self.max_failures < 0:
@@ -180,7 +182,9 @@ def ensure_ray(
     if temp_dir is not None:
         temp_dir = Path(temp_dir).resolve()
         # Ray's unix sockets live under the temp dir; their paths must stay under ~107 bytes
-        kwargs["_temp_dir"] = str(temp_dir) if len(str(temp_dir)) < 60 else tempfile.mkdtemp(prefix="agentsweep-ray-")
+        kwargs["_temp_dir"] = (
+            str(temp_dir) if len(str(temp_dir)) < 60 else tempfile.mkdtemp(prefix="agentsweep-ray-")
+        )
     ray.init(num_cpus=num_cpus, num_gpus=num_gpus, resources=dict(resources or {}) or None, **kwargs)
     return True
 
@@ -200,7 +204,9 @@ def _trainable(config: dict[str, Any], settings_json: str) -> None:
     params = space.resolve({k: v for k, v in config.items() if k in space.names})
     context = tune.get_context()
     trial_id = context.get_trial_id()
-    work = Path(os.getcwd()) if Path(os.getcwd()).name == context.get_trial_name() else Path(tempfile.mkdtemp())
+    work = (
+        Path(os.getcwd()) if Path(os.getcwd()).name == context.get_trial_name() else Path(tempfile.mkdtemp())
+    )
     bp = param_to_str(params.get(BRANCH_POINT))
     bp_path = settings.branch_points.get(bp) or None
     ctx_kwargs = dict(
@@ -227,7 +233,9 @@ def _trainable(config: dict[str, Any], settings_json: str) -> None:
             objective(params, TrialContext(resume_from=resume_from, **ctx_kwargs), report)
     samples = work / "samples"
     if samples.is_dir():  # to the trial's storage folder, where the MLflow callback picks them up
-        shutil.copytree(samples, settings.tune_path / context.get_trial_name() / "samples", dirs_exist_ok=True)
+        shutil.copytree(
+            samples, settings.tune_path / context.get_trial_name() / "samples", dirs_exist_ok=True
+        )
 
 
 def _assigned_resources() -> dict[str, float]:
@@ -242,7 +250,9 @@ def _assigned_resources() -> dict[str, float]:
 def _build_trainable(settings: SweepSettings) -> Any:
     from ray import tune
 
-    trainable = tune.with_parameters(_trainable, settings_json=json.dumps(dataclasses.asdict(settings), default=str))
+    trainable = tune.with_parameters(
+        _trainable, settings_json=json.dumps(dataclasses.asdict(settings), default=str)
+    )
     return tune.with_resources(trainable, settings.resources())
 
 
@@ -317,10 +327,14 @@ def launch(
 
     space = space if isinstance(space, SearchSpace) else load_space(space)
     out_dir = Path(out_dir).resolve()
-    sweep_id = sweep_id or f"{space.name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:6]}"
+    sweep_id = (
+        sweep_id or f"{space.name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:6]}"
+    )
     sweep_dir = out_dir / sweep_id
     if (sweep_dir / SETTINGS_FILE).exists():
-        raise FileExistsError(f"{sweep_dir} already holds a sweep: `agentsweep resume {sweep_dir}` continues it")
+        raise FileExistsError(
+            f"{sweep_dir} already holds a sweep: `agentsweep resume {sweep_dir}` continues it"
+        )
     sweep_dir.mkdir(parents=True, exist_ok=True)
     options = dict(options or {})
     _refuse_secrets(options)
@@ -362,11 +376,15 @@ def _refuse_secrets(options: Mapping[str, Any], where: str = "options") -> None:
             _refuse_secrets(value, f"{where}.{key}")
 
 
-def resume(sweep: str | Path, *, progress: Any = None, ray_init: Mapping[str, Any] | None = None) -> SweepResult:
+def resume(
+    sweep: str | Path, *, progress: Any = None, ray_init: Mapping[str, Any] | None = None
+) -> SweepResult:
     """Continue a sweep after its driver stopped (Ctrl-C, SIGKILL, a lost node): same trials, same searcher."""
     s = load_settings(sweep)
     if not (s.tune_path / "tuner.pkl").exists():
-        logger.warning("%s has no Tune experiment yet (killed before the first trial): starting it", s.sweep_dir)
+        logger.warning(
+            "%s has no Tune experiment yet (killed before the first trial): starting it", s.sweep_dir
+        )
         return _fit(s, restore=False, progress=progress, ray_init=ray_init)
     return _fit(s, restore=True, progress=progress, ray_init=ray_init)
 
@@ -379,7 +397,9 @@ def _open_parent_run(s: SweepSettings, out_dir: Path) -> SweepSettings:
 
     client = MlflowClient(tracking_uri=s.tracking_uri)
     local = s.tracking_uri.startswith(("sqlite:", "file:")) or "://" not in s.tracking_uri
-    experiment_id = get_or_create_experiment(client, s.experiment, artifact_root=out_dir / "mlartifacts" if local else None)
+    experiment_id = get_or_create_experiment(
+        client, s.experiment, artifact_root=out_dir / "mlartifacts" if local else None
+    )
     tags = {
         TAG_SWEEP: s.sweep_id,
         TAG_ROLE: "sweep",
@@ -461,7 +481,9 @@ def _trial_name(trial: Any) -> str:
     return str(trial.trial_id)
 
 
-def _fit(s: SweepSettings, *, restore: bool, progress: Any, ray_init: Mapping[str, Any] | None) -> SweepResult:
+def _fit(
+    s: SweepSettings, *, restore: bool, progress: Any, ray_init: Mapping[str, Any] | None
+) -> SweepResult:
     # Tune saves the experiment state (trials, searcher) at most this often: small, so a SIGKILL loses little
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "5")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
@@ -578,7 +600,9 @@ def sweep_status(sweep: str | Path) -> dict[str, Any]:
         m = run.data.metrics
         spent += float(m.get("rl_flops", m.get("flops", 0.0)))
         value = m.get(space.metric)
-        if value is not None and (best is None or (value > best[0] if space.mode == "max" else value < best[0])):
+        if value is not None and (
+            best is None or (value > best[0] if space.mode == "max" else value < best[0])
+        ):
             best = (value, run.data.tags.get("agentsweep.trial_id"), dict(run.data.params))
     parent = client.get_run(s.parent_run_id)
     return {

@@ -58,7 +58,9 @@ def runs_tables(sweep: str | Path, *, max_workers: int = 8) -> tuple[Any, Any]:
     def history(run: Any) -> Any:
         rows: dict[int, dict[str, float]] = {}
         for key in run.data.metrics:
-            for m in sorted(client.get_metric_history(run.info.run_id, key), key=lambda m: (m.step, m.timestamp)):
+            for m in sorted(
+                client.get_metric_history(run.info.run_id, key), key=lambda m: (m.step, m.timestamp)
+            ):
                 rows.setdefault(int(m.step), {})[key] = m.value  # the last logged value of a step wins
         frame = pd.DataFrame.from_dict(rows, orient="index").sort_index()
         frame.index.name = "step"
@@ -81,9 +83,13 @@ def runs_tables(sweep: str | Path, *, max_workers: int = 8) -> tuple[Any, Any]:
         rec["start_time"] = pd.to_datetime(run.info.start_time, unit="ms", utc=True)
         records.append(rec)
     runs_df = pd.DataFrame.from_records(records)
-    curves = pd.concat(curves_list, ignore_index=True) if curves_list else pd.DataFrame(columns=["run_id", "step"])
+    curves = (
+        pd.concat(curves_list, ignore_index=True) if curves_list else pd.DataFrame(columns=["run_id", "step"])
+    )
     if "flops" in curves:
-        curves = curves[["run_id", "step", "flops", *[c for c in curves.columns if c not in ("run_id", "step", "flops")]]]
+        curves = curves[
+            ["run_id", "step", "flops", *[c for c in curves.columns if c not in ("run_id", "step", "flops")]]
+        ]
     return runs_df, curves
 
 

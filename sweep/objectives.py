@@ -95,7 +95,9 @@ def surrogate_success(params: Mapping[str, Any]) -> float:
     for name, table in _EFFECTS.items():
         logit += table.get(params.get(name), 0.0) * (1 + weak if name == "gamma" else 1)
     if params.get("curriculum") is not None:
-        logit += (0.20 if params["curriculum"] else -0.05) * weak - (0.15 if params["curriculum"] else 0) * (1 - weak)
+        logit += (0.20 if params["curriculum"] else -0.05) * weak - (0.15 if params["curriculum"] else 0) * (
+            1 - weak
+        )
     if params.get("std_normalize") is not None:
         logit += (0.10 if params["std_normalize"] else -0.10) * (1 + weak)
     if params.get("error_log") is not None:
@@ -150,7 +152,8 @@ def surrogate(params: dict[str, Any], ctx: TrialContext, report: Reporter) -> No
             checkpoint=str(ckpt),
         )
     Path(ctx.samples_dir).mkdir(parents=True, exist_ok=True)
-    summary = {"final_success": final, "seed": ctx.seed, "resources": dict(ctx.resources), "start_step": start}
+    summary = {"final_success": final, "seed": ctx.seed, "resources": dict(ctx.resources), "start_step": start,
+               "branch_point": ctx.branch_point, "branch_point_flops": ctx.branch_point_flops}  # fmt: skip
     (Path(ctx.samples_dir) / "summary.json").write_text(json.dumps(summary))
 
 
@@ -163,8 +166,9 @@ def rl(params: dict[str, Any], ctx: TrialContext, report: Reporter) -> None:
     `ctx.options["rl"]` holds the non-swept RLConfig fields (env, tasks, student, steps, ...); the swept ones come
     from `params` (the same names); the branch point, seed, output directory and resume state from `ctx`.
     """
-    from trainers.config import RLConfig
     from trainers.rl import train_rl
+
+    from trainers.config import RLConfig
 
     fields = dict(ctx.options.get("rl", {}))
     fields.update({k: v for k, v in params.items() if v is not None})

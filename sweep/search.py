@@ -103,7 +103,9 @@ class BudgetSearcher(Searcher):
 
     def suggest(self, trial_id: str) -> dict | str | None:
         if self.spent_flops >= self.budget_flops:
-            logger.info("FLOPs budget spent (%.3g of %.3g): no new trials", self.spent_flops, self.budget_flops)
+            logger.info(
+                "FLOPs budget spent (%.3g of %.3g): no new trials", self.spent_flops, self.budget_flops
+            )
             return Searcher.FINISHED
         return self.searcher.suggest(trial_id)
 
@@ -122,7 +124,11 @@ class BudgetSearcher(Searcher):
             self._rl_flops[trial_id] = float(value)
 
     def get_state(self) -> dict:
-        return {"budget_flops": self.budget_flops, "base_flops": self.base_flops, "rl_flops": dict(self._rl_flops)}
+        return {
+            "budget_flops": self.budget_flops,
+            "base_flops": self.base_flops,
+            "rl_flops": dict(self._rl_flops),
+        }
 
     def set_state(self, state: dict) -> None:
         self.budget_flops, self.base_flops = state["budget_flops"], state["base_flops"]
@@ -161,7 +167,9 @@ def make_searcher(
             if kind == "random"
             else optuna.samplers.TPESampler(seed=seed, n_startup_trials=10)
         )
-        searcher = OptunaSearch(space=OptunaSpace(space), metric=space.metric, mode=space.mode, sampler=sampler)
+        searcher = OptunaSearch(
+            space=OptunaSpace(space), metric=space.metric, mode=space.mode, sampler=sampler
+        )
     else:
         raise ValueError(f"search={kind!r}; use random, tpe or grid")
     if budget_flops is not None:

@@ -103,14 +103,18 @@ class SearchSpace:
         """
         unknown = sorted(set(params) - set(self.names))
         if unknown:
-            raise ValueError(f"unknown hyperparameter(s) {unknown} for space {self.name!r}: expected {list(self.names)}")
+            raise ValueError(
+                f"unknown hyperparameter(s) {unknown} for space {self.name!r}: expected {list(self.names)}"
+            )
         out: dict[str, Any] = {}
         for p in self.parameters:
             if not self.is_active(p.name, out):
                 out[p.name] = None
                 continue
             if p.name not in params or params[p.name] is None:
-                raise ValueError(f"hyperparameter {p.name!r} is active but has no value; give one of {list(p.values)}")
+                raise ValueError(
+                    f"hyperparameter {p.name!r} is active but has no value; give one of {list(p.values)}"
+                )
             value = params[p.name]
             if not p.auto and not _in_values(value, p.values):
                 raise ValueError(f"{p.name}={value!r} is not in the space; allowed: {list(p.values)}")
@@ -149,7 +153,8 @@ class SearchSpace:
     def with_values(self, name: str, values: Sequence[Value]) -> SearchSpace:
         """A copy where `name` takes `values` (used to fill `values: auto` with the built branch points)."""
         params = tuple(
-            dataclasses.replace(p, values=tuple(values), auto=False) if p.name == name else p for p in self.parameters
+            dataclasses.replace(p, values=tuple(values), auto=False) if p.name == name else p
+            for p in self.parameters
         )
         return dataclasses.replace(self, parameters=params)
 
@@ -171,10 +176,14 @@ class SearchSpace:
         }
 
     def content_hash(self) -> str:
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True, default=str).encode()).hexdigest()[:16]
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True, default=str).encode()).hexdigest()[
+            :16
+        ]
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], *, source: str = "<dict>", known: Mapping[str, Any] | None = None):
+    def from_dict(
+        cls, data: Mapping[str, Any], *, source: str = "<dict>", known: Mapping[str, Any] | None = None
+    ):
         """Validate a parsed YAML mapping.
 
         Args:
@@ -185,7 +194,9 @@ class SearchSpace:
                 when the trainers package is not installed.
         """
         if not isinstance(data, Mapping):
-            raise ValueError(f"{source}: a space file is a mapping with a `parameters:` key, got {type(data).__name__}")
+            raise ValueError(
+                f"{source}: a space file is a mapping with a `parameters:` key, got {type(data).__name__}"
+            )
         extra = sorted(set(data) - _TOP_KEYS)
         if extra:
             raise ValueError(f"{source}: unknown top-level key(s) {extra}; allowed: {sorted(_TOP_KEYS)}")
@@ -231,8 +242,12 @@ def space_path(name_or_path: str | Path) -> Path:
     packaged = resources.files("sweep") / "spaces" / f"{p.stem if p.suffix else p.name}.yaml"
     if p.suffix in ("", ".yaml", ".yml") and packaged.is_file():
         return Path(str(packaged))
-    names = sorted(f.name[:-5] for f in (resources.files("sweep") / "spaces").iterdir() if f.name.endswith(".yaml"))
-    raise FileNotFoundError(f"no space file {str(name_or_path)!r}: give a YAML path or a packaged name {names}")
+    names = sorted(
+        f.name[:-5] for f in (resources.files("sweep") / "spaces").iterdir() if f.name.endswith(".yaml")
+    )
+    raise FileNotFoundError(
+        f"no space file {str(name_or_path)!r}: give a YAML path or a packaged name {names}"
+    )
 
 
 def load_space(name_or_path: str | Path, *, known: Mapping[str, Any] | None = None) -> SearchSpace:
@@ -293,7 +308,9 @@ def _parse_parameter(name: str, spec: Any, source: str, known: Mapping[str, Any]
     parent = parent_value = None
     if when is not None:
         if not isinstance(when, Mapping) or len(when) != 1:
-            raise ValueError(f"{source}: {name}: `when` must name exactly one parent, e.g. {{curriculum: true}}")
+            raise ValueError(
+                f"{source}: {name}: `when` must name exactly one parent, e.g. {{curriculum: true}}"
+            )
         ((parent, parent_value),) = when.items()
     return Parameter(name, () if auto else tuple(values), parent, parent_value, auto)
 
@@ -359,4 +376,3 @@ def _check_structure(space: SearchSpace) -> None:
         raise ValueError(f"space {space.name!r}: duplicate parameter names {names}")
     if space.search not in SEARCH_KINDS:
         raise ValueError(f"space {space.name!r}: search={space.search!r}; use one of {list(SEARCH_KINDS)}")
-

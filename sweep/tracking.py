@@ -65,13 +65,17 @@ TUNE_RESULT_KEYS = frozenset(
 
 def is_secret_name(name: str) -> bool:
     """Whether a key or variable name looks like it holds a secret (PWD, PASSWORD, TOKEN, API_KEY, SECRET...)."""
+    if name.lower().endswith("_env"):  # names the variable that holds a secret (TeacherConfig.api_key_env)
+        return False
     return bool(_SECRET_NAME.search(name))
 
 
 def secret_values(environ: Mapping[str, str] | None = None) -> list[str]:
     """Values of environment variables whose name looks secret (SNOW_INSTANCE_PWD, *_API_KEY, *TOKEN, ...)."""
     environ = os.environ if environ is None else environ
-    return sorted({v for k, v in environ.items() if _SECRET_NAME.search(k) and len(v) >= 4}, key=len, reverse=True)
+    return sorted(
+        {v for k, v in environ.items() if _SECRET_NAME.search(k) and len(v) >= 4}, key=len, reverse=True
+    )
 
 
 def redact(obj: Any, *, secrets: Iterable[str] | None = None) -> Any:
@@ -84,7 +88,7 @@ def redact(obj: Any, *, secrets: Iterable[str] | None = None) -> Any:
     secrets = list(secret_values() if secrets is None else secrets)
     if isinstance(obj, Mapping):
         return {
-            k: (REDACTED if isinstance(k, str) and _SECRET_NAME.search(k) else redact(v, secrets=secrets))
+            k: (REDACTED if isinstance(k, str) and is_secret_name(k) else redact(v, secrets=secrets))
             for k, v in obj.items()
         }
     if isinstance(obj, (list, tuple)):
@@ -108,7 +112,11 @@ def git_commit(cwd: str | Path | None = None) -> str:
     """The current git commit of the code (or 'unknown' outside a checkout)."""
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=cwd or Path(__file__).parent, capture_output=True, text=True, timeout=5
+            ["git", "rev-parse", "HEAD"],
+            cwd=cwd or Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
         )
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
@@ -240,7 +248,8 @@ class TrialRunLogger(Callback):
         """The child run of a trial: the existing one (resume, retry) or a new one with params and tags."""
         if self._runs is None:
             self._runs = {
-                r.data.tags[TAG_TRIAL]: r.info.run_id for r in find_child_runs(self.client, self.experiment_id, self.sweep_id)
+                r.data.tags[TAG_TRIAL]: r.info.run_id
+                for r in find_child_runs(self.client, self.experiment_id, self.sweep_id)
             }
         if trial_id in self._runs:
             return self._runs[trial_id]

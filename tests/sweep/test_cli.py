@@ -98,3 +98,15 @@ def test_ui_serves_on_loopback(sweep_dir):
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
+
+
+def test_export_passes_through_report(sweep_dir, tmp_path):
+    from sweep.cli import LAZY_COMMANDS
+
+    if "report" not in LAZY_COMMANDS:
+        pytest.skip("`agentsweep report` (analysis) is not registered in sweep/cli.py yet")
+    runs = tmp_path / "runs.parquet"
+    assert CliRunner().invoke(cli, ["export", str(sweep_dir), "-o", str(runs)]).exit_code == 0
+    result = CliRunner().invoke(cli, ["report", str(runs), "--out", str(tmp_path / "report")])
+    assert result.exit_code == 0, result.output
+    assert {"hparams.csv", "summary.json", "report.html"} <= {p.name for p in (tmp_path / "report").iterdir()}

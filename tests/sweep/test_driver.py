@@ -100,7 +100,9 @@ def _summaries(client, runs) -> list[dict]:
     out = []
     for run in runs:
         path = client.download_artifacts(run.info.run_id, "samples/summary.json")
-        out.append({**json.loads(Path(path).read_text()), "start": run.info.start_time, "end": run.info.end_time})
+        out.append(
+            {**json.loads(Path(path).read_text()), "start": run.info.start_time, "end": run.info.end_time}
+        )
     return out
 
 
@@ -122,7 +124,9 @@ def test_logical_gpu_and_custom_resources_are_honoured(ray_cluster, tmp_path):
 
 
 def test_flops_budget_stops_new_trials(ray_cluster, tmp_path):
-    space = _tiny_space(tmp_path, {"batch_size": {"values": [64]}, "gamma": {"values": [0.5, 0.8, 0.9, 0.95, 1.0]}})
+    space = _tiny_space(
+        tmp_path, {"batch_size": {"values": [64]}, "gamma": {"values": [0.5, 0.8, 0.9, 0.95, 1.0]}}
+    )
     # each trial: 2 evals x 64 episodes x 1e15 FLOPs = 1.28e17 RL FLOPs; budget 2.5e17 -> 2 trials, not 5
     result = launch(space, out_dir=tmp_path, objective="sweep.objectives:surrogate", budget_flops=2.5e17,
                     search="random", max_concurrent=1, options={"num_evals": 2, "rl_flops_per_episode": 1e15})  # fmt: skip

@@ -6,9 +6,16 @@ from sweep.tracking import REDACTED, is_secret_name, redact, secret_values, tria
 
 
 def test_secret_names():
-    for name in ["SNOW_INSTANCE_PWD", "OPENAI_API_KEY", "HF_TOKEN", "token", "db_password", "aws_secret_access_key"]:
+    for name in [
+        "SNOW_INSTANCE_PWD",
+        "OPENAI_API_KEY",
+        "HF_TOKEN",
+        "token",
+        "db_password",
+        "aws_secret_access_key",
+    ]:
         assert is_secret_name(name), name
-    for name in ["temperature", "SNOW_INSTANCE_URL", "batch_size", "tokens", "max_new_tokens"]:
+    for name in ["temperature", "SNOW_INSTANCE_URL", "batch_size", "tokens", "max_new_tokens", "api_key_env"]:
         assert not is_secret_name(name), name
 
 
