@@ -20,7 +20,7 @@ from typing import Any
 
 from sweep.space import BRANCH_POINT, SearchSpace, param_to_str
 
-__all__ = ["BuiltBranchPoint", "attach", "content_hash", "ensure_branch_points"]
+__all__ = ["BuiltBranchPoint", "attach", "content_hash", "ensure_branch_points", "sft_branch_points"]
 
 logger = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
@@ -103,3 +103,33 @@ def attach(space: SearchSpace, built: Sequence[BuiltBranchPoint]) -> tuple[Searc
             values.append(match)
     values = [int(v) if v == 0 else v for v in values]
     return space.with_values(BRANCH_POINT, values), {param_to_str(v): points[float(v)] for v in values}
+
+
+def sft_branch_points(options: Mapping[str, Any], cache_dir: str) -> list[Any]:
+    """The trainers' pipeline as a builder: teacher traces -> SFT, a branch point every k FLOPs or steps.
+
+    `options["sft"]` holds `teacher` (TeacherConfig fields) and `student` (SFTConfig fields except `traces`);
+    both output directories go under `cache_dir`. Returns the trainers' `BranchPoint`s (path, flops, step), whose
+    FLOPs include the teacher's generation.
+    """
+    from trainers.config import SFTConfig, TeacherConfig
+    from trainers.sft import train_sft
+    from trainers.teacher import collect_teacher_traces
+
+    spec = options.get("sft") or {}
+    unknown = sorted(set(spec) - {"teacher", "student"})
+    if unknown:
+        raise ValueError(f"options.sft: unknown key(s) {unknown}; give `teacher:` and `student:` mappings")
+    teacher_fields = {
+        k: tuple(v) if isinstance(v, list) else v for k, v in (spec.get("teacher") or {}).items()
+    }
+    teacher = TeacherConfig(**{**teacher_fields, "output_dir": str(Path(cache_dir) / "teacher")})
+    traces = collect_teacher_traces(teacher)
+    student = SFTConfig(
+        **{
+            **(spec.get("student") or {}),
+            "traces": str(traces.path),
+            "output_dir": str(Path(cache_dir) / "sft"),
+        }
+    )
+    return list(train_sft(student))

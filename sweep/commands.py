@@ -241,10 +241,10 @@ def demo(out_dir, num_trials, seed) -> None:
     """The full main job on one machine: SFT branch points, a small RL sweep, export, the bootstrap report."""
     from rich.console import Console
 
-    from sweep.demo import SURROGATE_TRIALS, run_demo
+    from sweep.demo import run_demo
 
     try:
-        with _RichProgress(num_trials or SURROGATE_TRIALS, "demo sweep") as bar:
+        with _RichProgress(num_trials, "demo sweep") as bar:
             s = run_demo(Path(out_dir), num_trials=num_trials, seed=seed, progress=bar)
     except (ValueError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from exc

@@ -20,11 +20,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DemoSummary", "missing_pieces", "run_demo"]
+__all__ = ["DEMO_OPTIONS", "DemoSummary", "missing_pieces", "run_demo"]
 
 logger = logging.getLogger(__name__)
 
 SURROGATE_TRIALS = 60
+REAL_TRIALS = 8
+DEMO_OPTIONS: dict[str, Any] = {
+    # non-swept RLConfig fields of every trial (the swept ones come from spaces/demo.yaml)
+    "rl": {"env": "toy", "student": "tiny-llama", "group_size": 4, "num_updates": 6, "eval_every": 2,
+           "max_eval_goals": 8, "max_steps": 6, "workers": 1},
+    # inputs of the shared SFT branch points (their content hash decides whether they are rebuilt)
+    "sft": {
+        "teacher": {"env": "toy", "teacher": "scripted", "max_goals": 40},
+        "student": {"student": "tiny-llama", "num_epochs": 2.0, "checkpoint_every_steps": 10},
+    },
+}  # fmt: skip
 
 
 @dataclass
@@ -49,8 +60,9 @@ def missing_pieces() -> list[str]:
     wanted = [
         ("trainers.config", "RLConfig"),
         ("trainers.rl", "train_rl"),
-        ("trainers", "train_sft"),
-        ("trainers", "collect_teacher_traces"),
+        ("trainers.sft", "train_sft"),
+        ("trainers.teacher", "collect_teacher_traces"),
+        ("envs.runner", "open_runner"),
     ]
     missing = []
     for module, attr in wanted:
@@ -81,17 +93,20 @@ def run_demo(
     missing = missing_pieces()
     t0 = time.perf_counter()
     if not missing:
-        missing.append(
-            "the demo's wiring of trainers' SFT builder and RL run (trainers landed after this was written)"
-        )
-    logger.warning(
-        "the real SFT+RL pipeline is not available (missing: %s): running the sweep machinery on the "
-        "surrogate objective instead", "; ".join(missing)
-    )  # fmt: skip
-    result = launch(
-        "paper", out_dir=out_dir, objective="sweep.objectives:surrogate", options={"num_evals": 5},
-        num_trials=num_trials or SURROGATE_TRIALS, seed=seed, max_failures=1, progress=progress,
-    )  # fmt: skip
+        result = launch(
+            "demo", out_dir=out_dir, objective="sweep.objectives:rl", options=DEMO_OPTIONS,
+            branch_builder="sweep.branch_points:sft_branch_points", num_trials=num_trials or REAL_TRIALS,
+            seed=seed, max_failures=1, progress=progress,
+        )  # fmt: skip
+    else:
+        logger.warning(
+            "the real SFT+RL pipeline is not available (missing: %s): running the sweep machinery on the "
+            "surrogate objective instead", "; ".join(missing),
+        )  # fmt: skip
+        result = launch(
+            "paper", out_dir=out_dir, objective="sweep.objectives:surrogate", options={"num_evals": 5},
+            num_trials=num_trials or SURROGATE_TRIALS, seed=seed, max_failures=1, progress=progress,
+        )  # fmt: skip
     stage_s["sweep"] = time.perf_counter() - t0
     t1 = time.perf_counter()
     runs_path, curves_path = export_sweep(result.settings.sweep_dir, out_dir / "runs.parquet")
