@@ -77,8 +77,6 @@ class RLConfig:
     """Branch point directory to start from (overrides the student's weights); None: the student itself."""
     sft_flops: float = 0.0
     """FLOPs spent to reach init_checkpoint (teacher + SFT); added to the reported cumulative `flops`."""
-    lora: bool = False
-    """Train LoRA adapters instead of all weights."""
 
     # --- environment and data ---
     env: str = "toy"
@@ -270,7 +268,9 @@ class TeacherConfig:
         _positive(self, "episodes_per_goal", "max_goals", "max_new_tokens", "max_steps", "workers", "concurrency",
                   "timeout_s")  # fmt: skip
         if self.teacher == "openai" and not (self.base_url and self.model):
-            raise ValueError("teacher='openai' needs base_url (e.g. http://host:8000/v1) and model (served name)")
+            raise ValueError(
+                "teacher='openai' needs base_url (e.g. http://host:8000/v1) and model (served name)"
+            )
         if self.teacher == "hf" and not self.model:
             raise ValueError("teacher='hf' needs model (a model directory or a named student)")
         if self.teacher not in ("scripted", "hf", "openai"):

@@ -26,13 +26,12 @@ ZERO_ADV_TOL = 1e-8
 """|advantage| at or below this counts as zero for zero-advantage filtering."""
 
 
-def advantages(
-    returns: np.ndarray, *, grouped: bool, std_normalize: bool, eps: float = 1e-4
-) -> np.ndarray:
+def advantages(returns: np.ndarray, *, grouped: bool, std_normalize: bool, eps: float = 1e-4) -> np.ndarray:
     """Per-episode advantages from episode returns.
 
     Args:
-        returns: (N, G) episode returns, one row per goal (a group of G rollouts).
+        returns: (N, G) episode returns, one row per goal (a group of G rollouts); NaN marks an episode lost to
+            an env error: it is left out of its group's statistics and gets a NaN advantage (never trained on).
         grouped: subtract each group's mean return (group-relative advantage); off: the raw return.
         std_normalize: divide by each group's return std (population std, ddof=0) plus `eps`.
         eps: added to the std so that constant groups do not divide by zero.
@@ -43,9 +42,13 @@ def advantages(
     r = np.asarray(returns, dtype=np.float64)
     if r.ndim != 2:
         raise ValueError(f"returns must be (num_goals, group_size), got shape {r.shape}")
-    adv = r - r.mean(axis=1, keepdims=True) if grouped else r.copy()
+    valid = ~np.isnan(r)
+    n = valid.sum(axis=1, keepdims=True)
+    mean = np.where(valid, r, 0.0).sum(axis=1, keepdims=True) / np.maximum(n, 1)
+    adv = r - mean if grouped else r.copy()
     if std_normalize:
-        adv = adv / (r.std(axis=1, keepdims=True) + eps)
+        var = np.where(valid, (r - mean) ** 2, 0.0).sum(axis=1, keepdims=True) / np.maximum(n, 1)
+        adv = adv / (np.sqrt(var) + eps)
     return adv
 
 
@@ -56,8 +59,8 @@ def nonzero_mask(adv: np.ndarray, *, zero_adv_filter: bool) -> np.ndarray:
     """
     adv = np.asarray(adv, dtype=np.float64)
     if not zero_adv_filter:
-        return np.ones(adv.shape, dtype=bool)
-    return np.abs(adv) > ZERO_ADV_TOL
+        return ~np.isnan(adv)
+    return np.abs(adv) > ZERO_ADV_TOL  # NaN compares False: env-error episodes are dropped too
 
 
 def policy_loss(
@@ -170,10 +173,7 @@ def curriculum_weights(
     if temperature <= 0:
         raise ValueError(f"curriculum temperature={temperature} must be > 0")
     scores = np.array(
-        [
-            (state.std(t) - abs(state.mean[t] - target_return)) if t in state.mean else 1.0
-            for t in tasks
-        ],
+        [(state.std(t) - abs(state.mean[t] - target_return)) if t in state.mean else 1.0 for t in tasks],
         dtype=np.float64,
     )
     z = scores / temperature

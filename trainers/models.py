@@ -40,7 +40,7 @@ CHAT_TEMPLATE = (
 _CORPUS = [
     "<|im_start|>system\nYou are a web agent. Answer with one action per step.<|im_end|>\n",
     "<|im_start|>user\nGoal: click the button labelled OK. Page: [12] button 'OK' [13] link 'Cancel'<|im_end|>\n",
-    "<|im_start|>assistant\nThe OK button has bid 12.\nclick(\"12\")<|im_end|>\n",
+    '<|im_start|>assistant\nThe OK button has bid 12.\nclick("12")<|im_end|>\n',
     'fill("7", "hello world") select_option("3", "blue") scroll(0, 200) hover("4") noop() press("5", "Enter")',
     "Goal: type the word into the text box and press submit. textbox checkbox option radio menu tab link",
     "Last action error: no element with bid 99. Step 1 of 10. Observation: the page shows a form.",
@@ -153,7 +153,9 @@ def _save_atomically(model, tokenizer, target: Path) -> None:
 def student_dir(name_or_dir: str) -> Path:
     """A model directory for a named student (materialised in the cache on first use) or the directory given."""
     if name_or_dir in STUDENTS:
-        target = cache_dir() / ("smollm2-135m-instruct" if name_or_dir == "smollm2-135m" else "tiny-llama-seed0")
+        target = cache_dir() / (
+            "smollm2-135m-instruct" if name_or_dir == "smollm2-135m" else "tiny-llama-seed0"
+        )
         if not (target / "config.json").is_file():
             if name_or_dir == "smollm2-135m":
                 _materialise_smollm2(target)
@@ -162,7 +164,9 @@ def student_dir(name_or_dir: str) -> Path:
         return target
     path = Path(name_or_dir)
     if not (path / "config.json").is_file():
-        raise ValueError(f"student {name_or_dir!r} is neither a named student {STUDENTS} nor a model directory")
+        raise ValueError(
+            f"student {name_or_dir!r} is neither a named student {STUDENTS} nor a model directory"
+        )
     return path
 
 

@@ -1,0 +1,161 @@
+"""SFT on teacher traces with a completion-only token loss, saving branch points at fixed FLOPs intervals.
+
+Each branch point is a model directory (LoRA adapters merged) registered with the FLOPs spent to reach it:
+the teacher's generation FLOPs (at the teacher's size) plus the student's training FLOPs so far.
+`branch_points.json` in the output directory lists them.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from trainers.common import (
+    clip_and_step,
+    collate,
+    encode_example,
+    make_optimizer,
+    masked_nll,
+    save_checkpoint,
+)
+from trainers.config import SFTConfig
+from trainers.flops import FlopsCounter
+from trainers.models import load_student, resolve_device
+from trainers.teacher import TraceSet
+
+__all__ = ["BranchPoint", "train_sft", "load_branch_points", "apply_lora"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BranchPoint:
+    """An SFT checkpoint RL can start from."""
+
+    path: str
+    """Model directory (loadable with `load_student(path)`)."""
+    flops: float
+    """FLOPs spent to reach it: teacher generation + student training."""
+    step: int
+    """SFT updates done."""
+
+
+def apply_lora(model, rank: int, seed: int):
+    """Wrap the model with LoRA adapters on the attention and MLP projections (peft)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(seed)
+    cfg = LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, task_type="CAUSAL_LM",
+                     target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])  # fmt: skip
+    return get_peft_model(model, cfg)
+
+
+def _schedule(optimizer, total: int, warmup_ratio: float):
+    import torch
+
+    warm = max(1, int(round(warmup_ratio * total)))
+
+    def lr_lambda(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total - warm))))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda)
+
+
+def _save_branch(
+    model, tok, out: Path, step: int, flops: float, student_flops: float, lora: bool
+) -> BranchPoint:
+    to_save = copy.deepcopy(model).merge_and_unload() if lora else model
+    path = out / f"branch_step{step:06d}"
+    save_checkpoint(path, model=to_save, tokenizer=tok,
+                    state={"step": step, "flops": flops, "student_flops": student_flops})  # fmt: skip
+    return BranchPoint(str(path), flops, step)
+
+
+def train_sft(cfg: SFTConfig, report: Callable[..., None] | None = None) -> list[BranchPoint]:
+    """Fine-tune the student on a TraceSet; branch points every `checkpoint_every_flops` FLOPs and at the end.
+
+    Args:
+        cfg: the SFT configuration.
+        report: `report(metrics, checkpoint)` after each branch point with `step`, `flops` (teacher + student),
+            `sft_flops`, `train_loss` (mean token NLL since the last report), `tokens`.
+
+    Returns:
+        The branch points in order of FLOPs (also written to `<output_dir>/branch_points.json`).
+    """
+    import torch
+
+    traces = TraceSet.load(cfg.traces)
+    if not traces.examples:
+        raise ValueError(
+            f"{cfg.traces} has no SFT examples (no successful teacher episode): collect more traces"
+        )
+    device = resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    model, tok = load_student(cfg.student, device=device)
+    if cfg.lora:
+        model = apply_lora(model, cfg.lora_rank, cfg.seed)
+    model.train()
+    data = [
+        encode_example(tok, ex.messages, ex.completion, max_seq_len=cfg.max_seq_len) for ex in traces.examples
+    ]
+    counter = FlopsCounter(model)
+    total = max(1, math.ceil(cfg.num_epochs * len(data) / cfg.batch_size))
+    optimizer = make_optimizer(model, learning_rate=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    scheduler = _schedule(optimizer, total, cfg.warmup_ratio)
+    rng = np.random.default_rng(cfg.seed)
+    order = np.concatenate(
+        [rng.permutation(len(data)) for _ in range(math.ceil(total * cfg.batch_size / len(data)))]
+    )
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    branches: list[BranchPoint] = []
+    next_flops = cfg.checkpoint_every_flops
+    loss_sum, tok_sum = 0.0, 0
+    for step in range(1, total + 1):
+        batch = [data[i] for i in order[(step - 1) * cfg.batch_size : step * cfg.batch_size]]
+        num_tokens = sum(e.num_completion_tokens for e in batch)
+        for j in range(0, len(batch), cfg.micro_batch_size):
+            micro = batch[j : j + cfg.micro_batch_size]
+            loss = masked_nll(model, *collate(micro, tok.pad_token_id, device=device), num_tokens=num_tokens)
+            loss.backward()
+            loss_sum += float(loss.detach()) * num_tokens
+            counter.add_sequences([len(e.input_ids) for e in micro], trained=True)
+        tok_sum += num_tokens
+        clip_and_step(model, optimizer, max_grad_norm=cfg.max_grad_norm, scheduler=scheduler)
+        flops = traces.teacher_flops + counter.flops
+        due = (next_flops is not None and flops >= next_flops) or (
+            cfg.checkpoint_every_steps is not None and step % cfg.checkpoint_every_steps == 0
+        )
+        if due or step == total:
+            bp = _save_branch(model, tok, out, step, flops, counter.flops, cfg.lora)
+            branches.append(bp)
+            while next_flops is not None and flops >= next_flops:
+                next_flops += cfg.checkpoint_every_flops
+            metrics = {"step": float(step), "flops": flops, "sft_flops": counter.flops,
+                       "train_loss": loss_sum / max(tok_sum, 1), "tokens": float(counter.tokens)}  # fmt: skip
+            logger.info(
+                "sft step %d: loss %.4f, %.3g FLOPs -> %s", step, metrics["train_loss"], flops, bp.path
+            )
+            loss_sum, tok_sum = 0.0, 0
+            if report is not None:
+                report(metrics, checkpoint=bp.path)
+    (out / "branch_points.json").write_text(json.dumps([asdict(b) for b in branches], indent=1))
+    return branches
+
+
+def load_branch_points(output_dir: str | Path) -> list[BranchPoint]:
+    """The branch points a finished `train_sft` registered in `output_dir`."""
+    path = Path(output_dir) / "branch_points.json"
+    if not path.is_file():
+        raise ValueError(f"{path} not found: run train_sft with output_dir={output_dir}")
+    return [BranchPoint(**d) for d in json.loads(path.read_text())]

@@ -1,0 +1,169 @@
+"""Teacher traces: episodes of a teacher (scripted, local HF, or an OpenAI-compatible endpoint) -> SFT examples.
+
+Only successful episodes become examples, one per step (prompt messages -> the teacher's reasoning + action);
+every teacher token, failed episodes included, counts in the teacher FLOPs at the teacher's size. The
+dataset is saved with its provenance: `examples.jsonl`, `trajectories.jsonl`, `provenance.json`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import platform
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from envs.protocol import Trajectory
+from trainers.config import TeacherConfig
+from trainers.envio import Runner, goal_key, open_env_runner, scripted_policy, split_goals
+from trainers.flops import FlopsCounter
+
+__all__ = ["SFTExample", "TraceSet", "collect_teacher_traces", "examples_from_trajectories"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SFTExample:
+    """One supervised step: the chat messages the agent saw and what the teacher answered."""
+
+    messages: tuple[dict[str, str], ...]
+    completion: str
+    task: str
+    seed: int
+    step: int
+
+
+@dataclass
+class TraceSet:
+    """An SFT dataset with its provenance and the FLOPs it cost to generate."""
+
+    examples: list[SFTExample]
+    provenance: dict[str, Any] = field(default_factory=dict)
+    teacher_flops: float = 0.0
+    path: str | None = None
+
+    def save(self, path: str | Path, trajectories: Sequence[Trajectory] = ()) -> Path:
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        with (path / "examples.jsonl").open("w") as f:
+            for ex in self.examples:
+                f.write(json.dumps(dataclasses.asdict(ex)) + "\n")
+        if trajectories:
+            with (path / "trajectories.jsonl").open("w") as f:
+                for t in trajectories:
+                    f.write(t.to_json() + "\n")
+        prov = {**self.provenance, "teacher_flops": self.teacher_flops, "num_examples": len(self.examples)}
+        (path / "provenance.json").write_text(json.dumps(prov, indent=1, default=str))
+        self.path = str(path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> TraceSet:
+        path = Path(path)
+        if not (path / "examples.jsonl").is_file():
+            raise ValueError(
+                f"{path} holds no examples.jsonl: pass a directory written by collect_teacher_traces"
+            )
+        examples = []
+        for line in (path / "examples.jsonl").read_text().splitlines():
+            d = json.loads(line)
+            examples.append(SFTExample(**{**d, "messages": tuple(d["messages"])}))
+        prov = (
+            json.loads((path / "provenance.json").read_text()) if (path / "provenance.json").is_file() else {}
+        )
+        return cls(examples, prov, float(prov.get("teacher_flops", 0.0)), str(path))
+
+
+def examples_from_trajectories(trajectories: Sequence[Trajectory]) -> list[SFTExample]:
+    """One example per step of each successful episode (episodes with an env error are skipped)."""
+    out = []
+    for t in trajectories:
+        if not t.success or t.env_error:
+            continue
+        for i, s in enumerate(t.steps):
+            out.append(SFTExample(tuple(s.prompt.messages), s.completion.text, t.task, t.seed, i))
+    return out
+
+
+def _teacher_policy(cfg: TeacherConfig, counter: FlopsCounter | None):
+    if cfg.teacher == "scripted":
+        return scripted_policy(cfg.env)
+    if cfg.teacher == "openai":
+        from trainers.backends import OpenAIPolicy
+
+        return OpenAIPolicy(cfg.base_url, cfg.model, api_key_env=cfg.api_key_env, concurrency=cfg.concurrency,
+                            timeout_s=cfg.timeout_s, max_retries=cfg.max_retries, seed=cfg.seed,
+                            counter=counter)  # fmt: skip
+    from trainers.backends import HFPolicy
+    from trainers.models import load_student, resolve_device
+
+    model, tok = load_student(cfg.model, device=resolve_device("auto"))
+    return HFPolicy(model, tok, counter=counter)
+
+
+def collect_teacher_traces(
+    cfg: TeacherConfig,
+    report: Callable[..., None] | None = None,
+    *,
+    runner: Runner | None = None,
+    goals: Sequence[Any] | None = None,
+) -> TraceSet:
+    """Play the teacher on the split's goals and keep the successful episodes' steps as SFT examples.
+
+    Args:
+        cfg: the teacher configuration.
+        report: optional `report(metrics)` called once at the end with `teacher_success`, `teacher_flops`,
+            `num_examples`, `num_episodes`.
+        runner: an episode runner (default: `envs.runner.open_runner(cfg.env, ...)`, closed at the end).
+        goals: goals to play (default: the split's goals, capped at `cfg.max_goals`).
+
+    Returns:
+        The TraceSet, saved under `cfg.output_dir`. The scripted teacher has no model and costs 0 FLOPs.
+    """
+    import numpy as np
+
+    flops_model = cfg.flops_model or (cfg.model if cfg.teacher != "scripted" else None)
+    counter = FlopsCounter(flops_model) if flops_model else None
+    goals = list(goals) if goals is not None else split_goals(cfg.env, cfg.split, cfg.tasks)
+    if cfg.max_goals is not None:
+        goals = goals[: cfg.max_goals]
+    played = [g for g in goals for _ in range(cfg.episodes_per_goal)]
+    own_runner = runner is None
+    runner = runner or open_env_runner(cfg.env, workers=cfg.workers, max_steps=cfg.max_steps)
+    t0 = time.perf_counter()
+    try:
+        policy = _teacher_policy(cfg, counter)
+        trajs = runner.run_episodes(policy, played, temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens,
+                                    gamma=1.0, error_log=cfg.error_log)  # fmt: skip
+    finally:
+        if own_runner:
+            runner.close()
+    examples = examples_from_trajectories(trajs)
+    success = float(np.mean([t.success for t in trajs])) if trajs else 0.0
+    tasks = sorted({goal_key(g)[0] for g in goals})
+    provenance = {
+        "config": dataclasses.asdict(cfg),
+        "num_episodes": len(trajs),
+        "num_successful": sum(t.success for t in trajs),
+        "num_env_errors": sum(bool(t.env_error) for t in trajs),
+        "teacher_success": success,
+        "tasks": tasks,
+        "teacher_tokens": counter.tokens if counter else 0,
+        "flops_model": flops_model,
+        "wall_s": time.perf_counter() - t0,
+        "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "python": platform.python_version(),
+    }
+    traces = TraceSet(examples, provenance, counter.flops if counter else 0.0)
+    traces.save(cfg.output_dir, trajs)
+    logger.info("teacher: %d/%d episodes succeeded -> %d SFT examples in %s", provenance["num_successful"],
+                len(trajs), len(examples), cfg.output_dir)  # fmt: skip
+    if report is not None:
+        report({"teacher_success": success, "teacher_flops": traces.teacher_flops, "num_examples": len(examples),
+                "num_episodes": len(trajs)})  # fmt: skip
+    return traces
