@@ -24,6 +24,8 @@ LAZY_COMMANDS: dict[str, str] = {
     "export": "sweep.commands:export",
     "ui": "sweep.commands:ui",
     "demo": "sweep.commands:demo",
+    "flops": "trainers.cli:flops",
+    "train": "trainers.cli:train",
 }
 
 
