@@ -1,0 +1,126 @@
+"""The GRPO numerical core on hand-computed values: each knob changes the computation as specified."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from trainers.grpo import (
+    CurriculumState,
+    advantages,
+    curriculum_weights,
+    nonzero_mask,
+    policy_loss,
+    rolling_mean,
+    select_checkpoint,
+)
+
+# two goals x 4 rollouts; group 0: mean 0, population std 1; group 1: all failed (constant)
+R = np.array([[1.0, -1.0, 1.0, -1.0], [-0.5, -0.5, -0.5, -0.5]])
+
+
+def test_grouped_and_std_normalised():
+    adv = advantages(R, grouped=True, std_normalize=True, eps=0.0 + 1e-12)
+    np.testing.assert_allclose(adv[0], [1, -1, 1, -1], atol=1e-9)
+    np.testing.assert_allclose(adv[1], [0, 0, 0, 0], atol=1e-9)
+
+
+def test_grouped_without_std():
+    r = np.array([[1.0, 0.0, 0.0, -1.0 * 0.9**2]])  # mean (1 - 0.81) / 4 = 0.0475
+    np.testing.assert_allclose(advantages(r, grouped=True, std_normalize=False), r - 0.0475)
+
+
+def test_raw_return_when_not_grouped():
+    np.testing.assert_array_equal(advantages(R, grouped=False, std_normalize=False), R)
+    # std normalisation alone divides the raw return by the group std (+eps)
+    adv = advantages(R, grouped=False, std_normalize=True, eps=1e-4)
+    np.testing.assert_allclose(adv[0], R[0] / 1.0001)
+    np.testing.assert_allclose(adv[1], R[1] / 1e-4)
+
+
+def test_env_error_episodes_leave_the_group():
+    r = np.array([[1.0, np.nan, -1.0, -1.0]])  # mean of valid -1/3
+    adv = advantages(r, grouped=True, std_normalize=False)
+    np.testing.assert_allclose(adv[0, [0, 2, 3]], [4 / 3, -2 / 3, -2 / 3])
+    assert np.isnan(adv[0, 1])
+    assert nonzero_mask(adv, zero_adv_filter=False).tolist() == [[True, False, True, True]]
+
+
+def test_zero_adv_filter():
+    adv = advantages(R, grouped=True, std_normalize=True)
+    assert nonzero_mask(adv, zero_adv_filter=True).tolist() == [[True] * 4, [False] * 4]
+    assert nonzero_mask(adv, zero_adv_filter=False).all()
+
+
+def _loss(lp, old, adv, mask, ratio, n):
+    lp = torch.tensor(lp, requires_grad=True)
+    loss, stats = policy_loss(lp, torch.tensor(old), torch.tensor(adv), torch.tensor(mask), importance_ratio=ratio,
+                              clip_eps=0.2, num_tokens=n)  # fmt: skip
+    loss.backward()
+    return float(loss.detach()), lp.grad.numpy(), stats
+
+
+def test_reinforce_loss_is_minus_adv_logprob_over_tokens():
+    lp = [[-1.0, -2.0, -0.5]]
+    loss, grad, _ = _loss(lp, lp, [2.0], [[0.0, 1.0, 1.0]], False, 4)  # the prompt token is masked out
+    assert loss == pytest.approx(-2.0 * (-2.0 - 0.5) / 4)
+    np.testing.assert_allclose(grad, [[0.0, -0.5, -0.5]])
+
+
+def test_ratio_one_gives_the_reinforce_gradient():
+    lp = [[-1.0, -2.0]]
+    _, g_ppo, st = _loss(lp, lp, [1.5], [[1.0, 1.0]], True, 2)
+    _, g_rf, _ = _loss(lp, lp, [1.5], [[1.0, 1.0]], False, 2)
+    np.testing.assert_allclose(g_ppo, g_rf, rtol=1e-6)
+    assert st["clip_frac"] == 0.0 and st["ratio_mean"] == pytest.approx(1.0)
+
+
+def test_ppo_clip_when_the_ratio_leaves_the_trust_region():
+    # token 0: ratio e^0.5 = 1.65 > 1.2 with A > 0 -> clipped: objective 1.2 * A, zero gradient
+    # token 1: ratio e^-0.5 = 0.61 < 0.8 with A > 0 -> unclipped branch is smaller: ratio * A, gradient ratio * A
+    lp, old = [[0.0, -1.0]], [[-0.5, -0.5]]
+    loss, grad, st = _loss(lp, old, [1.0], [[1.0, 1.0]], True, 2)
+    r1 = math.exp(-0.5)
+    assert loss == pytest.approx(-(1.2 + r1) / 2)
+    np.testing.assert_allclose(grad, [[0.0, -r1 / 2]], rtol=1e-6)
+    assert st["clip_frac"] == pytest.approx(0.5)
+    # negative advantage: the high-ratio token is unclipped (pessimistic min) and keeps its gradient
+    loss, grad, _ = _loss(lp, old, [-1.0], [[1.0, 1.0]], True, 2)
+    r0 = math.exp(0.5)
+    assert loss == pytest.approx((r0 + 0.8) / 2)
+    np.testing.assert_allclose(grad, [[r0 / 2, 0.0]], rtol=1e-6)
+
+
+def test_curriculum_prefers_tasks_near_the_target_with_variance():
+    st = CurriculumState(alpha=1.0)
+    st.update({"solved": [1.0] * 4, "hopeless": [-1.0] * 4, "learning": [1.0, -1.0, 1.0, -1.0]})
+    tasks = ["solved", "hopeless", "learning", "unseen"]
+    p = curriculum_weights(tasks, st, target_return=0.5, temperature=0.1)
+    # scores: solved 0 - 0.5 = -0.5; hopeless 0 - 1.5 = -1.5; learning 1 - 0.5 = 0.5; unseen 1.0 (optimistic)
+    z = np.exp(np.array([-0.5, -1.5, 0.5, 1.0]) / 0.1)
+    np.testing.assert_allclose(p, z / z.sum())
+    hot = curriculum_weights(tasks, st, target_return=0.5, temperature=100.0)
+    assert hot.max() - hot.min() < 0.02  # high temperature -> near uniform
+    assert curriculum_weights(tasks, st, target_return=1.0, temperature=0.3)[0] > p[0]  # target moves the mass
+    with pytest.raises(ValueError, match="temperature"):
+        curriculum_weights(tasks, st, target_return=0.5, temperature=0.0)
+
+
+def test_curriculum_ema_and_state_round_trip():
+    st = CurriculumState(alpha=0.5)
+    st.update({"a": [1.0, -1.0]})
+    st.update({"a": [1.0, 1.0]})
+    assert st.mean["a"] == pytest.approx(0.5) and st.std("a") == pytest.approx(math.sqrt(1 - 0.25))
+    assert CurriculumState.from_state_dict(st.state_dict()) == st
+
+
+def test_checkpoint_selection_by_rolling_mean():
+    scores = [0.1, 0.9, 0.2, 0.5, 0.6, 0.55]
+    np.testing.assert_allclose(rolling_mean(scores)[:3], [0.1, 0.5, 0.4])
+    # raw argmax is 1 (a spike); rolling means: .1 .5 .4 .533 .433 .55 -> index 5
+    assert select_checkpoint(scores) == 5
+    with pytest.raises(ValueError):
+        select_checkpoint([])
