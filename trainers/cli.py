@@ -8,7 +8,9 @@ __all__ = ["flops", "train"]
 
 
 @click.command()
-@click.option("--model", required=True, help="A preset (llama-3.1-8b, smollm2-135m, ...), a model dir or config.json.")
+@click.option(
+    "--model", required=True, help="A preset (llama-3.1-8b, smollm2-135m, ...), a model dir or config.json."
+)
 @click.option("--seq-len", type=click.IntRange(min=1), required=True, help="Sequence length in tokens.")
 @click.option("--tokens", type=click.FloatRange(min=0), required=True, help="Number of tokens.")
 @click.option("--trained", is_flag=True, help="Tokens trained on (forward + backward) rather than generated.")
@@ -19,8 +21,12 @@ def flops(model: str, seq_len: int, tokens: float, trained: bool) -> None:
     try:
         per_token = flops_per_token(model, seq_len, trained)
     except ValueError as exc:
-        raise click.BadParameter(f"{exc} (presets: {', '.join(sorted(PRESETS))})", param_hint="--model") from exc
-    click.echo(f"{per_token * tokens:.4e} FLOPs  ({per_token:.4e} per token, {'trained' if trained else 'generated'})")
+        raise click.BadParameter(
+            f"{exc} (presets: {', '.join(sorted(PRESETS))})", param_hint="--model"
+        ) from exc
+    click.echo(
+        f"{per_token * tokens:.4e} FLOPs  ({per_token:.4e} per token, {'trained' if trained else 'generated'})"
+    )
 
 
 def _load_config(cls, path: str | None, overrides: tuple[str, ...]):
@@ -71,7 +77,9 @@ def train() -> None:
 
 
 _config = click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), default=None)
-_set = click.option("--set", "overrides", multiple=True, help="KEY=VALUE override of a config field (repeatable).")
+_set = click.option(
+    "--set", "overrides", multiple=True, help="KEY=VALUE override of a config field (repeatable)."
+)
 
 
 @train.command("teacher")

@@ -21,7 +21,12 @@ from trainers.flops import PRESETS, FlopsCounter, ModelShape, flops_per_token, m
         ("llama-3.1-8b", 8192, False, 20_937_965_568 + 33_822_867_456 + 3_152_019_456),
         # (12*80*8192^2*3.125 + 18*80*8192*28672 + 6*128256*8192) * 4
         ("llama-3.3-70b", 16384, True, 4 * (201_326_592_000 + 338_228_674_560 + 6_304_038_912)),
-        ("meta-llama/Llama-3.3-70B-Instruct", 16384, True, 4 * (201_326_592_000 + 338_228_674_560 + 6_304_038_912)),
+        (
+            "meta-llama/Llama-3.3-70B-Instruct",
+            16384,
+            True,
+            4 * (201_326_592_000 + 338_228_674_560 + 6_304_038_912),
+        ),
     ],
 )
 def test_presets_match_hand_computed(model, seq_len, trained, expected):
@@ -72,7 +77,9 @@ def test_cli_prints_total():
 
     from trainers.cli import flops
 
-    res = CliRunner().invoke(flops, ["--model", "smollm2-135m", "--seq-len", "2048", "--tokens", "1000", "--trained"])
+    res = CliRunner().invoke(
+        flops, ["--model", "smollm2-135m", "--seq-len", "2048", "--tokens", "1000", "--trained"]
+    )
     assert res.exit_code == 0, res.output
     assert f"{4 * 1_231_552_512 * 1000:.4e}" in res.output
     bad = CliRunner().invoke(flops, ["--model", "nope", "--seq-len", "2048", "--tokens", "1"])

@@ -104,7 +104,9 @@ def test_curriculum_prefers_tasks_near_the_target_with_variance():
     np.testing.assert_allclose(p, z / z.sum())
     hot = curriculum_weights(tasks, st, target_return=0.5, temperature=100.0)
     assert hot.max() - hot.min() < 0.02  # high temperature -> near uniform
-    assert curriculum_weights(tasks, st, target_return=1.0, temperature=0.3)[0] > p[0]  # target moves the mass
+    assert (
+        curriculum_weights(tasks, st, target_return=1.0, temperature=0.3)[0] > p[0]
+    )  # target moves the mass
     with pytest.raises(ValueError, match="temperature"):
         curriculum_weights(tasks, st, target_return=0.5, temperature=0.0)
 
