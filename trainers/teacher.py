@@ -106,12 +106,27 @@ def _teacher_policy(cfg: TeacherConfig, counter: FlopsCounter | None):
     return HFPolicy(model, tok, counter=counter)
 
 
+class _Counted:
+    """Counts a policy's reported prompt + completion tokens at the teacher's size."""
+
+    def __init__(self, policy: Any, counter: FlopsCounter) -> None:
+        self.policy, self.counter = policy, counter
+
+    def generate(self, prompts, *, temperature: float, max_new_tokens: int):
+        outs = self.policy.generate(prompts, temperature=temperature, max_new_tokens=max_new_tokens)
+        for o in outs:
+            n = o.num_prompt_tokens + o.num_completion_tokens
+            self.counter.add(n, n, trained=False)
+        return outs
+
+
 def collect_teacher_traces(
     cfg: TeacherConfig,
     report: Callable[..., None] | None = None,
     *,
     runner: Runner | None = None,
     goals: Sequence[Any] | None = None,
+    policy: Any = None,
 ) -> TraceSet:
     """Play the teacher on the split's goals and keep the successful episodes' steps as SFT examples.
 
@@ -121,6 +136,8 @@ def collect_teacher_traces(
             `num_examples`, `num_episodes`.
         runner: an episode runner (default: `envs.runner.open_runner(cfg.env, ...)`, closed at the end).
         goals: goals to play (default: the split's goals, capped at `cfg.max_goals`).
+        policy: a teacher policy to use instead of the one `cfg.teacher` names (its tokens are counted only if
+            it fills `Completion.num_*_tokens` and `cfg.flops_model` is set).
 
     Returns:
         The TraceSet, saved under `cfg.output_dir`. The scripted teacher has no model and costs 0 FLOPs.
@@ -137,7 +154,10 @@ def collect_teacher_traces(
     runner = runner or open_env_runner(cfg.env, workers=cfg.workers, max_steps=cfg.max_steps)
     t0 = time.perf_counter()
     try:
-        policy = _teacher_policy(cfg, counter)
+        if policy is None:
+            policy = _teacher_policy(cfg, counter)
+        elif counter is not None:
+            policy = _Counted(policy, counter)
         trajs = runner.run_episodes(policy, played, temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens,
                                     gamma=1.0, error_log=cfg.error_log)  # fmt: skip
     finally:

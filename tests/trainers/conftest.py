@@ -18,3 +18,10 @@ def tiny():
     model, tok = build_tiny_llama(seed=0)
     tok.padding_side = "left"
     return model, tok
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _quiet_transformers():
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()

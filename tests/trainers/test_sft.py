@@ -1,0 +1,97 @@
+"""Teacher traces -> SFT with branch points at FLOPs intervals (full fine-tuning and LoRA)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from envs.protocol import Completion
+from trainers.config import SFTConfig, TeacherConfig
+from trainers.flops import flops_per_token
+from trainers.sft import load_branch_points, train_sft
+from trainers.teacher import TraceSet, collect_teacher_traces
+
+sys.path.insert(0, str(Path(__file__).parent))
+from toyrunner import LetterRunner, goals, target  # noqa: E402
+
+
+class Oracle:
+    """Answers right except on goals with seed 0 (so some teacher episodes fail); reports token counts."""
+
+    def generate(self, prompts, *, temperature, max_new_tokens):
+        return [Completion(text=f"{target(p.task, p.seed) if p.seed else 'z'} is the answer", num_prompt_tokens=20,
+                           num_completion_tokens=5) for p in prompts]  # fmt: skip
+
+
+@pytest.fixture
+def traces(tmp_path) -> TraceSet:
+    cfg = TeacherConfig(
+        teacher="scripted", flops_model="llama-3.3-70b", max_steps=2, output_dir=str(tmp_path / "t")
+    )
+    g = goals(["letter-0", "letter-1", "letter-2"], range(0, 6))
+    return collect_teacher_traces(cfg, runner=LetterRunner(max_steps=2), goals=g, policy=Oracle())
+
+
+def test_only_successful_episodes_become_examples_but_all_tokens_count(traces):
+    assert len(traces.examples) == 15  # 3 tasks x 5 successful seeds x 1 step
+    assert all(ex.seed != 0 for ex in traces.examples)
+    # 15 successful one-step episodes + 3 failed two-step episodes, 25 tokens each at the 70B teacher's size
+    assert traces.teacher_flops == pytest.approx(
+        (15 + 3 * 2) * 25 * flops_per_token("llama-3.3-70b", 25, False)
+    )
+    prov = json.loads((Path(traces.path) / "provenance.json").read_text())
+    assert prov["num_episodes"] == 18 and prov["num_successful"] == 15 and prov["tasks"] == ["letter-0", "letter-1",
+                                                                                           "letter-2"]  # fmt: skip
+    assert len((Path(traces.path) / "trajectories.jsonl").read_text().splitlines()) == 18
+    again = TraceSet.load(traces.path)
+    assert again.examples == traces.examples and again.teacher_flops == traces.teacher_flops
+
+
+def test_sft_learns_and_registers_branch_points_by_flops(traces, tmp_path):
+    reports = []
+    cfg = SFTConfig(traces=traces.path, output_dir=str(tmp_path / "sft"), learning_rate=3e-3, batch_size=5,
+                    micro_batch_size=5, num_epochs=30, checkpoint_every_flops=5e10, warmup_ratio=0.0)  # fmt: skip
+    branches = train_sft(cfg, lambda m, checkpoint=None: reports.append((m, checkpoint)))
+    assert 3 <= len(branches) <= 12 and branches == load_branch_points(cfg.output_dir)
+    flops = [b.flops for b in branches]
+    assert flops == sorted(flops) and flops[0] > traces.teacher_flops  # teacher share + student training
+    intervals = [
+        int(f // 5e10) for f in flops[:-1]
+    ]  # each branch point (but the final one) crosses a new multiple
+    assert intervals == sorted(set(intervals))
+    assert [m["flops"] for m, _ in reports] == flops and [c for _, c in reports] == [b.path for b in branches]
+    assert reports[-1][0]["train_loss"] < reports[0][0]["train_loss"] * 0.5
+    # the last branch point answers the held-out seed's letter (SFT learned the task)
+    from trainers.backends import HFPolicy
+    from trainers.models import load_student
+
+    model, tok = load_student(branches[-1].path)
+    runner = LetterRunner(max_steps=1)
+    trajs = runner.run_episodes(HFPolicy(model, tok), goals(["letter-0", "letter-1"], range(6, 10)), temperature=0.0,
+                                max_new_tokens=4, gamma=1.0, error_log=False)  # fmt: skip
+    assert sum(t.success for t in trajs) >= 6  # the untrained student: ~1/4 by chance
+
+
+def test_lora_trains_adapters_and_saves_merged_model(traces, tmp_path):
+    cfg = SFTConfig(traces=traces.path, output_dir=str(tmp_path / "lora"), lora=True, lora_rank=4, learning_rate=1e-2,
+                    batch_size=5, micro_batch_size=5, num_epochs=2)  # fmt: skip
+    (bp,) = train_sft(cfg)
+    assert (Path(bp.path) / "config.json").is_file() and not (Path(bp.path) / "adapter_config.json").exists()
+    from trainers.models import load_student
+
+    base, _ = load_student("tiny-llama")
+    tuned, _ = load_student(bp.path)
+    diff = sum(float((p - q).abs().sum()) for p, q in zip(base.parameters(), tuned.parameters(), strict=True))
+    assert diff > 0
+
+
+def test_config_errors_name_the_fix(tmp_path):
+    with pytest.raises(ValueError, match="micro_batch_size"):
+        SFTConfig(traces="x", batch_size=6, micro_batch_size=4)
+    with pytest.raises(ValueError, match="base_url"):
+        TeacherConfig(teacher="openai")
+    with pytest.raises(ValueError, match="examples.jsonl"):
+        train_sft(SFTConfig(traces=str(tmp_path)))
