@@ -1,0 +1,214 @@
+"""Multi-turn GRPO on a tiny Llama and a tiny multi-turn text task: the reporter contract, checkpoint selection,
+resume with the same numbers, and each swept knob changing the computation."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from trainers.config import RLConfig
+from trainers.grpo import CurriculumState, select_checkpoint
+from trainers.rl import sample_goals, train_rl
+
+sys.path.insert(0, str(Path(__file__).parent))
+from toyrunner import LetterRunner, goals  # noqa: E402
+
+SPLITS = {
+    "train": goals(["letter-0", "letter-1"], range(3, 10)),
+    "heldout_goals": goals(["letter-0", "letter-1"], range(3)),
+    "heldout_tasks": goals(["letter-2"], range(4)),
+}
+KEYS = {"step", "flops", "rl_flops", "heldout_goal_success", "heldout_task_success", "train_return", "tokens"}
+
+
+class Recorder(LetterRunner):
+    def __init__(self, max_steps: int = 2):
+        super().__init__(max_steps)
+        self.calls_log: list[dict] = []
+
+    def run_episodes(self, policy, goals, **kw):
+        trajs = super().run_episodes(policy, goals, **kw)
+        self.calls_log.append({"goals": list(goals), "trajs": trajs, **kw})
+        return trajs
+
+
+def _cfg(tmp_path, **kw) -> RLConfig:
+    base = dict(batch_size=8, group_size=4, num_updates=2, eval_every=1, learning_rate=1e-3, max_new_tokens=4,
+                max_seq_len=64, temperature=1.0, output_dir=str(tmp_path / "rl"), sft_flops=1e12)  # fmt: skip
+    return RLConfig(**{**base, **kw})
+
+
+def _run(cfg, runner=None):
+    reports = []
+    res = train_rl(cfg, lambda m, checkpoint=None: reports.append((m, checkpoint)), runner=runner or LetterRunner(),
+                   goal_splits=SPLITS)  # fmt: skip
+    return res, reports
+
+
+def test_reporter_contract_and_checkpoint_selection(tmp_path):
+    res, reports = _run(_cfg(tmp_path, num_updates=3))
+    assert [m["step"] for m, _ in reports] == [0, 1, 2, 3]
+    for m, ckpt in reports:
+        assert KEYS <= set(m) and all(isinstance(v, float) for v in m.values())
+        assert m["flops"] == pytest.approx(1e12 + m["rl_flops"])
+        assert (Path(ckpt) / "state.json").is_file() or ckpt not in (res.checkpoint,)
+    rl = [m["rl_flops"] for m, _ in reports]
+    assert rl[0] == 0 and all(b > a for a, b in zip(rl, rl[1:], strict=False))
+    best = select_checkpoint([m["heldout_goal_success"] for m, _ in reports])
+    assert res.best_index == best and res.scores == reports[best][0] and res.checkpoint == reports[best][1]
+    assert Path(res.checkpoint, "config.json").is_file()
+    assert (tmp_path / "rl" / "trajectories.jsonl").is_file()
+
+
+def test_resume_reproduces_the_uninterrupted_run(tmp_path):
+    full, full_reports = _run(
+        _cfg(tmp_path / "a", num_updates=4, importance_ratio=True, ppo_epochs=2, curriculum=True)
+    )
+
+    class Killed(Exception):
+        pass
+
+    seen = []
+
+    def dying(m, checkpoint=None):
+        seen.append((m, checkpoint))
+        if m["step"] == 2:
+            raise Killed
+
+    cfg = _cfg(tmp_path / "b", num_updates=4, importance_ratio=True, ppo_epochs=2, curriculum=True)
+    with pytest.raises(Killed):
+        train_rl(cfg, dying, runner=LetterRunner(), goal_splits=SPLITS)
+    resumed, rest = _run(cfg.replace(resume_from=seen[-1][1]))
+    volatile = {"wall_s", "eval_s"}
+    both = [m for m, _ in seen] + [m for m, _ in rest]
+    assert [m["step"] for m in both] == [0, 1, 2, 3, 4]
+    for a, b in zip([m for m, _ in full_reports], both, strict=True):
+        assert {k: v for k, v in a.items() if k not in volatile} == pytest.approx(
+            {k: v for k, v in b.items() if k not in volatile}, nan_ok=True
+        )
+    from trainers.models import load_student
+
+    wa, _ = load_student(full.checkpoint if full.best_index == 4 else full_reports[-1][1])
+    wb, _ = load_student(rest[-1][1])
+    for p, q in zip(wa.parameters(), wb.parameters(), strict=True):
+        torch.testing.assert_close(p, q)
+
+
+@pytest.mark.parametrize(("knob", "value"), [("temperature", 0.25), ("error_log", False), ("gamma", 0.5)])
+def test_rollout_knobs_reach_the_runner(tmp_path, knob, value):
+    rec = Recorder()
+    _run(_cfg(tmp_path, num_updates=1, **{knob: value}), rec)
+    assert {c[knob] for c in rec.calls_log} == {value}
+    train = next(c for c in rec.calls_log if len(c["goals"]) == 8)
+    for t in train["trajs"]:
+        assert t.episode_return == pytest.approx(
+            (1 if t.success else -1) * (value if knob == "gamma" else 0.9) ** t.num_steps
+        )
+        if knob == "error_log" and t.num_steps > 1:
+            assert "Last action error" not in t.steps[1].prompt.messages[-1]["content"]
+
+
+def test_error_log_on_shows_the_error(tmp_path):
+    rec = Recorder()
+    _run(_cfg(tmp_path, num_updates=1, error_log=True), rec)
+    second = [t.steps[1] for c in rec.calls_log for t in c["trajs"] if t.num_steps > 1]
+    assert second and all(
+        "Last action error: wrong answer" in s.prompt.messages[-1]["content"] for s in second
+    )
+
+
+def test_batch_size_is_episodes_per_update_in_groups(tmp_path):
+    rec = Recorder()
+    _run(_cfg(tmp_path, num_updates=1, batch_size=12, group_size=3), rec)
+    train = [c for c in rec.calls_log if len(c["goals"]) == 12]
+    assert len(train) == 1
+    g = train[0]["goals"]
+    assert all(g[i] == g[i - i % 3] for i in range(12))  # 4 goals x 3 rollouts each
+
+
+class ThreeOfFour(LetterRunner):
+    """Marks rollouts 0-2 of every 4 successful and the 4th failed, whatever the policy said (mixed groups)."""
+
+    def run_episodes(self, policy, goals, *, gamma, **kw):
+        trajs = super().run_episodes(policy, goals, gamma=gamma, **kw)
+        for i, t in enumerate(trajs):
+            t.success = i % 4 != 3
+            t.episode_return = (1 if t.success else -1) * gamma**t.num_steps
+        return trajs
+
+
+def _one_update(tmp_path, runner=None, **kw):
+    res, reports = _run(_cfg(tmp_path, num_updates=1, **kw), runner)
+    from trainers.models import load_student
+
+    base, _ = load_student("tiny-llama")
+    after, _ = load_student(reports[-1][1])
+    delta = sum(
+        float((p - q).detach().abs().sum())
+        for p, q in zip(base.parameters(), after.parameters(), strict=True)
+    )
+    return reports[-1][0], delta
+
+
+def test_learning_rate_scales_the_update(tmp_path):
+    _, small = _one_update(tmp_path / "a", learning_rate=1e-5, group_size=2, batch_size=8)
+    _, large = _one_update(tmp_path / "b", learning_rate=1e-3, group_size=2, batch_size=8)
+    assert 30 < large / small < 300  # Adam: the step scales with the learning rate
+
+
+def test_zero_adv_filter_drops_constant_groups(tmp_path):
+    on, _ = _one_update(tmp_path / "a", zero_adv_filter=True, batch_size=16)
+    off, _ = _one_update(tmp_path / "b", zero_adv_filter=False, batch_size=16)
+    assert off["kept_frac"] == 1.0 and on["kept_frac"] < 1.0  # the untrained student fails whole groups
+    assert on["tokens"] < off["tokens"]  # filtered episodes are not even forwarded
+
+
+def test_importance_ratio_clips_on_later_ppo_epochs(tmp_path):
+    on, _ = _one_update(tmp_path / "a", importance_ratio=True, ppo_epochs=3, learning_rate=3e-2, zero_adv_filter=False,
+                        grouped_advantage=False)  # fmt: skip
+    off, _ = _one_update(tmp_path / "b", importance_ratio=False, ppo_epochs=3, learning_rate=3e-2,
+                         zero_adv_filter=False, grouped_advantage=False)  # fmt: skip
+    assert on["clip_frac"] > 0 and on["ratio_mean"] != 1.0
+    assert off["clip_frac"] == 0 and off["ratio_mean"] == 1.0
+
+
+def test_grouped_and_std_knobs_change_the_loss(tmp_path):
+    losses = {}
+    for grouped, std in [(True, True), (False, False), (True, False)]:
+        m, _ = _one_update(
+            tmp_path / f"{grouped}{std}", ThreeOfFour(), grouped_advantage=grouped, std_normalize=std
+        )
+        losses[grouped, std] = m["loss"]
+    assert len({round(v, 6) for v in losses.values()}) == 3
+
+
+def test_curriculum_sampling_follows_the_weights():
+    g = goals(["letter-0", "letter-1", "letter-2"], range(10))
+    st = CurriculumState(alpha=1.0)
+    st.update({"letter-0": [1.0] * 4, "letter-1": [1.0, -1.0] * 2, "letter-2": [-1.0] * 4})
+    rng = np.random.default_rng(0)
+    picked = sample_goals(g, 2000, rng, curriculum=st, target_return=0.5, temperature=0.3)
+    share = {t: sum(x[0] == t for x in picked) / 2000 for t in ("letter-0", "letter-1", "letter-2")}
+    z = np.exp(np.array([-0.5, 0.5, -1.5]) / 0.3)
+    np.testing.assert_allclose(list(share.values()), z / z.sum(), atol=0.03)
+    uniform = sample_goals(
+        g, 3000, np.random.default_rng(0), curriculum=None, target_return=0.5, temperature=0.3
+    )
+    assert abs(sum(x[0] == "letter-2" for x in uniform) / 3000 - 1 / 3) < 0.03
+    # same seed, same draw whatever the global RNG state
+    np.random.seed(123)  # noqa: NPY002
+    again = sample_goals(g, 2000, np.random.default_rng(0), curriculum=st, target_return=0.5, temperature=0.3)
+    assert again == picked
+
+
+def test_config_checks_name_the_fix():
+    with pytest.raises(ValueError, match="use batch_size=64"):
+        RLConfig(batch_size=63, group_size=8)
+    with pytest.raises(ValueError, match="gamma"):
+        RLConfig(gamma=0.0)
+    with pytest.raises(ValueError, match="learning_rate"):
+        RLConfig(learning_rate=-1.0)
