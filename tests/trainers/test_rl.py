@@ -53,7 +53,7 @@ def test_reporter_contract_and_checkpoint_selection(tmp_path):
     res, reports = _run(_cfg(tmp_path, num_updates=3))
     assert [m["step"] for m, _ in reports] == [0, 1, 2, 3]
     for m, ckpt in reports:
-        assert KEYS <= set(m) and all(isinstance(v, float) for v in m.values())
+        assert set(m) >= KEYS and all(isinstance(v, float) for v in m.values())
         assert m["flops"] == pytest.approx(1e12 + m["rl_flops"])
         assert (Path(ckpt) / "state.json").is_file() or ckpt not in (res.checkpoint,)
     rl = [m["rl_flops"] for m, _ in reports]
