@@ -7,8 +7,9 @@ label (SFT FLOPs). Cross-field checks live in `__post_init__` and name the fix.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
-from typing import Literal
+from typing import Any, Literal
 
 __all__ = ["RLConfig", "SFTConfig", "TeacherConfig", "SWEPT_FIELDS"]
 
@@ -91,6 +92,8 @@ class RLConfig:
     """Agent steps per episode before it counts as a failure."""
     workers: int = 1
     """Env worker processes."""
+    env_options: Mapping[str, Any] | None = None
+    """Further `envs.runner.open_runner` options (observation kind, toy difficulty, browser settings)."""
 
     # --- the algorithm's fixed settings ---
     group_size: int = 8
@@ -253,6 +256,8 @@ class TeacherConfig:
     """Show the last action's error in the next prompt."""
     workers: int = 1
     """Env worker processes."""
+    env_options: Mapping[str, Any] | None = None
+    """Further `envs.runner.open_runner` options (observation kind, toy difficulty, browser settings)."""
     concurrency: int = 8
     """Concurrent requests to the endpoint (openai backend)."""
     timeout_s: float = 120.0

@@ -7,7 +7,7 @@ A runner is anything with `run_episodes(policy, goals, *, temperature, max_new_t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from envs.protocol import Policy, Trajectory
@@ -51,15 +51,18 @@ def _split_name(env: str, split: str) -> str:
     return split if "." in split or "/" in split else f"{env}.{split}"
 
 
-def open_env_runner(env: str, *, workers: int, max_steps: int) -> Runner:
-    """An episode runner over a pool of env workers (`envs.runner.open_runner`)."""
+def open_env_runner(
+    env: str, *, workers: int, max_steps: int, options: Mapping[str, Any] | None = None
+) -> Runner:
+    """An episode runner over a pool of env workers (`envs.runner.open_runner`, with its further options)."""
     from envs.runner import open_runner
 
-    return open_runner(env, workers=workers, max_steps=max_steps)
+    return open_runner(env, workers=workers, max_steps=max_steps, **dict(options or {}))
 
 
 def scripted_policy(env: str) -> Policy:
     """The env family's scripted (oracle) policy, the default teacher."""
     from envs.scripted import ScriptedPolicy
 
+    del env  # one scripted policy serves every family (it reads the task name from the observation)
     return ScriptedPolicy()

@@ -262,7 +262,9 @@ def train_rl(cfg: RLConfig, report: Callable[..., None] | None = None, *, runner
     }
     policy = _make_policy(cfg, model, tok, counter, cfg.resume_from or cfg.init_checkpoint or cfg.student)
     own_runner = runner is None
-    runner = runner or open_env_runner(cfg.env, workers=cfg.workers, max_steps=cfg.max_steps)
+    runner = runner or open_env_runner(
+        cfg.env, workers=cfg.workers, max_steps=cfg.max_steps, options=cfg.env_options
+    )
     wall0 = t_start - run.wall_s  # wall-clock origin: time spent before a resume counts
     try:
         if run.step == 0 and not run.history:

@@ -151,7 +151,9 @@ def collect_teacher_traces(
         goals = goals[: cfg.max_goals]
     played = [g for g in goals for _ in range(cfg.episodes_per_goal)]
     own_runner = runner is None
-    runner = runner or open_env_runner(cfg.env, workers=cfg.workers, max_steps=cfg.max_steps)
+    runner = runner or open_env_runner(
+        cfg.env, workers=cfg.workers, max_steps=cfg.max_steps, options=cfg.env_options
+    )
     t0 = time.perf_counter()
     try:
         if policy is None:

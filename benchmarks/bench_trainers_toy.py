@@ -1,0 +1,99 @@
+"""Learning, not just running, on the toy env: scripted teacher -> short SFT (a weak branch point) -> GRPO.
+
+Side by side, same seeds, same held-out goals: the untrained tiny Llama, the SFT branch point RL starts from, and
+the RL run's chosen checkpoint (rolling mean, window 3, of held-out-goal success). Prints success rates, ratios,
+FLOPs and wall time. The held-out goals are seeds the teacher, SFT and RL never saw (train: seeds >= 10 of the
+toy training split; held-out: seeds 0-9 of the same tasks).
+
+    AGENTSWEEP_CACHE=/tmp/agc .venv/bin/python benchmarks/bench_trainers_toy.py --tasks click-button
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from pathlib import Path
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tasks", default="click-button", help="comma-separated toy training tasks")
+    ap.add_argument("--out", default="/tmp/bench_trainers_toy")
+    ap.add_argument("--sft-steps", type=int, default=40, help="SFT updates of the weak branch point")
+    ap.add_argument("--rl-updates", type=int, default=40)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--group-size", type=int, default=8)
+    ap.add_argument("--lr", type=float, default=5e-4)
+    ap.add_argument("--temperature", type=float, default=1.0)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+    from envs.registry import goals
+    from envs.runner import open_runner
+    from trainers.backends import HFPolicy
+    from trainers.config import RLConfig, SFTConfig, TeacherConfig
+    from trainers.models import load_student
+    from trainers.rl import evaluate, train_rl
+    from trainers.sft import train_sft
+    from trainers.teacher import collect_teacher_traces
+
+    out = Path(args.out)
+    tasks = tuple(f"toy.{t}" for t in args.tasks.split(","))
+    all_goals = goals("toy.train", tasks=tasks) + goals("toy.heldout_goals", tasks=tasks)
+    train = sorted(g for g in all_goals if g[1] >= 10)
+    heldout = sorted(g for g in all_goals if g[1] < 10)
+    heldout += [(t, s) for t in tasks for s in range(3, 10) if (t, s) not in heldout]
+    heldout = sorted(set(heldout))
+    splits = {"train": train, "heldout_goals": heldout, "heldout_tasks": []}
+    t0 = time.perf_counter()
+    runner = open_runner("toy", workers=1, max_steps=4)
+    traces = collect_teacher_traces(TeacherConfig(env="toy", output_dir=str(out / "teacher")), runner=runner,
+                                    goals=train)  # fmt: skip
+    t_teacher = time.perf_counter() - t0
+    sft_cfg = SFTConfig(traces=traces.path, output_dir=str(out / "sft"), learning_rate=3e-3, batch_size=8,
+                        micro_batch_size=8, num_epochs=args.sft_steps * 8 / len(traces.examples),
+                        warmup_ratio=0.0, seed=args.seed)  # fmt: skip
+    (branch,) = train_sft(sft_cfg)[-1:]
+    t_sft = time.perf_counter() - t0 - t_teacher
+
+    rl_cfg = RLConfig(student="tiny-llama", init_checkpoint=branch.path, sft_flops=branch.flops, env="toy",
+                      batch_size=args.batch_size, group_size=args.group_size, num_updates=args.rl_updates,
+                      eval_every=max(1, args.rl_updates // 10), learning_rate=args.lr, temperature=args.temperature,
+                      max_new_tokens=16, max_seq_len=256, max_steps=4, output_dir=str(out / "rl"), seed=args.seed,
+                      gamma=0.9, micro_batch_size=32)  # fmt: skip
+    import torch
+
+    def score(model_dir: str) -> float:
+        model, tok = load_student(model_dir)
+        with torch.no_grad():
+            return evaluate(runner, HFPolicy(model, tok), heldout, rl_cfg, seed=args.seed)
+
+    untrained = score("tiny-llama")
+    at_branch = score(branch.path)
+    t1 = time.perf_counter()
+    result = train_rl(rl_cfg, runner=runner, goal_splits=splits)
+    t_rl = time.perf_counter() - t1
+    runner.close()
+    print(f"## toy GRPO: tasks {','.join(tasks)}, {len(train)} train goals, {len(heldout)} held-out goals")
+    print(
+        f"teacher: {len(traces.examples)} SFT examples in {t_teacher:.1f} s; SFT {args.sft_steps} steps in {t_sft:.1f} s"
+    )
+    print(f"held-out goal success, untrained tiny Llama     {untrained:.3f}")
+    print(f"held-out goal success, SFT branch point         {at_branch:.3f}  ({branch.flops:.3e} FLOPs)")
+    print(f"held-out goal success, GRPO chosen checkpoint   {result.scores['heldout_goal_success']:.3f}  "
+          f"(update {int(result.scores['step'])}, {result.scores['flops']:.3e} FLOPs)")  # fmt: skip
+    print(
+        f"ratio RL/branch                                 {result.scores['heldout_goal_success'] / max(at_branch, 1e-9):.2f}"
+    )
+    print("curve (update: held-out goal success, train return): " + ", ".join(
+        f"{int(h['step'])}: {h['heldout_goal_success']:.2f}/{h['train_return']:.2f}" for h in result.history))  # fmt: skip
+    print(f"RL wall {t_rl:.1f} s ({t_rl / args.rl_updates:.2f} s/update, {args.batch_size} episodes/update)")
+
+
+if __name__ == "__main__":
+    main()
