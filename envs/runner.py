@@ -223,6 +223,8 @@ class EpisodeRunner:
     def __init__(self, config: RunnerConfig, host_options: dict[str, Any] | None = None) -> None:
         self.config = config
         self.host_options = dict(host_options or {})
+        if config.family != "toy":
+            self.host_options.setdefault("observation", config.observation_kind)
         worker_cls = _LocalWorker if config.family == "toy" else _ProcessWorker
         self._workers = [worker_cls(config.family, self.host_options) for _ in range(config.workers)]
         self._next_eid = 0
