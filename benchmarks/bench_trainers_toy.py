@@ -29,7 +29,10 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    import torch
     from transformers.utils import logging as hf_logging
+
+    torch.set_num_threads(1)  # tiny model: one intra-op thread is fastest, more only contend
 
     hf_logging.disable_progress_bar()
 
@@ -57,7 +60,7 @@ def main() -> None:
     t_teacher = time.perf_counter() - t0
     sft_cfg = SFTConfig(traces=traces.path, output_dir=str(out / "sft"), learning_rate=3e-3, batch_size=8,
                         micro_batch_size=8, num_epochs=args.sft_steps * 8 / len(traces.examples),
-                        warmup_ratio=0.0, seed=args.seed)  # fmt: skip
+                        warmup_ratio=0.0, seed=args.seed, cpu_threads=1)  # fmt: skip
     (branch,) = train_sft(sft_cfg)[-1:]
     t_sft = time.perf_counter() - t0 - t_teacher
 
@@ -65,7 +68,7 @@ def main() -> None:
                       batch_size=args.batch_size, group_size=args.group_size, num_updates=args.rl_updates,
                       eval_every=max(1, args.rl_updates // 10), learning_rate=args.lr, temperature=args.temperature,
                       max_new_tokens=16, max_seq_len=256, max_steps=4, output_dir=str(out / "rl"), seed=args.seed,
-                      gamma=0.9, micro_batch_size=32)  # fmt: skip
+                      gamma=0.9, micro_batch_size=32, cpu_threads=1)  # fmt: skip
     import torch
 
     def score(model_dir: str) -> float:

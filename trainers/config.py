@@ -126,6 +126,8 @@ class RLConfig:
     """Generation backend: HF generate (CPU/GPU) or vLLM (GPU, the `gpu` extra)."""
     device: str = "auto"
     """torch device for updates (`auto`: cuda when present, else cpu)."""
+    cpu_threads: int | None = None
+    """torch intra-op CPU threads (None: torch's default). 1 is fastest for tiny models on a busy machine."""
     seed: int = 0
     """Seed of sampling, curriculum and goal order."""
     output_dir: str = "runs/rl"
@@ -146,7 +148,7 @@ class RLConfig:
             raise ValueError(f"curriculum_target_return={self.curriculum_target_return} must be in [-1, 1]")
         _positive(self, "curriculum_temperature", "learning_rate", "batch_size", "group_size", "num_updates",
                   "eval_every", "clip_eps", "ppo_epochs", "max_new_tokens", "max_seq_len", "micro_batch_size",
-                  "max_steps", "workers", "rl_flops_budget", "max_eval_goals")  # fmt: skip
+                  "max_steps", "workers", "rl_flops_budget", "max_eval_goals", "cpu_threads")  # fmt: skip
         if self.batch_size % self.group_size:
             raise ValueError(
                 f"batch_size={self.batch_size} is not a multiple of group_size={self.group_size}: "
@@ -208,12 +210,14 @@ class SFTConfig:
     """Gradient clipping norm."""
     device: str = "auto"
     """torch device (`auto`: cuda when present, else cpu)."""
+    cpu_threads: int | None = None
+    """torch intra-op CPU threads (None: torch's default)."""
     seed: int = 0
     """Seed of shuffling and initialisation."""
 
     def __post_init__(self) -> None:
         _positive(self, "learning_rate", "batch_size", "micro_batch_size", "num_epochs", "checkpoint_every_flops",
-                  "checkpoint_every_steps", "max_seq_len", "lora_rank")  # fmt: skip
+                  "checkpoint_every_steps", "max_seq_len", "lora_rank", "cpu_threads")  # fmt: skip
         if self.batch_size % self.micro_batch_size:
             raise ValueError(
                 f"batch_size={self.batch_size} must be a multiple of micro_batch_size={self.micro_batch_size}"

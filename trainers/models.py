@@ -195,10 +195,12 @@ def load_student(name_or_dir: str, *, device: str = "cpu", dtype=None):
     return model, tokenizer
 
 
-def resolve_device(device: str) -> str:
-    """`auto` -> `cuda` when available, else `cpu`; anything else unchanged."""
-    if device != "auto":
-        return device
+def resolve_device(device: str, *, cpu_threads: int | None = None) -> str:
+    """`auto` -> `cuda` when available, else `cpu`; anything else unchanged. Sets torch's CPU threads if given."""
     import torch
 
+    if cpu_threads is not None:
+        torch.set_num_threads(cpu_threads)
+    if device != "auto":
+        return device
     return "cuda" if torch.cuda.is_available() else "cpu"

@@ -234,7 +234,7 @@ def train_rl(cfg: RLConfig, report: Callable[..., None] | None = None, *, runner
         RLResult with the chosen evaluation's raw scores.
     """
     t_start = time.perf_counter()
-    device = resolve_device(cfg.device)
+    device = resolve_device(cfg.device, cpu_threads=cfg.cpu_threads)
     seed_everything(cfg.seed)
     model, tok = load_student(cfg.resume_from or cfg.init_checkpoint or cfg.student, device=device)
     model.train()

@@ -99,7 +99,7 @@ def train_sft(cfg: SFTConfig, report: Callable[..., None] | None = None) -> list
         raise ValueError(
             f"{cfg.traces} has no SFT examples (no successful teacher episode): collect more traces"
         )
-    device = resolve_device(cfg.device)
+    device = resolve_device(cfg.device, cpu_threads=cfg.cpu_threads)
     torch.manual_seed(cfg.seed)
     model, tok = load_student(cfg.student, device=device)
     if cfg.lora:

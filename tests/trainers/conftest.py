@@ -21,7 +21,10 @@ def tiny():
 
 
 @pytest.fixture(autouse=True, scope="session")
-def _quiet_transformers():
+def _quiet_transformers_one_thread():
+    # one intra-op thread: tiny models gain nothing from more, and CI's 2 cores are shared
+    import torch
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
+    torch.set_num_threads(1)
