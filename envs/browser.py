@@ -15,6 +15,7 @@ reset).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -24,7 +25,7 @@ from typing import Any, Literal
 
 from envs.actions import Action
 
-__all__ = ["MiniWobSettings", "MiniWobHost", "setup_chromium", "miniwob_url", "CHROMIUM_ARGS"]
+__all__ = ["MiniWobSettings", "MiniWobHost", "PersistentBrowser", "setup_chromium", "miniwob_url", "CHROMIUM_ARGS"]
 
 logger = logging.getLogger(__name__)
 
@@ -149,24 +150,35 @@ def compact_page(elements: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-class MiniWobHost:
-    """One persistent chromium; one browser context per live episode. Lives in a worker process."""
+class PersistentBrowser:
+    """One headless chromium kept for a worker's life and relaunched when it died."""
 
-    def __init__(self, **options: Any) -> None:
-        self.settings = MiniWobSettings(**options)
-        self._base_url = miniwob_url()
-        self._pw = None
-        self._browser = None
-        self._episodes: dict[int, tuple[Any, Any, Any, str]] = {}  # eid -> (task, context, page, goal)
+    def __init__(self, *, headless: bool = True) -> None:
+        self.headless = headless
+        self._pw: Any = None
+        self._browser: Any = None
         self.num_launches = 0
 
-    # ---- browser life cycle
-    def _ensure_browser(self) -> Any:
-        if self._browser is not None and self._browser.is_connected():
+    @property
+    def launched(self) -> bool:
+        return self._browser is not None
+
+    @property
+    def alive(self) -> bool:
+        return self._browser is not None and self._browser.is_connected()
+
+    @property
+    def pid(self) -> int | None:
+        """Process id of chromium's main process, when known (tests kill it)."""
+        proc = getattr(getattr(self._browser, "_impl_obj", None), "_browser_process", None)
+        return getattr(proc, "pid", None)
+
+    def ensure(self) -> Any:
+        """The live playwright Browser, launching (or relaunching a dead) one."""
+        if self.alive:
             return self._browser
         if self._browser is not None:
             logger.warning("chromium died; relaunching it")
-            self._episodes.clear()
         if self._pw is None:
             from browsergym.core.constants import BROWSERGYM_ID_ATTRIBUTE
             from playwright.sync_api import sync_playwright
@@ -174,16 +186,45 @@ class MiniWobHost:
             self._pw = sync_playwright().start()
             self._pw.selectors.set_test_id_attribute(BROWSERGYM_ID_ATTRIBUTE)
         self._browser = self._pw.chromium.launch(
-            executable_path=_chromium_binary(), headless=self.settings.headless, args=list(CHROMIUM_ARGS)
+            executable_path=_chromium_binary(), headless=self.headless, args=list(CHROMIUM_ARGS)
         )
         self.num_launches += 1
         return self._browser
 
+    def shutdown(self) -> None:
+        try:
+            if self.alive:
+                self._browser.close()
+        finally:
+            if self._pw is not None:
+                self._pw.stop()
+            self._browser = self._pw = None
+
+
+class MiniWobHost:
+    """One persistent chromium; one browser context per live episode. Lives in a worker process."""
+
+    def __init__(self, **options: Any) -> None:
+        self.settings = MiniWobSettings(**options)
+        self._base_url = miniwob_url()
+        self._browser = PersistentBrowser(headless=self.settings.headless)
+        self._episodes: dict[int, tuple[Any, Any, Any, str]] = {}  # eid -> (task, context, page, goal)
+
+    # ---- browser life cycle
+    def _ensure_browser(self) -> Any:
+        if self._browser.alive:
+            return self._browser.ensure()
+        if self._browser.launched:
+            self._episodes.clear()  # their contexts died with the browser
+        return self._browser.ensure()
+
+    @property
+    def num_launches(self) -> int:
+        return self._browser.num_launches
+
     @property
     def browser_pid(self) -> int | None:
-        """Process id of chromium's main process (for tests that kill it), when known."""
-        proc = getattr(getattr(self._browser, "_impl_obj", None), "_browser_process", None)
-        return getattr(proc, "pid", None)
+        return self._browser.pid
 
     # ---- the host interface
     def reset(self, eid: int, task: str, seed: int) -> dict[str, Any]:
@@ -212,7 +253,7 @@ class MiniWobHost:
         try:
             self._call(page, action)
         except playwright.sync_api.Error as e:
-            if not self._browser.is_connected() or page.is_closed():
+            if not self._browser.alive or page.is_closed():
                 raise
             error = f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"
         except (ValueError, TypeError) as e:
@@ -225,22 +266,14 @@ class MiniWobHost:
 
     def close(self, eid: int) -> None:
         episode = self._episodes.pop(eid, None)
-        if episode is not None and self._browser is not None and self._browser.is_connected():
+        if episode is not None and self._browser.alive:
             episode[1].close()
 
     def shutdown(self) -> None:
         for eid in list(self._episodes):
-            try:
+            with contextlib.suppress(Exception):  # best effort on the way out
                 self.close(eid)
-            except Exception:  # noqa: BLE001 - best effort on the way out
-                pass
-        try:
-            if self._browser is not None:
-                self._browser.close()
-        finally:
-            if self._pw is not None:
-                self._pw.stop()
-            self._browser = self._pw = None
+        self._browser.shutdown()
 
     # ---- internals
     def _call(self, page: Any, action: Action) -> None:

@@ -226,11 +226,16 @@ class EpisodeRunner:
         if config.family != "toy":
             self.host_options.setdefault("observation", config.observation_kind)
         worker_cls = _LocalWorker if config.family == "toy" else _ProcessWorker
-        self._workers = [worker_cls(config.family, self.host_options) for _ in range(config.workers)]
+        self._workers = [worker_cls(config.family, self._options_of(k)) for k in range(config.workers)]
         self._next_eid = 0
         self._pending_close: dict[int, list[tuple]] = {w: [] for w in range(config.workers)}
         self.num_env_errors = 0
         """Env errors seen (each costs one episode attempt)."""
+
+    def _options_of(self, worker_index: int) -> dict[str, Any]:
+        if self.config.family == "workarena":  # picks the worker's instance from a pool file
+            return dict(self.host_options, worker_index=worker_index)
+        return self.host_options
 
     def __enter__(self) -> EpisodeRunner:
         return self
