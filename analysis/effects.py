@@ -215,7 +215,10 @@ def compute_effects(
         raise ValueError(f"columns {missing} are not in the runs table; pass existing columns")
     rng = np.random.default_rng(seed)
     hparams = [h for h in hparams if h != stratum]
-    groups = runs.groupby(runs[stratum].astype(str), sort=False) if stratum else [("all", runs)]
+    if stratum:
+        groups = sorted(runs.groupby(runs[stratum].astype(str), sort=False), key=lambda kv: _sort_key(kv[0]))
+    else:
+        groups = [("all", runs)]
     effect_rows, importance_rows = [], []
     for stratum_value, frame in groups:
         if len(frame) < 3:
