@@ -478,9 +478,13 @@ def _check_host_options(family: str, options: dict[str, Any]) -> None:
 
         MiniWobSettings(**options)
     elif family == "workarena":
+        import importlib.util
+
         from envs.workarena import WorkArenaSettings
 
         WorkArenaSettings.from_env(**options)
+        if importlib.util.find_spec("browsergym.workarena") is None:
+            raise RuntimeError("WorkArena needs `pip install browsergym-workarena` (the `web` extra)")
     else:
         raise ValueError(f"family={family!r}: choose toy, miniwob or workarena")
 

@@ -26,6 +26,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "demo": "sweep.commands:demo",
     "flops": "trainers.cli:flops",
     "train": "trainers.cli:train",
+    "envs": "envs.cli:envs",
 }
 
 
