@@ -110,3 +110,18 @@ def test_export_passes_through_report(sweep_dir, tmp_path):
     result = CliRunner().invoke(cli, ["report", str(runs), "--out", str(tmp_path / "report")])
     assert result.exit_code == 0, result.output
     assert {"hparams.csv", "summary.json", "report.html"} <= {p.name for p in (tmp_path / "report").iterdir()}
+
+
+@pytest.mark.slow
+def test_demo_smoke(ray_cluster, tmp_path):
+    """`agentsweep demo` end to end with 2 trials: sweep, export, report (or the named missing pieces)."""
+    from sweep.demo import missing_pieces
+
+    result = CliRunner().invoke(cli, ["demo", "--out", str(tmp_path), "--trials", "2"])
+    assert result.exit_code == 0, result.output
+    runs = pd.read_parquet(tmp_path / "runs.parquet")
+    assert len(runs) == 2 and set(runs["status"]) == {"FINISHED"}
+    summary = (tmp_path / "DEMO.md").read_text()
+    assert "agentsweep ui" in summary and "agentsweep ui" in result.output
+    for piece in missing_pieces():
+        assert piece in summary
