@@ -246,23 +246,48 @@ class MiniWobHost:
         return self._observe(task, str(goal), page)
 
     def step(self, eid: int, action: Action) -> tuple[dict[str, Any], float, bool, str]:
+        """Act, wait `settle_ms`, validate and observe one episode."""
+        return self.step_many([(eid, action)])[0]
+
+    def step_many(self, items: list[tuple[int, Action]]) -> list[tuple[dict[str, Any], float, bool, str] | Exception]:
+        """Act on every episode, wait `settle_ms` once, then validate and observe each.
+
+        Returns one result per item: (obs, reward, done, action_error), or the exception of an env error.
+        """
+        errors: list[str | Exception] = [self._act(eid, action) for eid, action in items]
+        if self.settings.settle_ms and any(not isinstance(e, Exception) for e in errors):
+            time.sleep(self.settings.settle_ms / 1000)
+        out: list[tuple[dict[str, Any], float, bool, str] | Exception] = []
+        for (eid, _), error in zip(items, errors, strict=True):
+            if isinstance(error, Exception):
+                out.append(error)
+                continue
+            try:
+                task_obj, _, page, goal = self._episodes[eid]
+                page.evaluate("() => 0")  # lets the page's pending events run before validation
+                reward, done, _, _ = task_obj.validate(page, [])
+                obs = self._observe(f"miniwob.{task_obj.subdomain}", goal, page)
+                out.append((obs, float(reward), bool(done), error))
+            except Exception as e:  # noqa: BLE001 - an env error for this episode only
+                out.append(e)
+        return out
+
+    def _act(self, eid: int, action: Action) -> str | Exception:
         import playwright.sync_api
 
-        task_obj, _, page, goal = self._episodes[eid]
-        error = ""
         try:
-            self._call(page, action)
-        except playwright.sync_api.Error as e:
-            if not self._browser.alive or page.is_closed():
-                raise
-            error = f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"
-        except (ValueError, TypeError) as e:
-            error = f"{type(e).__name__}: {str(e)[:300]}"
-        if self.settings.settle_ms:
-            page.wait_for_timeout(self.settings.settle_ms)
-        reward, done, _, _ = task_obj.validate(page, [])
-        obs = self._observe(f"miniwob.{task_obj.subdomain}", goal, page)
-        return obs, float(reward), bool(done), error
+            page = self._episodes[eid][2]
+            try:
+                self._call(page, action)
+            except playwright.sync_api.Error as e:
+                if not self._browser.alive or page.is_closed():
+                    raise
+                return f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"
+            except (ValueError, TypeError) as e:
+                return f"{type(e).__name__}: {str(e)[:300]}"
+        except Exception as e:  # noqa: BLE001 - browser gone, episode unknown: env error
+            return e
+        return ""
 
     def close(self, eid: int) -> None:
         episode = self._episodes.pop(eid, None)

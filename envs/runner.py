@@ -97,20 +97,39 @@ def make_host(family: str, options: dict[str, Any]) -> Any:
 
 
 def _execute(host: Any, ops: list[tuple]) -> list[tuple[str, Any]]:
-    out: list[tuple[str, Any]] = []
-    for op in ops:
+    """Run a worker's batch: closes and resets one by one, then all steps together (`step_many` when the host
+    has it, so a browser host waits its settle time once per batch, not once per episode)."""
+    out: list[tuple[str, Any] | None] = [None] * len(ops)
+    steps = [k for k, op in enumerate(ops) if op[0] == "step"]
+    for k, op in enumerate(ops):
+        if op[0] == "step":
+            continue
         try:
             if op[0] == "reset":
-                out.append(("ok", host.reset(op[1], op[2], op[3])))
-            elif op[0] == "step":
-                out.append(("ok", host.step(op[1], op[2])))
+                out[k] = ("ok", host.reset(op[1], op[2], op[3]))
             else:
                 host.close(op[1])
-                out.append(("ok", None))
+                out[k] = ("ok", None)
         except Exception as e:  # noqa: BLE001 - any host failure is an env error, reported as data
-            logger.debug("env error in %s: %s", op[0], traceback.format_exc())
-            out.append(("env_error", f"{type(e).__name__}: {str(e)[:500]}"))
-    return out
+            out[k] = _env_error(op[0], e)
+    if steps:
+        if hasattr(host, "step_many"):
+            results = host.step_many([(ops[k][1], ops[k][2]) for k in steps])
+        else:
+            results = []
+            for k in steps:
+                try:
+                    results.append(host.step(ops[k][1], ops[k][2]))
+                except Exception as e:  # noqa: BLE001 - as above
+                    results.append(e)
+        for k, r in zip(steps, results, strict=True):
+            out[k] = _env_error("step", r) if isinstance(r, Exception) else ("ok", r)
+    return out  # type: ignore[return-value]
+
+
+def _env_error(what: str, e: BaseException) -> tuple[str, str]:
+    logger.debug("env error in %s: %s", what, "".join(traceback.format_exception(e)))
+    return ("env_error", f"{type(e).__name__}: {str(e)[:500]}")
 
 
 def _worker_main(conn: Any, family: str, options: dict[str, Any]) -> None:
