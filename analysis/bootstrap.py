@@ -37,6 +37,7 @@ __all__ = [
     "algorithm1_loop",
     "algorithm1_mc",
     "algorithm1_table",
+    "win_rate_intervals",
 ]
 
 ALGORITHM1_COLUMNS = ["stratum", "hparam", "value", "n_runs", "win_rate", "best_mean", "best_lo", "best_hi"]
@@ -261,3 +262,34 @@ def algorithm1_table(
     if not parts:
         return pd.DataFrame(columns=ALGORITHM1_COLUMNS)
     return pd.concat(parts, ignore_index=True)[ALGORITHM1_COLUMNS]
+
+
+def win_rate_intervals(prepared, *, reps: int = 50, seed: int = 0, level: float = 0.95) -> pd.DataFrame:
+    """Sampling uncertainty of the exact win rates: an outer bootstrap over runs (within each stratum).
+
+    Algorithm 1's win rate has no Monte Carlo error in closed form, but it still depends on which runs the
+    study happened to draw; this resamples the runs `reps` times and recomputes the exact win rates.
+
+    Returns:
+        stratum, hparam, value, win_lo, win_hi.
+    """
+    rng = np.random.default_rng(seed)
+    alpha = (1.0 - level) / 2.0
+    rows = []
+    for stratum, frame in prepared.strata():
+        y_all = frame[prepared.metric].to_numpy(dtype=float)
+        for h in prepared.hparams:
+            labels = frame[h].to_numpy(dtype=object)
+            active = labels != ""
+            y, lab = y_all[active], labels[active]
+            if len(y) == 0:
+                continue
+            values = tuple(str(u) for u in pd.factorize(lab, sort=True)[1])
+            draws = np.zeros((reps, len(values)))
+            for b in range(reps):
+                pick = rng.integers(0, len(y), len(y))
+                t = algorithm1_exact(y[pick], lab[pick], mode=prepared.mode)
+                draws[b, [values.index(v) for v in t.values]] = t.win_rate
+            lo, hi = np.quantile(draws, [alpha, 1.0 - alpha], axis=0)
+            rows += [(stratum, h.removeprefix("params."), v, lo[i], hi[i]) for i, v in enumerate(values)]
+    return pd.DataFrame(rows, columns=["stratum", "hparam", "value", "win_lo", "win_hi"])

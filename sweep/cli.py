@@ -18,6 +18,8 @@ __all__ = ["LAZY_COMMANDS", "main", "cli"]
 
 # name -> "module:attribute" of a click command or group. Only commands that exist are listed here.
 LAZY_COMMANDS: dict[str, str] = {
+    "report": "analysis.cli:report",
+    "simulate": "analysis.cli:simulate",
     "launch": "sweep.commands:launch",
     "resume": "sweep.commands:resume",
     "status": "sweep.commands:status",

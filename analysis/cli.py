@@ -1,0 +1,109 @@
+"""`agentsweep report` and `agentsweep simulate` (also `python -m analysis ...`). click + stdlib at import."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+__all__ = ["main", "report", "simulate"]
+
+
+@click.command()
+@click.argument("runs")
+@click.option("--out", "out_dir", default="report", show_default=True, help="Output folder.")
+@click.option("--metric", default="metrics.heldout_goal_success", show_default=True, help="Metric column.")
+@click.option("--stratum", default=None, help="Stratum column, e.g. params.sft_checkpoint (default: none).")
+@click.option("--hparams", default=None, help="Comma-separated hyperparameter columns (default: all params.*).")
+@click.option("--mode", type=click.Choice(["max", "min"]), default="max", show_default=True)
+@click.option("--method", type=click.Choice(["exact", "mc"]), default="exact", show_default=True,
+              help="Algorithm 1: closed form or Monte Carlo.")  # fmt: skip
+@click.option("--resamples", type=click.IntRange(min=1), default=1000, show_default=True, help="B for --method mc.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--bins", type=click.IntRange(min=2), default=4, show_default=True,
+              help="Quantile bins for continuous hyperparameters.")  # fmt: skip
+@click.option("--curves", default=None, help="Curves table (run_id, step, flops, <metric>) for compute budgets.")
+@click.option("--target", type=float, default=None, help="Score for the FLOPs-to-target table.")
+@click.option("--tracking-uri", default=None, help="MLflow tracking URI for RUNS=mlflow:EXPERIMENT.")
+@click.option("--no-plots", is_flag=True, help="Skip PNGs (faster).")
+def report(runs, out_dir, metric, stratum, hparams, mode, method, resamples, seed, bins, curves, target,
+           tracking_uri, no_plots) -> None:  # fmt: skip
+    """Rank hyperparameters on RUNS (CSV, parquet or mlflow:EXPERIMENT): Algorithm 1, effects, curves, budgets.
+
+    Writes OUT/hparams.csv, effects.csv, importance.csv, tuning_curves.csv, aggregates.csv,
+    (with --curves) frontier.csv, compute_to_target.csv, budget_winners.csv, PNGs, summary.json and
+    a self-contained report.html.
+    """
+    from analysis.report import ReportOptions, build_report
+
+    options = ReportOptions(
+        metric=metric, stratum=stratum, hparams=tuple(hparams.split(",")) if hparams else None, mode=mode,
+        method=method, resamples=resamples, seed=seed, bins=bins, target=target, plots=not no_plots,
+    )  # fmt: skip
+    try:
+        result = build_report(runs, out_dir, options, curves_source=curves, tracking_uri=tracking_uri)
+    except (ValueError, FileNotFoundError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    _print_summary(result.summary, result.out_dir)
+
+
+def _print_summary(summary: dict, out_dir) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    console.width = max(console.width, 110)
+    console.print(
+        f"[bold]{summary['n_runs_used']}[/] runs analysed ({summary['metric']}, {summary['mode']}); "
+        f"excluded: {summary['excluded']}; {summary['wall_s']:.2f} s"
+    )
+    for label, info in summary["strata"].items():
+        table = Table(title=f"stratum {label} ({info['n_runs']} runs)", title_justify="left")
+        table.add_column("hparam", no_wrap=True)
+        for col in ("Alg.1 winner", "win rate", "effects best", "p_best", "matters?", "importance"):
+            table.add_column(col, no_wrap=True)
+        ranked = sorted(info["hparams"].items(), key=lambda kv: -(kv[1].get("importance") or 0.0))
+        for name, e in ranked:
+            table.add_row(
+                name, str(e["algorithm1_winner"]), f"{e['win_rate']:.2f}", str(e.get("effects_best", "")),
+                f"{e.get('p_best', float('nan')):.2f}", "yes" if e.get("any_significant") else "no",
+                f"{e.get('importance') or 0.0:.3g}",
+            )  # fmt: skip
+        console.print(table)
+    console.print(f"report: [bold]{out_dir}/report.html[/] (tables and summary.json beside it)")
+
+
+@click.command()
+@click.option("--runs", "num_runs", type=click.IntRange(min=2), default=1370, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", required=True, help="Runs table to write (.csv or .parquet); truth JSON beside it.")
+@click.option("--curves", default=None, help="Also write the curves table here.")
+def simulate(num_runs, seed, out, curves) -> None:
+    """Write a synthetic study with planted effects (and its truth JSON) in the runs-table layout."""
+    from analysis.simulate import simulate_study, write_study
+
+    runs, curve_table, truth = simulate_study(num_runs, seed=seed)
+    truth_path = write_study(runs, curve_table, truth, out, curves)
+    click.echo(f"{len(runs)} runs -> {out}" + (f", curves -> {curves}" if curves else "") + f", truth -> {truth_path}")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def _group() -> None:
+    """agentsweep's analysis commands (runs table -> statistics -> report)."""
+
+
+_group.add_command(report)
+_group.add_command(simulate)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m analysis` entry point."""
+    try:
+        _group.main(args=argv, prog_name="python -m analysis", standalone_mode=True)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

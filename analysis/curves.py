@@ -1,0 +1,213 @@
+"""Tuning curves and compute budgets: expected best of k runs, the success-vs-FLOPs frontier, budgets.
+
+- `expected_max_curve`: the unbiased order-statistic (U-statistic) estimator of E[max of k random runs],
+  k = 1..n (Dodge et al. 2019, "Show Your Work"): with y_(1) <= ... <= y_(n),
+      E_k = sum_{i=k..n} y_(i) * C(i-1, k-1) / C(n, k),
+  unbiased for every k <= n, unlike the bootstrap max (which treats the n runs as the population).
+- `frontier`: the upper envelope of a metric against cumulative FLOPs over all evaluations of a group of runs
+  (the best score any run had reached with at most C FLOPs), with a bootstrap band over runs.
+- `compute_to_reach`: the FLOPs at which the frontier first reaches a target, with a bootstrap interval, and
+  the ratio between two groups (e.g. SFT+RL vs SFT only: the study's 55%).
+- `reached_by_budget`: each run's score as of budget C (the checkpoint the study's rule would pick among the
+  evaluations with flops <= C: best rolling mean, window 3, its raw score): Algorithm 1 per budget.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from scipy.special import gammaln
+
+__all__ = [
+    "budget_grid",
+    "compute_to_reach",
+    "expected_max_curve",
+    "expected_max_weights",
+    "frontier",
+    "reached_by_budget",
+    "tuning_curves",
+]
+
+
+def expected_max_weights(n: int, k_max: int | None = None) -> np.ndarray:
+    """(n, k_max) weights W with E_k = sorted_ascending(y) @ W[:, k-1] (log-space binomials, no overflow)."""
+    k_max = n if k_max is None else min(k_max, n)
+    i = np.arange(1, n + 1)[:, None]  # (n, 1)
+    k = np.arange(1, k_max + 1)[None, :]  # (1, K)
+    valid = i >= k
+    log_w = (
+        gammaln(np.maximum(i, 1)) - gammaln(np.maximum(k, 1)) - gammaln(np.maximum(i - k + 1, 1))
+    ) - (gammaln(n + 1) - gammaln(k + 1) - gammaln(n - k + 1))
+    return np.where(valid, np.exp(np.where(valid, log_w, 0.0)), 0.0)
+
+
+def expected_max_curve(scores: np.ndarray, k_max: int | None = None, *, mode: str = "max") -> np.ndarray:
+    """Unbiased expected best of k runs, k = 1..min(k_max, n).
+
+    Args:
+        scores: (n,) metric of the runs.
+        k_max: largest k (default n).
+        mode: "max" (larger is better) or "min" (expected minimum).
+
+    Returns:
+        (k_max,) E[best of k], non-decreasing in k for mode="max".
+    """
+    y = np.asarray(scores, dtype=float)
+    if y.ndim != 1 or len(y) == 0:
+        raise ValueError("scores must be a non-empty 1-d array")
+    sign = 1.0 if mode == "max" else -1.0
+    w = expected_max_weights(len(y), k_max)
+    return sign * (np.sort(sign * y) @ w)
+
+
+def tuning_curves(prepared, *, k_max: int = 50, reps: int = 200, seed: int = 0) -> pd.DataFrame:
+    """Expected-max tuning curves per (stratum, hyperparameter, value) with 95% bootstrap bands.
+
+    Returns:
+        Long table: stratum, hparam, value, k, expected_best, lo, hi.
+    """
+    rng = np.random.default_rng(seed)
+    sign = 1.0 if prepared.mode == "max" else -1.0
+    rows = []
+    for stratum, frame in prepared.strata():
+        y_all = frame[prepared.metric].to_numpy(dtype=float)
+        for h in prepared.hparams:
+            labels = frame[h].to_numpy(dtype=object)
+            for value in sorted(set(labels) - {""}, key=_key):
+                y = sign * y_all[labels == value]
+                n = len(y)
+                kk = min(k_max, n)
+                w = expected_max_weights(n, kk)  # (n, kk)
+                curve = np.sort(y) @ w
+                boot = np.sort(y[rng.integers(0, n, size=(reps, n))], axis=1) @ w  # (reps, kk)
+                lo, hi = np.quantile(boot, [0.025, 0.975], axis=0)
+                for k in range(kk):
+                    rows.append((stratum, h.removeprefix("params."), value, k + 1, sign * curve[k],
+                                 sign * (lo if sign > 0 else hi)[k], sign * (hi if sign > 0 else lo)[k]))  # fmt: skip
+    return pd.DataFrame(rows, columns=["stratum", "hparam", "value", "k", "expected_best", "lo", "hi"])
+
+
+def _key(value: str) -> tuple[int, float, str]:
+    try:
+        return (0, float(value), value)
+    except ValueError:
+        return (1, 0.0, value)
+
+
+def _envelope(flops: np.ndarray, scores: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """max score among evaluations with flops <= C, for each C in grid (NaN before the first evaluation)."""
+    order = np.argsort(flops, kind="stable")
+    f, running = flops[order], np.maximum.accumulate(scores[order])
+    idx = np.searchsorted(f, grid, side="right") - 1
+    return np.where(idx >= 0, running[np.maximum(idx, 0)], np.nan)
+
+
+def frontier(
+    curves: pd.DataFrame,
+    metric: str,
+    *,
+    grid: np.ndarray | None = None,
+    reps: int = 200,
+    rng: np.random.Generator,
+    num_points: int = 40,
+) -> pd.DataFrame:
+    """Upper envelope of `metric` vs FLOPs over all runs in `curves`, with a 95% bootstrap band over runs.
+
+    Args:
+        curves: long table with run_id, flops and `metric`.
+        metric: the score column.
+        grid: FLOPs budgets (default: `num_points` log-spaced points over the observed range).
+        reps: bootstrap replicates (runs resampled with replacement).
+        rng: randomness of the bootstrap.
+
+    Returns:
+        flops, frontier, lo, hi.
+    """
+    data = curves[["run_id", "flops", metric]].dropna()
+    if data.empty:
+        raise ValueError(f"the curves table has no rows with both flops and {metric!r}")
+    flops, scores = data["flops"].to_numpy(float), data[metric].to_numpy(float)
+    if grid is None:
+        low = max(flops.min(), 1.0)
+        grid = np.unique(np.geomspace(low, flops.max(), num_points))
+    codes, uniques = pd.factorize(data["run_id"])
+    best = _envelope(flops, scores, grid)
+    by_run = [np.flatnonzero(codes == r) for r in range(len(uniques))]
+    boots = np.empty((reps, len(grid)))
+    for b in range(reps):
+        pick = rng.integers(0, len(uniques), len(uniques))
+        rows = np.concatenate([by_run[r] for r in pick])
+        boots[b] = _envelope(flops[rows], scores[rows], grid)
+    with np.errstate(all="ignore"):
+        lo, hi = np.nanquantile(boots, [0.025, 0.975], axis=0)
+    return pd.DataFrame({"flops": grid, "frontier": best, "lo": lo, "hi": hi})
+
+
+def _first_reach(flops: np.ndarray, scores: np.ndarray, target: float) -> float:
+    hit = scores >= target
+    return float(flops[hit].min()) if hit.any() else np.nan
+
+
+def compute_to_reach(
+    curves: pd.DataFrame,
+    metric: str,
+    target: float,
+    *,
+    groups: pd.Series | None = None,
+    reps: int = 500,
+    rng: np.random.Generator,
+) -> pd.DataFrame:
+    """FLOPs at which the best run of each group first reaches `target`, with a 95% bootstrap interval.
+
+    Args:
+        curves: long table run_id, flops, `metric`.
+        metric: the score column.
+        target: the score to reach (e.g. SFT-only's peak).
+        groups: run_id -> group label (default: one group "all").
+        reps: bootstrap replicates over runs within each group.
+        rng: randomness of the bootstrap.
+
+    Returns:
+        group, flops_to_target, lo, hi, p_reached (share of replicates in which the target was reached).
+        Unreached: NaN.
+    """
+    data = curves[["run_id", "flops", metric]].dropna()
+    labels = data["run_id"].map(groups) if groups is not None else pd.Series("all", index=data.index)
+    rows = []
+    for group, part in data.groupby(labels.to_numpy(), sort=True):
+        codes, uniques = pd.factorize(part["run_id"])
+        flops, scores = part["flops"].to_numpy(float), part[metric].to_numpy(float)
+        # per run: FLOPs at which that run first reached the target; the group's = the minimum over its runs
+        per_run = np.array([_first_reach(flops[codes == r], scores[codes == r], target) for r in range(len(uniques))])
+        point = np.nanmin(per_run) if np.isfinite(per_run).any() else np.nan
+        picks = rng.integers(0, len(uniques), size=(reps, len(uniques)))
+        with np.errstate(all="ignore"):
+            boot = np.nanmin(np.where(np.isfinite(per_run[picks]), per_run[picks], np.inf), axis=1)
+        reached = np.isfinite(boot)
+        lo, hi = (np.quantile(boot[reached], [0.025, 0.975]) if reached.any() else (np.nan, np.nan))
+        rows.append((group, point, lo, hi, reached.mean()))
+    return pd.DataFrame(rows, columns=["group", "flops_to_target", "lo", "hi", "p_reached"])
+
+
+def reached_by_budget(curves: pd.DataFrame, metric: str, budget_flops: float, *, window: int = 3) -> pd.Series:
+    """Each run's score as of a FLOPs budget: the study's checkpoint rule applied to evaluations <= budget.
+
+    Returns:
+        run_id -> raw score of the evaluation with the best trailing rolling mean (window 3) among those
+        with flops <= budget (runs with no such evaluation are absent).
+    """
+    data = curves[curves["flops"] <= budget_flops].sort_values(["run_id", "flops"])
+    data = data.dropna(subset=[metric])
+    if data.empty:
+        return pd.Series(dtype=float)
+    rolled = data.groupby("run_id", sort=False)[metric].transform(lambda s: s.rolling(window, min_periods=1).mean())
+    best_idx = rolled.groupby(data["run_id"], sort=False).idxmax()
+    return pd.Series(data.loc[best_idx.to_numpy(), metric].to_numpy(), index=best_idx.index.astype(str))
+
+
+def budget_grid(curves: pd.DataFrame, num: int = 5) -> Sequence[float]:
+    """Budgets at the quantiles 20%..100% of the runs' final FLOPs (where most runs have evaluations)."""
+    final = curves.groupby("run_id")["flops"].max().to_numpy(float)
+    return list(np.unique(np.quantile(final, np.linspace(0.2, 1.0, num))))
