@@ -119,7 +119,10 @@ def value_aggregates(prepared, *, reps: int = 500, seed: int = 0) -> pd.DataFram
         values = sorted({v for _, f in strata for v in f[h].unique()} - {""}, key=_key)
         for value in values:
             mine = [sign * f.loc[f[h] == value, prepared.metric].to_numpy(float) for _, f in strata]
-            rest = [sign * f.loc[(f[h] != value) & (f[h] != ""), prepared.metric].to_numpy(float) for _, f in strata]
+            rest = [
+                sign * f.loc[(f[h] != value) & (f[h] != ""), prepared.metric].to_numpy(float)
+                for _, f in strata
+            ]
             pooled = np.concatenate(mine)
             est = iqm(pooled)
             draws = _iqm_rows(np.concatenate([boot(a) for a in mine if len(a)], axis=1))

@@ -14,15 +14,21 @@ __all__ = ["main", "report", "simulate"]
 @click.option("--out", "out_dir", default="report", show_default=True, help="Output folder.")
 @click.option("--metric", default="metrics.heldout_goal_success", show_default=True, help="Metric column.")
 @click.option("--stratum", default=None, help="Stratum column, e.g. params.sft_checkpoint (default: none).")
-@click.option("--hparams", default=None, help="Comma-separated hyperparameter columns (default: all params.*).")
+@click.option(
+    "--hparams", default=None, help="Comma-separated hyperparameter columns (default: all params.*)."
+)
 @click.option("--mode", type=click.Choice(["max", "min"]), default="max", show_default=True)
 @click.option("--method", type=click.Choice(["exact", "mc"]), default="exact", show_default=True,
               help="Algorithm 1: closed form or Monte Carlo.")  # fmt: skip
-@click.option("--resamples", type=click.IntRange(min=1), default=1000, show_default=True, help="B for --method mc.")
+@click.option(
+    "--resamples", type=click.IntRange(min=1), default=1000, show_default=True, help="B for --method mc."
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--bins", type=click.IntRange(min=2), default=4, show_default=True,
               help="Quantile bins for continuous hyperparameters.")  # fmt: skip
-@click.option("--curves", default=None, help="Curves table (run_id, step, flops, <metric>) for compute budgets.")
+@click.option(
+    "--curves", default=None, help="Curves table (run_id, step, flops, <metric>) for compute budgets."
+)
 @click.option("--target", type=float, default=None, help="Score for the FLOPs-to-target table.")
 @click.option("--tracking-uri", default=None, help="MLflow tracking URI for RUNS=mlflow:EXPERIMENT.")
 @click.option("--no-plots", is_flag=True, help="Skip PNGs (faster).")
@@ -84,7 +90,11 @@ def simulate(num_runs, seed, out, curves) -> None:
 
     runs, curve_table, truth = simulate_study(num_runs, seed=seed)
     truth_path = write_study(runs, curve_table, truth, out, curves)
-    click.echo(f"{len(runs)} runs -> {out}" + (f", curves -> {curves}" if curves else "") + f", truth -> {truth_path}")
+    click.echo(
+        f"{len(runs)} runs -> {out}"
+        + (f", curves -> {curves}" if curves else "")
+        + f", truth -> {truth_path}"
+    )
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

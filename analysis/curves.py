@@ -37,9 +37,9 @@ def expected_max_weights(n: int, k_max: int | None = None) -> np.ndarray:
     i = np.arange(1, n + 1)[:, None]  # (n, 1)
     k = np.arange(1, k_max + 1)[None, :]  # (1, K)
     valid = i >= k
-    log_w = (
-        gammaln(np.maximum(i, 1)) - gammaln(np.maximum(k, 1)) - gammaln(np.maximum(i - k + 1, 1))
-    ) - (gammaln(n + 1) - gammaln(k + 1) - gammaln(n - k + 1))
+    log_w = (gammaln(np.maximum(i, 1)) - gammaln(np.maximum(k, 1)) - gammaln(np.maximum(i - k + 1, 1))) - (
+        gammaln(n + 1) - gammaln(k + 1) - gammaln(n - k + 1)
+    )
     return np.where(valid, np.exp(np.where(valid, log_w, 0.0)), 0.0)
 
 
@@ -180,18 +180,22 @@ def compute_to_reach(
         codes, uniques = pd.factorize(part["run_id"])
         flops, scores = part["flops"].to_numpy(float), part[metric].to_numpy(float)
         # per run: FLOPs at which that run first reached the target; the group's = the minimum over its runs
-        per_run = np.array([_first_reach(flops[codes == r], scores[codes == r], target) for r in range(len(uniques))])
+        per_run = np.array(
+            [_first_reach(flops[codes == r], scores[codes == r], target) for r in range(len(uniques))]
+        )
         point = np.nanmin(per_run) if np.isfinite(per_run).any() else np.nan
         picks = rng.integers(0, len(uniques), size=(reps, len(uniques)))
         with np.errstate(all="ignore"):
             boot = np.nanmin(np.where(np.isfinite(per_run[picks]), per_run[picks], np.inf), axis=1)
         reached = np.isfinite(boot)
-        lo, hi = (np.quantile(boot[reached], [0.025, 0.975]) if reached.any() else (np.nan, np.nan))
+        lo, hi = np.quantile(boot[reached], [0.025, 0.975]) if reached.any() else (np.nan, np.nan)
         rows.append((group, point, lo, hi, reached.mean()))
     return pd.DataFrame(rows, columns=["group", "flops_to_target", "lo", "hi", "p_reached"])
 
 
-def reached_by_budget(curves: pd.DataFrame, metric: str, budget_flops: float, *, window: int = 3) -> pd.Series:
+def reached_by_budget(
+    curves: pd.DataFrame, metric: str, budget_flops: float, *, window: int = 3
+) -> pd.Series:
     """Each run's score as of a FLOPs budget: the study's checkpoint rule applied to evaluations <= budget.
 
     Returns:
@@ -202,7 +206,9 @@ def reached_by_budget(curves: pd.DataFrame, metric: str, budget_flops: float, *,
     data = data.dropna(subset=[metric])
     if data.empty:
         return pd.Series(dtype=float)
-    rolled = data.groupby("run_id", sort=False)[metric].transform(lambda s: s.rolling(window, min_periods=1).mean())
+    rolled = data.groupby("run_id", sort=False)[metric].transform(
+        lambda s: s.rolling(window, min_periods=1).mean()
+    )
     best_idx = rolled.groupby(data["run_id"], sort=False).idxmax()
     return pd.Series(data.loc[best_idx.to_numpy(), metric].to_numpy(), index=best_idx.index.astype(str))
 

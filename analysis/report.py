@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import json
 import logging
 import time
@@ -82,7 +81,11 @@ def build_report(
     t0 = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    runs = runs_source if isinstance(runs_source, pd.DataFrame) else load_runs(runs_source, tracking_uri=tracking_uri)
+    runs = (
+        runs_source
+        if isinstance(runs_source, pd.DataFrame)
+        else load_runs(runs_source, tracking_uri=tracking_uri)
+    )
     prepared = prepare_runs(
         runs, metric=options.metric, stratum=options.stratum, hparams=options.hparams, mode=options.mode,
         bins=options.bins,
@@ -97,8 +100,9 @@ def build_report(
         prepared.frame, metric=prepared.metric, stratum=prepared.stratum, hparams=prepared.hparams,
         mode=prepared.mode, seed=options.seed,
     )  # fmt: skip
-    tables["effects"], tables["importance"] = effects, importance.sort_values(
-        ["stratum", "importance"], ascending=[True, False], kind="stable"
+    tables["effects"], tables["importance"] = (
+        effects,
+        importance.sort_values(["stratum", "importance"], ascending=[True, False], kind="stable"),
     )
     tables["tuning_curves"] = tuning_curves(prepared, seed=options.seed)
     tables["aggregates"] = value_aggregates(prepared, reps=1000, seed=options.seed)
@@ -126,7 +130,9 @@ def _json_default(obj):
     return str(obj)
 
 
-def _compute_tables(prepared: PreparedRuns, curves: pd.DataFrame, options: ReportOptions) -> dict[str, pd.DataFrame]:
+def _compute_tables(
+    prepared: PreparedRuns, curves: pd.DataFrame, options: ReportOptions
+) -> dict[str, pd.DataFrame]:
     metric = prepared.metric.removeprefix("metrics.")
     if metric not in curves.columns:
         raise ValueError(f"the curves table has no column {metric!r}; columns: {list(curves.columns)}")
@@ -159,7 +165,9 @@ def _compute_tables(prepared: PreparedRuns, curves: pd.DataFrame, options: Repor
         sub = PreparedRuns(frame, prepared.metric, prepared.stratum, prepared.hparams, prepared.mode)
         t = algorithm1_table(sub, method="exact")
         winners = t.loc[t.groupby(["stratum", "hparam"])["win_rate"].idxmax()]
-        winners = winners.assign(budget_flops=budget)[["budget_flops", "stratum", "hparam", "value", "win_rate", "n_runs"]]
+        winners = winners.assign(budget_flops=budget)[
+            ["budget_flops", "stratum", "hparam", "value", "win_rate", "n_runs"]
+        ]
         rows.append(winners.rename(columns={"value": "winner", "n_runs": "winner_n_runs"}))
     if rows:
         out["budget_winners"] = pd.concat(rows, ignore_index=True)
@@ -261,7 +269,9 @@ def _points_effects(ax, effects: pd.DataFrame, stratum: str, name: str) -> None:
     e = effects[(effects.stratum == stratum) & (effects.hparam == name)]
     x = np.arange(len(e))
     colors = ["tab:red" if s else "tab:gray" for s in e.significant]
-    ax.errorbar(x, e["mean"], yerr=[e.effect - e.effect_lo, e.effect_hi - e.effect], fmt="none", ecolor="gray")
+    ax.errorbar(
+        x, e["mean"], yerr=[e.effect - e.effect_lo, e.effect_hi - e.effect], fmt="none", ecolor="gray"
+    )
     ax.scatter(x, e["mean"], c=colors, zorder=3, s=18)
     ax.set_xticks(x, e.value, fontsize=7, rotation=30)
     ax.set_title(name, fontsize=9)
@@ -336,7 +346,9 @@ def _html(summary: dict, tables: dict[str, pd.DataFrame], figures: dict[str, Pat
     if summary["binned"]:
         parts.append(f"<p>Binned ({html.escape(summary['binning'])}): "
                      f"{html.escape(json.dumps(summary['binned']))}</p>")  # fmt: skip
-    counts = pd.DataFrame([(k, v["n_runs"]) for k, v in summary["strata"].items()], columns=["stratum", "runs"])
+    counts = pd.DataFrame(
+        [(k, v["n_runs"]) for k, v in summary["strata"].items()], columns=["stratum", "runs"]
+    )
     parts += ["<h2>Runs per stratum</h2>", _table(counts), _GUIDE]
     parts += ["<h2>Importance</h2>", f"<p>Method: {html.escape(str(summary['importance_method']))}.</p>",
               _table(tables["importance"])]  # fmt: skip
