@@ -3,7 +3,7 @@
 Side by side, same seeds, same held-out goals: the untrained tiny Llama, the SFT branch point RL starts from, and
 the RL run's chosen checkpoint (rolling mean, window 3, of held-out-goal success). Prints success rates, ratios,
 FLOPs and wall time. The held-out goals are seeds the teacher, SFT and RL never saw (train: seeds >= 10 of the
-toy training split; held-out: seeds 0-9 of the same tasks).
+toy tasks from seed 1000 on; held-out: seeds 0-39 of the same tasks).
 
     AGENTSWEEP_CACHE=/tmp/agc .venv/bin/python benchmarks/bench_trainers_toy.py --tasks click-button
 """
@@ -27,6 +27,13 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=5e-4)
     ap.add_argument("--temperature", type=float, default=1.0)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--distractors", type=int, default=3, help="extra elements per page (random click: 1/(1+d))"
+    )
+    ap.add_argument("--heldout-goals", type=int, default=40, help="held-out goals (seeds 0, 1, ...) per task")
+    ap.add_argument(
+        "--train-goals", type=int, default=400, help="training goals (seeds 1000, 1001, ...) per task"
+    )
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     import torch
@@ -47,14 +54,14 @@ def main() -> None:
 
     out = Path(args.out)
     tasks = tuple(f"toy.{t}" for t in args.tasks.split(","))
-    all_goals = goals("toy.train", tasks=tasks) + goals("toy.heldout_goals", tasks=tasks)
-    train = sorted(g for g in all_goals if g[1] >= 10)
-    heldout = sorted(g for g in all_goals if g[1] < 10)
-    heldout += [(t, s) for t in tasks for s in range(3, 10) if (t, s) not in heldout]
-    heldout = sorted(set(heldout))
+    goals("toy.train", tasks=tasks)  # checks the names
+    train = [(t, s) for t in tasks for s in range(1000, 1000 + args.train_goals)]
+    heldout = [
+        (t, s) for t in tasks for s in range(args.heldout_goals)
+    ]  # never played by the teacher, SFT or RL
     splits = {"train": train, "heldout_goals": heldout, "heldout_tasks": []}
     t0 = time.perf_counter()
-    runner = open_runner("toy", workers=1, max_steps=4)
+    runner = open_runner("toy", workers=1, max_steps=4, num_distractors=args.distractors)
     traces = collect_teacher_traces(TeacherConfig(env="toy", output_dir=str(out / "teacher")), runner=runner,
                                     goals=train)  # fmt: skip
     t_teacher = time.perf_counter() - t0

@@ -212,3 +212,16 @@ def test_config_checks_name_the_fix():
         RLConfig(gamma=0.0)
     with pytest.raises(ValueError, match="learning_rate"):
         RLConfig(learning_rate=-1.0)
+
+
+def test_swept_fields_are_the_paper_space():
+    import yaml
+
+    paper = yaml.safe_load((Path(__file__).parents[2] / "sweep" / "spaces" / "paper.yaml").read_text())
+    from trainers.config import SWEPT_FIELDS
+
+    assert set(paper["parameters"]) == {*SWEPT_FIELDS, "sft_checkpoint"}
+    assert set(paper["parameters"]) <= set(RLConfig.__dataclass_fields__)
+    for name, spec in paper["parameters"].items():  # every value of the study's space is a valid config
+        for v in spec["values"]:
+            RLConfig(**{name: v})

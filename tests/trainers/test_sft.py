@@ -84,7 +84,10 @@ def test_lora_trains_adapters_and_saves_merged_model(traces, tmp_path):
 
     base, _ = load_student("tiny-llama")
     tuned, _ = load_student(bp.path)
-    diff = sum(float((p - q).abs().sum()) for p, q in zip(base.parameters(), tuned.parameters(), strict=True))
+    diff = sum(
+        float((p - q).detach().abs().sum())
+        for p, q in zip(base.parameters(), tuned.parameters(), strict=True)
+    )
     assert diff > 0
 
 
