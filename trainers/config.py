@@ -86,6 +86,12 @@ class RLConfig:
     """Training task subset (None: all training tasks of the family)."""
     eval_tasks: tuple[str, ...] | None = None
     """Held-out task subset (None: all held-out tasks of the family)."""
+    train_split: str = "train"
+    """Registry split the RL goals come from (`<env>.<split>`)."""
+    eval_goal_split: str | None = "heldout_goals"
+    """Split of held-out goals (None: none; the metric is then NaN and the last evaluation is chosen)."""
+    eval_task_split: str | None = "heldout_tasks"
+    """Split of held-out tasks (WorkArena: `test`; None: none)."""
     max_eval_goals: int | None = None
     """Cap on goals per evaluation split (None: all), taken in a fixed order."""
     max_steps: int = 10

@@ -252,10 +252,7 @@ def train_rl(cfg: RLConfig, report: Callable[..., None] | None = None, *, runner
         if curriculum is not None:
             curriculum = CurriculumState.from_state_dict(state["curriculum"])
         logger.info("resumed from %s at update %d", cfg.resume_from, run.step)
-    splits = dict(goal_splits) if goal_splits is not None else {
-        name: split_goals(cfg.env, name, cfg.eval_tasks if name == "heldout_tasks" else cfg.tasks)
-        for name in ("train", "heldout_goals", "heldout_tasks")
-    }  # fmt: skip
+    splits = dict(goal_splits) if goal_splits is not None else _registry_splits(cfg)
     train_goals = list(splits["train"])
     eval_goals = {
         k: _spread(list(splits.get(k, [])), cfg.max_eval_goals) for k in ("heldout_goals", "heldout_tasks")
@@ -300,8 +297,24 @@ def train_rl(cfg: RLConfig, report: Callable[..., None] | None = None, *, runner
     finally:
         if own_runner:
             runner.close()
-    best = int(np.argmax(rolling_mean([h["heldout_goal_success"] for h in run.history], 3)))
+    best = _best(run.history)
     return RLResult(best, dict(run.history[best]), run.checkpoints[best], list(run.history))
+
+
+def _registry_splits(cfg: RLConfig) -> dict[str, list[Any]]:
+    return {
+        "train": split_goals(cfg.env, cfg.train_split, cfg.tasks),
+        "heldout_goals": split_goals(cfg.env, cfg.eval_goal_split, cfg.tasks) if cfg.eval_goal_split else [],
+        "heldout_tasks": split_goals(cfg.env, cfg.eval_task_split, cfg.eval_tasks)
+        if cfg.eval_task_split
+        else [],
+    }
+
+
+def _best(history: Sequence[dict[str, float]]) -> int:
+    """select_checkpoint over held-out-goal success; the last evaluation when there is no held-out goal."""
+    means = rolling_mean([h["heldout_goal_success"] for h in history], 3)
+    return len(history) - 1 if np.isnan(means).all() else int(np.nanargmax(means))
 
 
 def _make_policy(cfg: RLConfig, model, tok, counter: FlopsCounter, model_dir: str):
@@ -373,7 +386,7 @@ def _evaluate_and_checkpoint(cfg, run: _Run, model, tok, optimizer, policy, runn
 
 def _prune(cfg: RLConfig, run: _Run) -> None:
     """Keep the last `keep_checkpoints` checkpoints and the current best by rolling mean; delete the rest."""
-    best = int(np.argmax(rolling_mean([h["heldout_goal_success"] for h in run.history], 3)))
+    best = _best(run.history)
     keep = set(range(max(0, len(run.checkpoints) - cfg.keep_checkpoints), len(run.checkpoints))) | {best}
     for i, p in enumerate(run.checkpoints):
         if p is not None and i not in keep:
