@@ -1,0 +1,74 @@
+"""`agentsweep report` end to end on a simulated study: files, contracts, both rankings, the CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from analysis.bootstrap import ALGORITHM1_COLUMNS
+from analysis.effects import EFFECTS_COLUMNS, IMPORTANCE_COLUMNS
+from analysis.simulate import simulate_study, write_study
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    d = tmp_path_factory.mktemp("study")
+    runs, curves, truth = simulate_study(900, seed=11)
+    write_study(runs, curves, truth, d / "runs.csv", d / "curves.csv")
+    return d
+
+
+def test_cli_report_writes_every_file_and_the_contracts(study):
+    out = study / "report"
+    res = subprocess.run(
+        [sys.executable, "-m", "analysis", "report", str(study / "runs.csv"), "--curves", str(study / "curves.csv"),
+         "--stratum", "params.sft_checkpoint", "--out", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert "report.html" in res.stdout
+    hp = pd.read_csv(out / "hparams.csv", dtype={"value": str, "stratum": str})
+    assert list(hp.columns[:8]) == ALGORITHM1_COLUMNS
+    assert list(pd.read_csv(out / "effects.csv").columns[:10]) == EFFECTS_COLUMNS
+    assert list(pd.read_csv(out / "importance.csv").columns[:6]) == IMPORTANCE_COLUMNS
+    for name in ("tuning_curves.csv", "aggregates.csv", "frontier.csv", "compute_to_target.csv",
+                 "budget_winners.csv", "tuning_curves.png", "frontier.png"):  # fmt: skip
+        assert (out / name).exists(), name
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["excluded"]["not_finished"] > 0 and summary["n_runs_used"] < 900
+    html = (out / "report.html").read_text()
+    assert "Algorithm 1" in html and "Effects" in html and "data:image/png;base64" in html
+    # the planted strongest effects come out on top of the importance ranking
+    truth = json.loads((study / "runs.truth.json").read_text())
+    imp = pd.read_csv(out / "importance.csv", dtype={"stratum": str})
+    for stratum, plan in truth["strata"].items():
+        ranked = imp[imp.stratum == stratum].sort_values("importance", ascending=False).hparam.tolist()
+        nulls = [h for h, info in plan.items() if info["class"] == "null"]
+        strong = [h for h, info in plan.items() if info["class"] == "strong"]
+        assert max(ranked.index(h) for h in strong) < min(ranked.index(h) for h in nulls)
+
+
+def test_cli_errors_exit_nonzero_with_a_message(study, tmp_path):
+    res = subprocess.run(
+        [sys.executable, "-m", "analysis", "report", str(study / "runs.csv"), "--metric", "metrics.nope",
+         "--out", str(tmp_path / "r")],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert res.returncode == 1 and "metrics.nope" in res.stderr
+    res = subprocess.run([sys.executable, "-m", "analysis", "report", str(tmp_path / "none.csv")],
+                         capture_output=True, text=True)  # fmt: skip
+    assert res.returncode == 1 and "does not exist" in res.stderr
+
+
+def test_mc_method_and_min_mode_run(study, tmp_path):
+    from analysis.report import ReportOptions, build_report
+
+    result = build_report(study / "runs.csv", tmp_path / "r", ReportOptions(method="mc", resamples=500, mode="min",
+                          seed=3, plots=False, win_ci_reps=0))  # fmt: skip
+    hp = pd.read_csv(tmp_path / "r" / "hparams.csv")
+    assert set(hp.stratum.astype(str)) == {"all"}
+    assert result.summary["method"] == "mc" and result.summary["resamples"] == 500
