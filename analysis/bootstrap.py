@@ -67,11 +67,27 @@ class _Levels:
     n_runs: np.ndarray  # (K,)
 
 
+def _value_key(value: str) -> tuple[int, float, str]:
+    try:
+        return (0, float(value), value)
+    except ValueError:
+        return (1, 0.0, value)
+
+
+def _factorize(labels: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+    """Integer codes and the distinct values, numeric values in numeric order (64 < 256 < 1024)."""
+    codes, uniques = pd.factorize(np.asarray(labels, dtype=object), sort=False)
+    order = sorted(range(len(uniques)), key=lambda i: _value_key(str(uniques[i])))
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    return rank[codes], [str(uniques[i]) for i in order]
+
+
 def _levels(metric: np.ndarray, labels: Sequence[str], *, mode: str) -> _Levels:
     y = np.asarray(metric, dtype=float)
     if mode not in ("max", "min"):
         raise ValueError(f"mode={mode!r}: use 'max' or 'min'")
-    codes, uniques = pd.factorize(np.asarray(labels, dtype=object), sort=True)
+    codes, uniques = _factorize(labels)
     k = len(uniques)
     n_runs = np.bincount(codes, minlength=k)
     score = y if mode == "max" else -y
@@ -183,7 +199,7 @@ def algorithm1_loop(
     """
     lv = _levels(metric, labels, mode=mode)
     y = np.asarray(metric, dtype=float) * (1.0 if mode == "max" else -1.0)
-    codes = pd.factorize(np.asarray(labels, dtype=object), sort=True)[0]
+    codes = _factorize(labels)[0]
     p = 1.0 / (len(lv.values) * lv.n_runs[codes])
     p = p / p.sum()
     wins = np.zeros(len(lv.values))
@@ -284,7 +300,7 @@ def win_rate_intervals(prepared, *, reps: int = 50, seed: int = 0, level: float 
             y, lab = y_all[active], labels[active]
             if len(y) == 0:
                 continue
-            values = tuple(str(u) for u in pd.factorize(lab, sort=True)[1])
+            values = tuple(_factorize(lab)[1])
             draws = np.zeros((reps, len(values)))
             for b in range(reps):
                 pick = rng.integers(0, len(y), len(y))

@@ -351,7 +351,7 @@ def _html(summary: dict, tables: dict[str, pd.DataFrame], figures: dict[str, Pat
     )
     parts += ["<h2>Runs per stratum</h2>", _table(counts), _GUIDE]
     parts += ["<h2>Importance</h2>", f"<p>Method: {html.escape(str(summary['importance_method']))}.</p>",
-              _table(tables["importance"])]  # fmt: skip
+              _table(tables["importance"].drop(columns="method"))]  # fmt: skip
     for label in summary["strata"]:
         parts.append(f"<h2>Stratum {html.escape(label)}</h2>")
         for key in (f"effects_{label}", f"winrates_{label}"):
