@@ -11,8 +11,10 @@ env-error rate of the pool at 4 workers and the memory (PSS) per worker, browser
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing as mp
+import sys
 import time
 
 TASKS = ("click-test", "click-test-2", "enter-text", "click-link", "login-user")
@@ -26,9 +28,9 @@ def _elements(page) -> list[dict]:
 
 def _default_episodes(goals: list[tuple[str, int]], max_steps: int) -> list[tuple[bool, str]]:
     """BrowserGym default usage: a fresh env (browser + chat window) per episode."""
+    import browsergym.miniwob  # noqa: F401 - registers the tasks
     import gymnasium as gym
 
-    import browsergym.miniwob  # noqa: F401 - registers the tasks
     from envs.browser import miniwob_url, setup_chromium
     from envs.scripted import ScriptedPolicy
 
@@ -75,10 +77,8 @@ def _pss_mib(pid: int) -> float:
     proc = psutil.Process(pid)
     total = 0
     for p in [proc, *proc.children(recursive=True)]:
-        try:
+        with contextlib.suppress(psutil.Error):
             total += p.memory_full_info().pss
-        except psutil.Error:
-            pass
     return total / 2**20
 
 
@@ -112,7 +112,9 @@ def main() -> None:
     args = parser.parse_args()
     goals = [(f"miniwob.{t}", s) for t in TASKS for s in range(args.seeds)]
     default = run_default(goals, args.workers, args.max_steps)
+    print("default:", json.dumps(default), file=sys.stderr, flush=True)
     pool = run_pool(goals, args.workers, args.max_steps)
+    print("pool:", json.dumps(pool), file=sys.stderr, flush=True)
     report = {"tasks": TASKS, "seeds": args.seeds, "workers": args.workers, "default": default, "pool": pool,
               "speedup_x": round(pool["episodes_per_min"] / default["episodes_per_min"], 2)}
     if args.error_workers:

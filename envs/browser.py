@@ -227,6 +227,10 @@ class MiniWobHost:
         return self._browser.pid
 
     # ---- the host interface
+    def start(self) -> None:
+        """Launch the browser now (so start-up failures surface when the runner opens)."""
+        self._ensure_browser()
+
     def reset(self, eid: int, task: str, seed: int) -> dict[str, Any]:
         from browsergym.miniwob import ALL_MINIWOB_TASKS
 

@@ -279,8 +279,8 @@ def _find_word(obs: Obs) -> Answer:
 
 
 def _odd_or_even(obs: Obs) -> Answer:
-    vis = _visible(obs)
-    numbers = [i for i, e in enumerate(vis) if e["tag"] == "div" and re.fullmatch(r"-?\d+", e["text"])]
+    vis = [e for e in _visible(obs) if e["tag"] == "button" or re.fullmatch(r"-?\d+", e["text"])]
+    numbers = [i for i, e in enumerate(vis) if e["tag"] != "button"]
     done = _clicks(obs)
     if done < len(numbers):
         i = numbers[done]
@@ -346,6 +346,7 @@ SOLVERS: dict[str, Callable[[Obs], Answer]] = {
     "enter-date": _enter_date,
     "find-word": _find_word,
     "navigate-tree": _navigate_tree,
+    "odd-or-even": _odd_or_even,
     # held-out tasks (evaluation references, not SFT data)
     "click-button": _click_button,
     "click-checkboxes": _click_checkboxes,

@@ -82,7 +82,8 @@ def build_prompt(
         parts.append("Previous actions: " + "; ".join(shown))
     if error_log and last_error:
         parts.append(f"Last action error: {last_error[:300]}")
-    observed = dict(obs, step=len(history), history=list(history), last_action_error=last_error if error_log else "")
+    observed = dict(obs, step=len(history), history=list(history), last_action_error=last_error if error_log else "",
+                    prompt_version=PROMPT_VERSION)
     return Prompt(
         messages=({"role": "system", "content": system}, {"role": "user", "content": "\n".join(parts)}),
         observation=observed,

@@ -133,7 +133,15 @@ def _env_error(what: str, e: BaseException) -> tuple[str, str]:
 
 
 def _worker_main(conn: Any, family: str, options: dict[str, Any]) -> None:
-    host = make_host(family, options)
+    try:
+        host = make_host(family, options)
+        if hasattr(host, "start"):
+            host.start()
+    except Exception as e:  # noqa: BLE001 - reported to the calling process, which raises it
+        conn.send(("init_error", f"{type(e).__name__}: {e}"))
+        conn.close()
+        return
+    conn.send(("ready", None))
     try:
         while True:
             msg = conn.recv()
@@ -154,6 +162,9 @@ class _LocalWorker:
         self.host = make_host(family, options)
         self._result: list[tuple[str, Any]] = []
 
+    def wait_ready(self) -> None:
+        pass
+
     def send(self, ops: list[tuple]) -> None:
         self._result = _execute(self.host, ops)
 
@@ -170,17 +181,30 @@ class _LocalWorker:
 class _ProcessWorker:
     """A worker process holding one env host (one browser) across episodes."""
 
-    def __init__(self, family: str, options: dict[str, Any]) -> None:
-        self.family, self.options = family, options
+    def __init__(self, family: str, options: dict[str, Any], timeout_s: float) -> None:
+        self.family, self.options, self.timeout_s = family, options, timeout_s
         self.restarts = 0
         self._start()
 
     def _start(self) -> None:
-        ctx = mp.get_context("spawn")
+        ctx = mp.get_context("spawn")  # never fork a process that may hold torch threads or CUDA
         self.conn, child = ctx.Pipe()
         self.proc = ctx.Process(target=_worker_main, args=(child, self.family, self.options), daemon=True)
         self.proc.start()
         child.close()
+        self._ready = False
+
+    def wait_ready(self) -> None:
+        """Block until the worker's host is up (browser launched); raise its start-up error in this process."""
+        if self._ready:
+            return
+        msg = self.recv(self.timeout_s)
+        if msg is None:
+            raise RuntimeError(f"env worker (pid {self.pid}) did not start within {self.timeout_s:.0f} s; "
+                               "raise worker_timeout_s on a loaded machine")
+        if msg[0] == "init_error":
+            raise RuntimeError(f"env worker failed to start: {msg[1]}")
+        self._ready = True
 
     @property
     def pid(self) -> int | None:
@@ -204,6 +228,7 @@ class _ProcessWorker:
         logger.warning("env worker pid %s died or hung; restarting it (restart %d)", self.pid, self.restarts)
         self._kill()
         self._start()
+        self.wait_ready()
 
     def _kill(self) -> None:
         try:
@@ -244,8 +269,17 @@ class EpisodeRunner:
         self.host_options = dict(host_options or {})
         if config.family != "toy":
             self.host_options.setdefault("observation", config.observation_kind)
-        worker_cls = _LocalWorker if config.family == "toy" else _ProcessWorker
-        self._workers = [worker_cls(config.family, self._options_of(k)) for k in range(config.workers)]
+        if config.family == "toy":
+            self._workers: list[Any] = [_LocalWorker("toy", self.host_options) for _ in range(config.workers)]
+        else:
+            self._workers = [_ProcessWorker(config.family, self._options_of(k), config.worker_timeout_s)
+                             for k in range(config.workers)]
+        try:
+            for w in self._workers:  # started in parallel above; their browsers launch concurrently
+                w.wait_ready()
+        except Exception:
+            self.close()
+            raise
         self._next_eid = 0
         self._pending_close: dict[int, list[tuple]] = {w: [] for w in range(config.workers)}
         self.num_env_errors = 0

@@ -104,3 +104,9 @@ def test_jsonl_round_trip(tmp_path) -> None:
     back = read_jsonl(write_jsonl(trajs, tmp_path / "t.jsonl"))
     assert [t.to_json() for t in back] == [t.to_json() for t in trajs]
     assert len(read_jsonl(tmp_path / "log.jsonl")) == 4
+
+
+def test_worker_start_up_failure_is_raised_in_the_caller(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("AGENTSWEEP_CHROMIUM", str(tmp_path / "no-chromium"))
+    with pytest.raises(RuntimeError, match="env worker failed to start: RuntimeError: chromium not found at"):
+        open_runner("miniwob", workers=1, worker_timeout_s=120)
