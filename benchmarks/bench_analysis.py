@@ -70,12 +70,32 @@ def study_scale(prepared, loop_resamples: int) -> None:
     print(f"max |win_rate exact - loop(B={loop_resamples})| = {gap:.3f}")
 
 
+def _arch8_compat() -> None:
+    """rliable 1.2 passes `random_state=` to arch's bootstrap, which arch 8 renamed `seed=`; translate it.
+
+    (arch 7 does not import under pandas 3.) Only the keyword changes: rliable's own resampling code runs.
+    """
+    import arch.bootstrap as arch_bs
+
+    original = arch_bs.IIDBootstrap.__init__
+    if getattr(original, "_agentsweep_compat", False):
+        return
+
+    def init(self, *args, random_state=None, seed=None, **kwargs):
+        original(self, *args, seed=seed if seed is not None else random_state, **kwargs)
+
+    init._agentsweep_compat = True
+    arch_bs.IIDBootstrap.__init__ = init
+
+
 def versus_rliable(prepared, reps: int) -> None:
     try:
         from rliable import library as rly
+        from rliable import metrics as rly_metrics
     except Exception as exc:  # noqa: BLE001 - any import failure just skips the comparison
         print(f"## rliable: skipped ({type(exc).__name__}: {exc})")
         return
+    _arch8_compat()
     print(f"## rliable {reps} replicates vs ours")
     cells = []
     for _, frame in prepared.strata():
@@ -84,7 +104,8 @@ def versus_rliable(prepared, reps: int) -> None:
             cells.append(
                 {v: g[prepared.metric].to_numpy(float)[:, None] for v, g in active.groupby(h, sort=True)}
             )
-    rs = np.random.RandomState(0)
+    rs = None  # arch >= 8 no longer takes a RandomState; rliable then uses the global one
+    np.random.seed(0)
 
     def run_rliable():
         for scores in cells:
@@ -104,7 +125,7 @@ def versus_rliable(prepared, reps: int) -> None:
         score_dict[v] = np.stack([a[:m] for a in per_stratum], axis=1)  # (runs, strata) as rliable wants
     _, w_rl, c_rl = _timed(
         lambda: rly.get_interval_estimates(
-            score_dict, lambda x: np.array([rly.metrics.aggregate_iqm(x)]), reps=reps, random_state=rs
+            score_dict, lambda x: np.array([rly_metrics.aggregate_iqm(x)]), reps=reps, random_state=rs
         )
     )
     one = prepare_runs(prepared.frame, metric=prepared.metric, stratum=prepared.stratum, hparams=[h])
