@@ -132,8 +132,11 @@ def _materialise_smollm2(target: Path) -> None:
     logger.info("converting %s to a transformers checkpoint in %s (once)", gguf.name, target)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    # GGUF weights are dequantised to float32 on load: drop the quantizer so the model saves as plain safetensors
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
+    model.hf_quantizer = None
+    model.is_quantized = False
     _save_atomically(model, tokenizer, target)
 
 

