@@ -27,6 +27,7 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=5e-4)
     ap.add_argument("--temperature", type=float, default=1.0)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--max-new-tokens", type=int, default=40)
     ap.add_argument(
         "--distractors", type=int, default=3, help="extra elements per page (random click: 1/(1+d))"
     )
@@ -74,7 +75,7 @@ def main() -> None:
     rl_cfg = RLConfig(student="tiny-llama", init_checkpoint=branch.path, sft_flops=branch.flops, env="toy",
                       batch_size=args.batch_size, group_size=args.group_size, num_updates=args.rl_updates,
                       eval_every=max(1, args.rl_updates // 10), learning_rate=args.lr, temperature=args.temperature,
-                      max_new_tokens=16, max_seq_len=256, max_steps=4, output_dir=str(out / "rl"), seed=args.seed,
+                      max_new_tokens=args.max_new_tokens, max_seq_len=320, max_steps=4, output_dir=str(out / "rl"), seed=args.seed,
                       gamma=0.9, micro_batch_size=32, cpu_threads=1)  # fmt: skip
     import torch
 
