@@ -107,8 +107,7 @@ class MiniWobSettings:
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 0")
 
 
-_ELEMENTS_JS = r"""
-() => {
+_ELEMENTS_BODY = r"""
   const root = document.body;
   const out = [];
   for (const el of root.querySelectorAll('[bid]')) {
@@ -128,9 +127,23 @@ _ELEMENTS_JS = r"""
       style: el.getAttribute('style') || '',
     });
   }
-  return out;
-}
 """
+_ELEMENTS_JS = "() => {" + _ELEMENTS_BODY + "  return out;\n}"
+"""Element list of a page whose elements BrowserGym already marked with bids."""
+
+_MARK_JS = r"""
+  // mark every element without a bid, keeping existing bids stable across steps (as BrowserGym's marker does)
+  if (window.__agentsweep_next_bid === undefined) window.__agentsweep_next_bid = 1;
+  for (const el of document.querySelectorAll('*')) {
+    if (!el.hasAttribute('bid')) el.setAttribute('bid', String(window.__agentsweep_next_bid++));
+  }
+"""
+_FAST_JS = (
+    "() => {" + _MARK_JS + _ELEMENTS_BODY
+    + "  let wob = null;\n  try { wob = [WOB_RAW_REWARD_GLOBAL, WOB_DONE_GLOBAL]; } catch (e) {}\n"
+    + "  return {elements: out, wob: wob};\n}"
+)
+"""Compact mode: mark, extract and read MiniWoB++'s reward globals in one round trip."""
 
 _INTERACTIVE = {"input", "button", "a", "select", "option", "textarea", "label"}
 
@@ -247,6 +260,8 @@ class MiniWobHost:
         goal, _ = task_obj.setup(page=page)
         self._episodes[eid] = (task_obj, context, page, str(goal))
         context.set_default_timeout(self.settings.action_timeout_ms)
+        if self.settings.observation == "compact":
+            return self._observe_fast(task_obj, str(goal), page)[0]
         return self._observe(task, str(goal), page)
 
     def step(self, eid: int, action: Action) -> tuple[dict[str, Any], float, bool, str]:
@@ -268,9 +283,11 @@ class MiniWobHost:
                 continue
             try:
                 task_obj, _, page, goal = self._episodes[eid]
-                page.evaluate("() => 0")  # lets the page's pending events run before validation
-                reward, done, _, _ = task_obj.validate(page, [])
-                obs = self._observe(f"miniwob.{task_obj.subdomain}", goal, page)
+                if self.settings.observation == "compact":
+                    obs, reward, done = self._observe_fast(task_obj, goal, page)
+                else:
+                    reward, done, _, _ = task_obj.validate(page, [])
+                    obs = self._observe(f"miniwob.{task_obj.subdomain}", goal, page)
                 out.append((obs, float(reward), bool(done), error))
             except Exception as e:  # noqa: BLE001 - an env error for this episode only
                 out.append(e)
@@ -314,6 +331,19 @@ class MiniWobHost:
         functions.send_message_to_user = lambda text: None
         functions.report_infeasible_instructions = lambda reason: None
         getattr(functions, action.name)(*action.args)
+
+    def _observe_fast(self, task_obj: Any, goal: str, page: Any) -> tuple[dict[str, Any], float, bool]:
+        """Compact observation and BrowserGym's MiniWoB++ validation (reward = raw reward > 0, done flag, page
+        still the task's) from one `evaluate`."""
+        t0 = time.monotonic()
+        res = page.evaluate(_FAST_JS)
+        if res["wob"] is None or page.url != task_obj.url:
+            reward, done = 0.0, True  # the page left the task: BrowserGym terminates the episode too
+        else:
+            reward, done = float(res["wob"][0] > 0), bool(res["wob"][1])
+        obs = {"task": f"miniwob.{task_obj.subdomain}", "goal": goal, "url": page.url, "elements": res["elements"],
+               "compact": compact_page(res["elements"]), "observe_s": time.monotonic() - t0}
+        return obs, reward, done
 
     def _observe(self, task: str, goal: str, page: Any) -> dict[str, Any]:
         from browsergym.core.observation import _post_extract, _pre_extract
