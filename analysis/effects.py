@@ -98,15 +98,21 @@ def _sort_key(value: str) -> tuple[int, float, str]:
 
 
 def _ols_hc3(design: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
-    """OLS coefficients (p,), HC3 covariance (p, p) and residual degrees of freedom (pinv: rank-safe)."""
-    pinv = np.linalg.pinv(design)  # (p, n)
+    """OLS coefficients (p,), HC3 covariance (p, p) and residual degrees of freedom.
+
+    One thin SVD gives the pseudo-inverse (rank-safe), the rank and the hat-matrix diagonal.
+    """
+    u, sing, vt = np.linalg.svd(design, full_matrices=False)  # (n, p), (p,), (p, p)
+    keep = sing > sing.max() * max(design.shape) * np.finfo(float).eps
+    u, sing, vt = u[:, keep], sing[keep], vt[keep]
+    pinv = (vt.T / sing) @ u.T  # (p, n)
     theta = pinv @ y
     resid = y - design @ theta
-    leverage = np.einsum("ij,ji->i", design, pinv)  # diag of the hat matrix
+    leverage = np.einsum("ij,ij->i", u, u)  # diag of the hat matrix U U'
     scale = resid / np.clip(1.0 - leverage, 1e-8, None)
     meat = pinv * scale  # (p, n): pinv diag(scale)
     cov = meat @ meat.T
-    dof = max(len(y) - np.linalg.matrix_rank(design), 1)
+    dof = max(len(y) - int(keep.sum()), 1)
     return theta, cov, dof
 
 
