@@ -28,6 +28,14 @@ def main() -> None:
     ap.add_argument("--temperature", type=float, default=1.0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--max-new-tokens", type=int, default=40)
+    ap.add_argument("--max-steps", type=int, default=2, help="agent steps per episode")
+    ap.add_argument("--eval-every", type=int, default=5)
+    ap.add_argument(
+        "--branch", default=None, help="reuse this SFT branch point directory (skips teacher + SFT)"
+    )
+    ap.add_argument(
+        "--branch-flops", type=float, default=0.0, help="its FLOPs (teacher + SFT), with --branch"
+    )
     ap.add_argument(
         "--distractors", type=int, default=3, help="extra elements per page (random click: 1/(1+d))"
     )
@@ -50,7 +58,7 @@ def main() -> None:
     from trainers.config import RLConfig, SFTConfig, TeacherConfig
     from trainers.models import load_student
     from trainers.rl import evaluate, train_rl
-    from trainers.sft import train_sft
+    from trainers.sft import BranchPoint, train_sft
     from trainers.teacher import collect_teacher_traces
 
     out = Path(args.out)
@@ -62,20 +70,25 @@ def main() -> None:
     ]  # never played by the teacher, SFT or RL
     splits = {"train": train, "heldout_goals": heldout, "heldout_tasks": []}
     t0 = time.perf_counter()
-    runner = open_runner("toy", workers=1, max_steps=4, num_distractors=args.distractors)
-    traces = collect_teacher_traces(TeacherConfig(env="toy", output_dir=str(out / "teacher")), runner=runner,
-                                    goals=train)  # fmt: skip
-    t_teacher = time.perf_counter() - t0
-    sft_cfg = SFTConfig(traces=traces.path, output_dir=str(out / "sft"), learning_rate=3e-3, batch_size=8,
-                        micro_batch_size=8, num_epochs=args.sft_steps * 8 / len(traces.examples),
-                        warmup_ratio=0.0, seed=args.seed, cpu_threads=1)  # fmt: skip
-    (branch,) = train_sft(sft_cfg)[-1:]
-    t_sft = time.perf_counter() - t0 - t_teacher
+    runner = open_runner("toy", workers=1, max_steps=args.max_steps, num_distractors=args.distractors)
+    if args.branch:
+        branch = BranchPoint(args.branch, args.branch_flops, -1)
+        num_examples, t_teacher, t_sft = 0, 0.0, 0.0
+    else:
+        traces = collect_teacher_traces(TeacherConfig(env="toy", output_dir=str(out / "teacher")), runner=runner,
+                                        goals=train)  # fmt: skip
+        t_teacher = time.perf_counter() - t0
+        num_examples = len(traces.examples)
+        sft_cfg = SFTConfig(traces=traces.path, output_dir=str(out / "sft"), learning_rate=3e-3, batch_size=8,
+                            micro_batch_size=8, num_epochs=args.sft_steps * 8 / num_examples,
+                            warmup_ratio=0.0, seed=args.seed, cpu_threads=1)  # fmt: skip
+        (branch,) = train_sft(sft_cfg)[-1:]
+        t_sft = time.perf_counter() - t0 - t_teacher
 
     rl_cfg = RLConfig(student="tiny-llama", init_checkpoint=branch.path, sft_flops=branch.flops, env="toy",
                       batch_size=args.batch_size, group_size=args.group_size, num_updates=args.rl_updates,
-                      eval_every=max(1, args.rl_updates // 10), learning_rate=args.lr, temperature=args.temperature,
-                      max_new_tokens=args.max_new_tokens, max_seq_len=320, max_steps=4, output_dir=str(out / "rl"), seed=args.seed,
+                      eval_every=args.eval_every, learning_rate=args.lr, temperature=args.temperature,
+                      max_new_tokens=args.max_new_tokens, max_seq_len=320, max_steps=args.max_steps, output_dir=str(out / "rl"), seed=args.seed,
                       gamma=0.9, micro_batch_size=32, cpu_threads=1)  # fmt: skip
     import torch
 
@@ -92,7 +105,7 @@ def main() -> None:
     runner.close()
     print(f"## toy GRPO: tasks {','.join(tasks)}, {len(train)} train goals, {len(heldout)} held-out goals")
     print(
-        f"teacher: {len(traces.examples)} SFT examples in {t_teacher:.1f} s; SFT {args.sft_steps} steps in {t_sft:.1f} s"
+        f"teacher: {num_examples} SFT examples in {t_teacher:.1f} s; SFT {args.sft_steps} steps in {t_sft:.1f} s"
     )
     print(f"held-out goal success, untrained tiny Llama     {untrained:.3f}")
     print(f"held-out goal success, SFT branch point         {at_branch:.3f}  ({branch.flops:.3e} FLOPs)")
