@@ -516,11 +516,26 @@ def _fit(
 
             ray.shutdown()
     wall_s = time.perf_counter() - t0
-    done = counts["unfinished"] == 0
+    done = sweep_complete(
+        s, num_trials=counts["trials"], num_unfinished=counts["unfinished"], spent_flops=counts["spent_flops"]
+    )
     client.log_metric(s.parent_run_id, "num_finished", counts["FINISHED"])
     client.log_metric(s.parent_run_id, "num_failed", counts["FAILED"])
     client.set_terminated(s.parent_run_id, status="FINISHED" if done else "KILLED")
     return SweepResult(s, counts["FINISHED"], counts["FAILED"], counts["trials"], wall_s)
+
+
+def sweep_complete(s: SweepSettings, *, num_trials: int, num_unfinished: int, spent_flops: float) -> bool:
+    """Whether a fit ended the sweep: no trial left pending or running, and every planned trial was started
+    (or, with a FLOPs budget, the budget is spent or the grid is exhausted). A Ctrl-C leaves it incomplete."""
+    if num_unfinished:
+        return False
+    planned = s.planned_trials
+    if planned is not None:
+        return num_trials >= planned
+    if s.search_kind == "grid" and num_trials >= s.search_space.grid_size():
+        return True
+    return s.budget_flops is not None and spent_flops >= s.budget_flops
 
 
 def _set_progress(tuner: Any, progress: Any) -> None:
@@ -544,9 +559,11 @@ def _reconcile(s: SweepSettings, grid: Any, client: Any, *, restored: bool) -> d
 
     trials = {t.trial_id: t for t in grid._experiment_analysis.trials}
     status_of = {"TERMINATED": "FINISHED", "ERROR": "FAILED"}
-    counts = {"FINISHED": 0, "FAILED": 0, "unfinished": 0, "trials": len(trials)}
+    counts = {"FINISHED": 0, "FAILED": 0, "unfinished": 0, "trials": len(trials), "spent_flops": s.base_flops}
     for t in trials.values():
-        counts[status_of.get(t.status) or "unfinished"] += 1
+        counts[_mlflow_status(t) if _mlflow_status(t) != "KILLED" else "unfinished"] += 1
+        last = t.last_result or {}
+        counts["spent_flops"] += float(last.get("rl_flops", last.get("flops", 0.0)) or 0.0)
     runs = {}
     for run in find_child_runs(client, s.experiment_id, s.sweep_id):
         trial_id = run.data.tags.get("agentsweep.trial_id")
@@ -560,10 +577,20 @@ def _reconcile(s: SweepSettings, grid: Any, client: Any, *, restored: bool) -> d
         run = runs.get(trial_id)
         if restored and trial.status in status_of:
             _backfill(writer, client, trial, run)
-        want = status_of.get(trial.status, "KILLED")
+        want = _mlflow_status(trial)
         if run is None or run.info.status != want:
             client.set_terminated(writer.run_id_for(trial_id, trial.config), status=want)
     return counts
+
+
+def _mlflow_status(trial: Any) -> str:
+    """FINISHED / FAILED / KILLED for a Tune trial. A trial Tune calls TERMINATED without a single result was
+    stopped by an interrupted driver before it reported (Tune re-runs it on resume): KILLED, not FINISHED."""
+    if trial.status == "ERROR":
+        return "FAILED"
+    if trial.status == "TERMINATED" and trial.last_result:
+        return "FINISHED"
+    return "KILLED"
 
 
 def _backfill(writer: Any, client: Any, trial: Any, run: Any) -> None:

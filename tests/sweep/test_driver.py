@@ -152,3 +152,16 @@ def test_settings_round_trip_and_bad_settings(ray_cluster, tmp_path):
         launch("paper", out_dir=tmp_path, num_trials=1, options={"teacher": {"api_key": "x"}})
     with pytest.raises(FileNotFoundError, match="sweep directory"):
         load_settings(tmp_path / "nope")
+
+
+def test_sweep_complete_rules(tmp_path):
+    from sweep.driver import SweepSettings, sweep_complete
+
+    space = load_space("paper").to_dict()
+    fixed = SweepSettings(sweep_id="x", sweep_dir=str(tmp_path), space=space, num_trials=10)
+    assert sweep_complete(fixed, num_trials=10, num_unfinished=0, spent_flops=0.0)
+    assert not sweep_complete(fixed, num_trials=7, num_unfinished=0, spent_flops=0.0)  # interrupted (Ctrl-C)
+    assert not sweep_complete(fixed, num_trials=10, num_unfinished=1, spent_flops=0.0)
+    budget = SweepSettings(sweep_id="x", sweep_dir=str(tmp_path), space=space, budget_flops=1e18)
+    assert sweep_complete(budget, num_trials=3, num_unfinished=0, spent_flops=1.2e18)
+    assert not sweep_complete(budget, num_trials=3, num_unfinished=0, spent_flops=0.5e18)
