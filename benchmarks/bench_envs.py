@@ -82,12 +82,13 @@ def _pss_mib(pid: int) -> float:
     return total / 2**20
 
 
-def run_pool(goals: list[tuple[str, int]], workers: int, max_steps: int, *, include_start: bool = True) -> dict:
+def run_pool(goals: list[tuple[str, int]], workers: int, max_steps: int, *, observation: str = "compact",
+             include_start: bool = True) -> dict:
     from envs.runner import open_runner
     from envs.scripted import ScriptedPolicy
 
     t0 = time.monotonic()
-    with open_runner("miniwob", workers=workers, max_steps=max_steps, observation="compact") as runner:
+    with open_runner("miniwob", workers=workers, max_steps=max_steps, observation=observation) as runner:
         t1 = time.monotonic()
         trajs = runner.run_episodes(ScriptedPolicy(), goals, temperature=0.0, max_new_tokens=64, gamma=1.0,
                                     error_log=True)
@@ -109,17 +110,21 @@ def main() -> None:
     parser.add_argument("--max-steps", type=int, default=10)
     parser.add_argument("--error-workers", type=int, default=4, help="pool size of the env-error-rate run (0: skip)")
     parser.add_argument("--error-seeds", type=int, default=10)
+    parser.add_argument("--observation", choices=["compact", "html", "axtree"], default="compact",
+                        help="the pool's page view (html = the study's pruned HTML via BrowserGym's DOM snapshot)")
     args = parser.parse_args()
     goals = [(f"miniwob.{t}", s) for t in TASKS for s in range(args.seeds)]
     default = run_default(goals, args.workers, args.max_steps)
     print("default:", json.dumps(default), file=sys.stderr, flush=True)
-    pool = run_pool(goals, args.workers, args.max_steps)
+    pool = run_pool(goals, args.workers, args.max_steps, observation=args.observation)
     print("pool:", json.dumps(pool), file=sys.stderr, flush=True)
-    report = {"tasks": TASKS, "seeds": args.seeds, "workers": args.workers, "default": default, "pool": pool,
+    report = {"tasks": TASKS, "seeds": args.seeds, "workers": args.workers, "observation": args.observation,
+              "default": default, "pool": pool,
               "speedup_x": round(pool["episodes_per_min"] / default["episodes_per_min"], 2)}
     if args.error_workers:
         error_goals = [(f"miniwob.{t}", s) for t in TASKS for s in range(args.error_seeds)]
-        report[f"pool_{args.error_workers}_workers"] = run_pool(error_goals, args.error_workers, args.max_steps)
+        report[f"pool_{args.error_workers}_workers"] = run_pool(error_goals, args.error_workers, args.max_steps,
+                                                               observation=args.observation)
     print(json.dumps(report, indent=1))
 
 
