@@ -89,9 +89,8 @@ def main() -> None:
     print(
         f"held-out goal success, SFT branch point                {at_branch:.3f}  ({branch.flops:.3e} FLOPs)"
     )
-    print(
-        f"ratio SFT/untrained  {at_branch / max(untrained, 1e-9):.2f}  (difference {at_branch - untrained:+.3f})"
-    )
+    ratio = f"{at_branch / untrained:.2f}" if untrained > 0 else "undefined (untrained 0)"
+    print(f"ratio SFT/untrained  {ratio}  (difference {at_branch - untrained:+.3f})")
     print("RL from the branch point (update: held-out goal success, train return): " + ", ".join(
         f"{int(h['step'])}: {h['heldout_goal_success']:.2f}/{h['train_return']:.2f}" for h in result.history))  # fmt: skip
     print(

@@ -111,9 +111,9 @@ def main() -> None:
     print(f"held-out goal success, SFT branch point         {at_branch:.3f}  ({branch.flops:.3e} FLOPs)")
     print(f"held-out goal success, GRPO chosen checkpoint   {result.scores['heldout_goal_success']:.3f}  "
           f"(update {int(result.scores['step'])}, {result.scores['flops']:.3e} FLOPs)")  # fmt: skip
-    print(
-        f"ratio RL/branch                                 {result.scores['heldout_goal_success'] / max(at_branch, 1e-9):.2f}"
-    )
+    best = result.scores["heldout_goal_success"]
+    ratio = f"{best / at_branch:.2f}" if at_branch > 0 else "undefined (branch point 0)"
+    print(f"ratio RL/branch                                 {ratio}")
     print("curve (update: held-out goal success, train return): " + ", ".join(
         f"{int(h['step'])}: {h['heldout_goal_success']:.2f}/{h['train_return']:.2f}" for h in result.history))  # fmt: skip
     print(f"RL wall {t_rl:.1f} s ({t_rl / args.rl_updates:.2f} s/update, {args.batch_size} episodes/update)")
