@@ -51,6 +51,7 @@ ACTIONS: dict[str, _Spec] = {
 
 _BUTTONS = ("left", "middle", "right")
 _MAX_ARG_CHARS = 1000
+_MAX_WAIT_MS = 5000  # a model must not stall a worker (that would read as an env error)
 
 
 class ParseError(ValueError):
@@ -155,6 +156,8 @@ def parse_action(text: str) -> Action:
     missing = [p for p in names[: spec.num_required] if p not in values]
     if missing:
         raise ParseError(f"{name} needs argument(s) {', '.join(missing)}")
+    if name == "noop" and not 0 <= values.get("wait_ms", 0) <= _MAX_WAIT_MS:
+        raise ParseError(f"noop: wait_ms must be between 0 and {_MAX_WAIT_MS}, got {values['wait_ms']!r}")
     if "button" in values and values["button"] not in _BUTTONS:
         raise ParseError(f"{name}: button must be one of {_BUTTONS}, got {values['button']!r}")
     args: list[Any] = []

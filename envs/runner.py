@@ -11,6 +11,11 @@ Infrastructure failures (a worker or browser that died, a page that did not load
 raised) are env errors: the episode is restarted from scratch on a healthy worker up to `max_attempts` times,
 and only then returned with `env_error` set (never as an agent failure). A dead worker process is restarted.
 The toy family runs in-process (its steps take microseconds).
+
+Timings per step: `gen_s` is the batched generate call's wall time divided by the batch size and `env_s` the
+workers' round trip divided by the number of actions sent (both amortised: episodes share the calls).
+Worker processes are started with `spawn` (safe with torch/CUDA in the caller): scripts that open a browser
+runner need the usual `if __name__ == "__main__":` guard.
 """
 
 from __future__ import annotations

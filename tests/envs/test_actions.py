@@ -42,6 +42,8 @@ def test_valid_actions_parse_to_canonical_text(text: str, canonical: str) -> Non
         ('click(bid="1", bid="2")', "given twice"),
         ("", "empty answer"),
         ('page.click("1")', "not an action call"),
+        ("noop(100000000)", "wait_ms must be between 0 and 5000"),
+        ("noop(-1)", "wait_ms must be between"),
     ],
 )
 def test_malicious_or_malformed_completions_are_parse_errors(text: str, message: str, tmp_path) -> None:
