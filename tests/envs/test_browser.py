@@ -85,6 +85,19 @@ def _chromium_children(pid: int) -> list[psutil.Process]:
     return [p for p in psutil.Process(pid).children(recursive=True) if "chrom" in p.name()]
 
 
+def _main_chromium_pids(runner) -> set[int]:
+    procs = [p for pid in runner.worker_pids for p in _chromium_children(pid)]
+    return {p.pid for p in procs if "chrom" not in psutil.Process(p.ppid()).name()}
+
+
+def test_one_browser_per_worker_is_kept_across_episodes(runner) -> None:
+    before = _main_chromium_pids(runner)
+    assert len(before) == 2  # one chromium per worker, no chat window
+    trajs = _play(runner, ScriptedPolicy(), [("miniwob.click-test", s) for s in range(6)])
+    assert all(t.success for t in trajs)
+    assert _main_chromium_pids(runner) == before
+
+
 def test_killed_browser_is_restarted_and_the_episode_retried_as_env_error(runner) -> None:
     class KillOnce(ScriptOf):
         def generate(self, prompts, *, temperature, max_new_tokens):
