@@ -163,6 +163,14 @@ def compact_page(elements: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _action_error(e: Exception) -> str:
+    """First line of a playwright error, plus the cause when another element covers the target."""
+    lines = str(e).splitlines()
+    text = f"{type(e).__name__}: {lines[0][:300] if lines else ''}"
+    cause = next((ln.strip(" -") for ln in lines if "intercepts pointer events" in ln), "")
+    return f"{text} ({cause[:200]})" if cause else text
+
+
 class PersistentBrowser:
     """One headless chromium kept for a worker's life and relaunched when it died."""
 
@@ -303,7 +311,7 @@ class MiniWobHost:
             except playwright.sync_api.Error as e:
                 if not self._browser.alive or page.is_closed():
                     raise
-                return f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"
+                return _action_error(e)
             except (ValueError, TypeError) as e:
                 return f"{type(e).__name__}: {str(e)[:300]}"
         except Exception as e:  # noqa: BLE001 - browser gone, episode unknown: env error

@@ -58,7 +58,12 @@ def _submit(obs: Obs, label: str = "Submit") -> Answer:
 
 
 def _clicks(obs: Obs) -> int:
-    return sum(1 for h in obs.get("history", []) if h.startswith("click("))
+    """Clicks so far (press-Enter fallbacks included), minus the last one when it raised an error (error log on)."""
+    history = obs.get("history", [])
+    n = sum(1 for h in history if h.startswith("click(") or h.endswith(', "Enter")'))
+    if history and obs.get("last_action_error") and not obs["last_action_error"].startswith("parse error"):
+        n -= 1
+    return max(n, 0)
 
 
 # ---------------------------------------------------------------- solvers
@@ -366,6 +371,12 @@ def solve_miniwob(obs: Obs) -> Answer:
     if solver is None:
         return f"no scripted solver for {name}", "noop(100)"
     try:
-        return solver(obs)
+        reason, action = solver(obs)
     except (AttributeError, IndexError, KeyError, StopIteration, SyntaxError, ValueError, ZeroDivisionError) as e:
         return f"the page did not match the {name} script ({type(e).__name__})", "noop(100)"
+    history = obs.get("history", [])
+    if action.startswith("click(") and history and history[-1] == action:
+        # the same click again means it did not register (e.g. another element covers the target): use the keyboard
+        bid = action[len("click("):-1]
+        return f"{reason}; the click did not register, press Enter on it", f'press({bid}, "Enter")'
+    return reason, action
