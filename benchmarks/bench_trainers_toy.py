@@ -104,9 +104,12 @@ def main() -> None:
     t_rl = time.perf_counter() - t1
     runner.close()
     print(f"## toy GRPO: tasks {','.join(tasks)}, {len(train)} train goals, {len(heldout)} held-out goals")
-    print(
-        f"teacher: {num_examples} SFT examples in {t_teacher:.1f} s; SFT {args.sft_steps} steps in {t_sft:.1f} s"
-    )
+    if args.branch:
+        print(f"branch point reused: {args.branch} ({args.branch_flops:.3e} FLOPs)")
+    else:
+        print(
+            f"teacher: {num_examples} SFT examples in {t_teacher:.1f} s; SFT {args.sft_steps} steps in {t_sft:.1f} s"
+        )
     print(f"held-out goal success, untrained tiny Llama     {untrained:.3f}")
     print(f"held-out goal success, SFT branch point         {at_branch:.3f}  ({branch.flops:.3e} FLOPs)")
     print(f"held-out goal success, GRPO chosen checkpoint   {result.scores['heldout_goal_success']:.3f}  "
