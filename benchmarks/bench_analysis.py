@@ -53,7 +53,9 @@ def study_scale(prepared, loop_resamples: int) -> None:
     n_cells = sum(1 for _ in prepared.strata()) * len(prepared.hparams)
     print(f"## study scale: {len(prepared.frame)} runs, {n_cells} (stratum, hparam) cells")
     exact, w_exact, c_exact = _timed(lambda: algorithm1_table(prepared, method="exact"), repeat=5)
-    _, w_mc, c_mc = _timed(lambda: algorithm1_table(prepared, method="mc", resamples=10_000, seed=0), repeat=3)
+    _, w_mc, c_mc = _timed(
+        lambda: algorithm1_table(prepared, method="mc", resamples=10_000, seed=0), repeat=3
+    )
     loop, w_loop, c_loop = _timed(
         lambda: algorithm1_table(prepared, method="loop", resamples=loop_resamples, seed=0)
     )

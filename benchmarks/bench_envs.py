@@ -64,11 +64,17 @@ def run_default(goals: list[tuple[str, int]], workers: int, max_steps: int) -> d
     chunks = [goals[k::workers] for k in range(workers)]
     t0 = time.monotonic()
     with mp.get_context("spawn").Pool(workers) as pool:
-        results = [r for chunk in pool.starmap(_default_episodes, [(c, max_steps) for c in chunks]) for r in chunk]
+        results = [
+            r for chunk in pool.starmap(_default_episodes, [(c, max_steps) for c in chunks]) for r in chunk
+        ]
     wall_s = time.monotonic() - t0
-    return {"episodes": len(results), "wall_s": round(wall_s, 1), "episodes_per_min": round(60 * len(results) / wall_s, 1),
-            "success": round(sum(s for s, _ in results) / len(results), 3),
-            "env_errors": sum(bool(e) for _, e in results)}
+    return {
+        "episodes": len(results),
+        "wall_s": round(wall_s, 1),
+        "episodes_per_min": round(60 * len(results) / wall_s, 1),
+        "success": round(sum(s for s, _ in results) / len(results), 3),
+        "env_errors": sum(bool(e) for _, e in results),
+    }
 
 
 def _pss_mib(pid: int) -> float:
@@ -82,25 +88,37 @@ def _pss_mib(pid: int) -> float:
     return total / 2**20
 
 
-def run_pool(goals: list[tuple[str, int]], workers: int, max_steps: int, *, observation: str = "compact",
-             include_start: bool = True) -> dict:
+def run_pool(
+    goals: list[tuple[str, int]],
+    workers: int,
+    max_steps: int,
+    *,
+    observation: str = "compact",
+    include_start: bool = True,
+) -> dict:
     from envs.runner import open_runner
     from envs.scripted import ScriptedPolicy
 
     t0 = time.monotonic()
     with open_runner("miniwob", workers=workers, max_steps=max_steps, observation=observation) as runner:
         t1 = time.monotonic()
-        trajs = runner.run_episodes(ScriptedPolicy(), goals, temperature=0.0, max_new_tokens=64, gamma=1.0,
-                                    error_log=True)
+        trajs = runner.run_episodes(
+            ScriptedPolicy(), goals, temperature=0.0, max_new_tokens=64, gamma=1.0, error_log=True
+        )
         t2 = time.monotonic()
         pss = [_pss_mib(pid) for pid in runner.worker_pids if pid is not None]
         retried = runner.num_env_errors
     wall_s = (t2 - t0) if include_start else (t2 - t1)
-    return {"episodes": len(trajs), "wall_s": round(wall_s, 1), "start_s": round(t1 - t0, 1),
-            "episodes_per_min": round(60 * len(trajs) / wall_s, 1),
-            "success": round(sum(t.success for t in trajs) / len(trajs), 3),
-            "env_error_rate": round(sum(bool(t.env_error) for t in trajs) / len(trajs), 4),
-            "env_errors_retried": retried, "pss_mib_per_worker": round(sum(pss) / max(1, len(pss)), 1)}
+    return {
+        "episodes": len(trajs),
+        "wall_s": round(wall_s, 1),
+        "start_s": round(t1 - t0, 1),
+        "episodes_per_min": round(60 * len(trajs) / wall_s, 1),
+        "success": round(sum(t.success for t in trajs) / len(trajs), 3),
+        "env_error_rate": round(sum(bool(t.env_error) for t in trajs) / len(trajs), 4),
+        "env_errors_retried": retried,
+        "pss_mib_per_worker": round(sum(pss) / max(1, len(pss)), 1),
+    }
 
 
 def main() -> None:
@@ -108,23 +126,36 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=4, help="seeds 0..N-1 per task")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--max-steps", type=int, default=10)
-    parser.add_argument("--error-workers", type=int, default=4, help="pool size of the env-error-rate run (0: skip)")
+    parser.add_argument(
+        "--error-workers", type=int, default=4, help="pool size of the env-error-rate run (0: skip)"
+    )
     parser.add_argument("--error-seeds", type=int, default=10)
-    parser.add_argument("--observation", choices=["compact", "html", "axtree"], default="compact",
-                        help="the pool's page view (html = the study's pruned HTML via BrowserGym's DOM snapshot)")
+    parser.add_argument(
+        "--observation",
+        choices=["compact", "html", "axtree"],
+        default="compact",
+        help="the pool's page view (html = the study's pruned HTML via BrowserGym's DOM snapshot)",
+    )
     args = parser.parse_args()
     goals = [(f"miniwob.{t}", s) for t in TASKS for s in range(args.seeds)]
     default = run_default(goals, args.workers, args.max_steps)
     print("default:", json.dumps(default), file=sys.stderr, flush=True)
     pool = run_pool(goals, args.workers, args.max_steps, observation=args.observation)
     print("pool:", json.dumps(pool), file=sys.stderr, flush=True)
-    report = {"tasks": TASKS, "seeds": args.seeds, "workers": args.workers, "observation": args.observation,
-              "default": default, "pool": pool,
-              "speedup_x": round(pool["episodes_per_min"] / default["episodes_per_min"], 2)}
+    report = {
+        "tasks": TASKS,
+        "seeds": args.seeds,
+        "workers": args.workers,
+        "observation": args.observation,
+        "default": default,
+        "pool": pool,
+        "speedup_x": round(pool["episodes_per_min"] / default["episodes_per_min"], 2),
+    }
     if args.error_workers:
         error_goals = [(f"miniwob.{t}", s) for t in TASKS for s in range(args.error_seeds)]
-        report[f"pool_{args.error_workers}_workers"] = run_pool(error_goals, args.error_workers, args.max_steps,
-                                                               observation=args.observation)
+        report[f"pool_{args.error_workers}_workers"] = run_pool(
+            error_goals, args.error_workers, args.max_steps, observation=args.observation
+        )
     print(json.dumps(report, indent=1))
 
 

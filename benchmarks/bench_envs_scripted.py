@@ -29,12 +29,15 @@ def main() -> None:
     goal_list = goals(args.split, tasks=tasks)
     t0 = time.monotonic()
     with open_runner(family, workers=args.workers, observation=args.observation) as runner:
-        trajs = runner.run_episodes(ScriptedPolicy(), goal_list, temperature=0.0, max_new_tokens=64, gamma=1.0,
-                                    error_log=True)
+        trajs = runner.run_episodes(
+            ScriptedPolicy(), goal_list, temperature=0.0, max_new_tokens=64, gamma=1.0, error_log=True
+        )
         retried = runner.num_env_errors
     wall_s = time.monotonic() - t0
-    print(f"{len(trajs)} episodes of {len(tasks)} tasks in {wall_s:.1f} s = {60 * len(trajs) / wall_s:.1f}/min; "
-          f"env errors retried {retried}, left {sum(bool(t.env_error) for t in trajs)}")
+    print(
+        f"{len(trajs)} episodes of {len(tasks)} tasks in {wall_s:.1f} s = {60 * len(trajs) / wall_s:.1f}/min; "
+        f"env errors retried {retried}, left {sum(bool(t.env_error) for t in trajs)}"
+    )
     by_task = collections.defaultdict(list)
     for t in trajs:
         by_task[t.task].append(t)
@@ -43,7 +46,9 @@ def main() -> None:
         line = f"{task}: {rate:.2f} ({len(ts)} episodes)"
         if rate < 1:
             bad = next(t for t in ts if not t.success)
-            line += " | " + (bad.env_error or " || ".join(f"{s.action} {s.action_error[:80]}" for s in bad.steps))
+            line += " | " + (
+                bad.env_error or " || ".join(f"{s.action} {s.action_error[:80]}" for s in bad.steps)
+            )
         print(line)
     print(f"overall: {sum(t.success for t in trajs) / len(trajs):.3f}")
 

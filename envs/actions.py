@@ -31,17 +31,23 @@ _STR, _NUM, _BOOL = (str,), (int, float), (bool,)
 _STRS = (str, list)  # a str or a list of str
 
 ACTIONS: dict[str, _Spec] = {
-    "noop": _Spec((("wait_ms", _NUM),), 0, 'noop(wait_ms=1000): do nothing and wait'),
+    "noop": _Spec((("wait_ms", _NUM),), 0, "noop(wait_ms=1000): do nothing and wait"),
     "click": _Spec((("bid", _STR), ("button", _STR)), 1, 'click(bid): click an element, e.g. click("12")'),
     "dblclick": _Spec((("bid", _STR), ("button", _STR)), 1, "dblclick(bid): double-click an element"),
     "hover": _Spec((("bid", _STR),), 1, "hover(bid): move the mouse over an element"),
-    "fill": _Spec((("bid", _STR), ("value", _STR)), 2, 'fill(bid, value): type text into a field, e.g. fill("5", "abc")'),
+    "fill": _Spec(
+        (("bid", _STR), ("value", _STR)), 2, 'fill(bid, value): type text into a field, e.g. fill("5", "abc")'
+    ),
     "clear": _Spec((("bid", _STR),), 1, "clear(bid): empty a field"),
     "focus": _Spec((("bid", _STR),), 1, "focus(bid): focus an element"),
     "check": _Spec((("bid", _STR),), 1, "check(bid): tick a checkbox"),
     "uncheck": _Spec((("bid", _STR),), 1, "uncheck(bid): untick a checkbox"),
-    "select_option": _Spec((("bid", _STR), ("options", _STRS)), 2, "select_option(bid, options): pick option(s)"),
-    "press": _Spec((("bid", _STR), ("key_comb", _STR)), 2, 'press(bid, key_comb): press keys, e.g. press("5", "Enter")'),
+    "select_option": _Spec(
+        (("bid", _STR), ("options", _STRS)), 2, "select_option(bid, options): pick option(s)"
+    ),
+    "press": _Spec(
+        (("bid", _STR), ("key_comb", _STR)), 2, 'press(bid, key_comb): press keys, e.g. press("5", "Enter")'
+    ),
     "scroll": _Spec((("delta_x", _NUM), ("delta_y", _NUM)), 2, "scroll(delta_x, delta_y): scroll the page"),
     "drag_and_drop": _Spec((("from_bid", _STR), ("to_bid", _STR)), 2, "drag_and_drop(from_bid, to_bid)"),
     "keyboard_type": _Spec((("text", _STR),), 1, "keyboard_type(text): type at the focused element"),
@@ -87,7 +93,12 @@ def _literal(node: ast.expr, types: tuple[type, ...], where: str) -> Any:
         value = node.value
         if isinstance(value, bool) and bool not in types:
             raise ParseError(f"{where} must be {_type_names(types)}, got {value!r}")
-        if isinstance(value, int | float) and not isinstance(value, bool) and str in types and int not in types:
+        if (
+            isinstance(value, int | float)
+            and not isinstance(value, bool)
+            and str in types
+            and int not in types
+        ):
             value = str(value)  # click(12) -> click("12"): bids are strings
         if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
             raise ParseError(f"{where} must be {_type_names(types)}, got {value!r}")
@@ -113,7 +124,7 @@ def _action_line(text: str) -> str:
         body = fence[-1].strip()
     lines = [ln.strip() for ln in body.splitlines() if ln.strip()]
     if not lines:
-        raise ParseError("empty answer: end your answer with one action, e.g. click(\"12\")")
+        raise ParseError('empty answer: end your answer with one action, e.g. click("12")')
     return lines[-1]
 
 
@@ -133,10 +144,12 @@ def parse_action(text: str) -> Action:
     try:
         tree = ast.parse(line, mode="eval")
     except SyntaxError:
-        raise ParseError(f"could not parse `{line[:80]}`: write exactly one action, e.g. click(\"12\")") from None
+        raise ParseError(
+            f'could not parse `{line[:80]}`: write exactly one action, e.g. click("12")'
+        ) from None
     call = tree.body
     if not isinstance(call, ast.Call) or not isinstance(call.func, ast.Name):
-        raise ParseError(f"`{line[:80]}` is not an action call: write exactly one action, e.g. click(\"12\")")
+        raise ParseError(f'`{line[:80]}` is not an action call: write exactly one action, e.g. click("12")')
     name = call.func.id
     spec = ACTIONS.get(name)
     if spec is None:

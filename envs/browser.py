@@ -25,7 +25,14 @@ from typing import Any, Literal
 
 from envs.actions import Action
 
-__all__ = ["MiniWobSettings", "MiniWobHost", "PersistentBrowser", "setup_chromium", "miniwob_url", "CHROMIUM_ARGS"]
+__all__ = [
+    "MiniWobSettings",
+    "MiniWobHost",
+    "PersistentBrowser",
+    "setup_chromium",
+    "miniwob_url",
+    "CHROMIUM_ARGS",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +70,9 @@ def setup_chromium(cache_dir: str | Path | None = None) -> str:
     """
     binary = _chromium_binary()
     if "PLAYWRIGHT_BROWSERS_PATH" not in os.environ:
-        root = Path(cache_dir or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "agentsweep")
+        root = Path(
+            cache_dir or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "agentsweep"
+        )
         link = root / "pw-browsers" / _PW_REVISION / "chrome-linux" / "chrome"
         link.parent.mkdir(parents=True, exist_ok=True)
         if not link.is_symlink():
@@ -139,7 +148,9 @@ _MARK_JS = r"""
   }
 """
 _FAST_JS = (
-    "() => {" + _MARK_JS + _ELEMENTS_BODY
+    "() => {"
+    + _MARK_JS
+    + _ELEMENTS_BODY
     + "  let wob = null;\n  try { wob = [WOB_RAW_REWARD_GLOBAL, WOB_DONE_GLOBAL]; } catch (e) {}\n"
     + "  return {elements: out, wob: wob};\n}"
 )
@@ -156,10 +167,14 @@ def compact_page(elements: list[dict[str, Any]]) -> str:
             continue
         extra = ""
         if e["tag"] in ("input", "textarea", "select"):
-            extra = f' type={e["type"]}' if e["type"] else ""
-            extra += f' value="{e["value"]}"' if e["type"] not in ("checkbox", "radio") else f' checked={e["checked"]}'
+            extra = f" type={e['type']}" if e["type"] else ""
+            extra += (
+                f' value="{e["value"]}"'
+                if e["type"] not in ("checkbox", "radio")
+                else f" checked={e['checked']}"
+            )
         label = f' "{e["text"]}"' if e["text"] else ""
-        lines.append(f'[{e["bid"]}] {e["tag"]}{label}{extra}')
+        lines.append(f"[{e['bid']}] {e['tag']}{label}{extra}")
     return "\n".join(lines)
 
 
@@ -276,7 +291,9 @@ class MiniWobHost:
         """Act, wait `settle_ms`, validate and observe one episode."""
         return self.step_many([(eid, action)])[0]
 
-    def step_many(self, items: list[tuple[int, Action]]) -> list[tuple[dict[str, Any], float, bool, str] | Exception]:
+    def step_many(
+        self, items: list[tuple[int, Action]]
+    ) -> list[tuple[dict[str, Any], float, bool, str] | Exception]:
         """Act on every episode, wait `settle_ms` once, then validate and observe each.
 
         Returns one result per item: (obs, reward, done, action_error), or the exception of an env error.
@@ -349,8 +366,14 @@ class MiniWobHost:
             reward, done = 0.0, True  # the page left the task: BrowserGym terminates the episode too
         else:
             reward, done = float(res["wob"][0] > 0), bool(res["wob"][1])
-        obs = {"task": f"miniwob.{task_obj.subdomain}", "goal": goal, "url": page.url, "elements": res["elements"],
-               "compact": compact_page(res["elements"]), "observe_s": time.monotonic() - t0}
+        obs = {
+            "task": f"miniwob.{task_obj.subdomain}",
+            "goal": goal,
+            "url": page.url,
+            "elements": res["elements"],
+            "compact": compact_page(res["elements"]),
+            "observe_s": time.monotonic() - t0,
+        }
         return obs, reward, done
 
     def _observe(self, task: str, goal: str, page: Any) -> dict[str, Any]:

@@ -33,7 +33,9 @@ def _find(obs: Obs, text: str, tags: tuple[str, ...] | None = None) -> dict[str,
 
 
 def _inputs(obs: Obs, *types: str) -> list[dict[str, Any]]:
-    return [e for e in _visible(obs) if e["tag"] in ("input", "textarea") and (not types or e["type"] in types)]
+    return [
+        e for e in _visible(obs) if e["tag"] in ("input", "textarea") and (not types or e["type"] in types)
+    ]
 
 
 def _click(e: dict[str, Any] | None, why: str) -> Answer:
@@ -157,8 +159,17 @@ def _checkbox_labels(obs: Obs) -> list[tuple[str, dict[str, Any]]]:
 
 def _click_checkboxes(obs: Obs) -> Answer:
     goal = obs["goal"]
-    wanted = set() if "nothing" in goal else {w.strip() for w in re.sub(
-        r"^Select (.*) and click Submit\.$", r"\1", goal).replace(" and ", ", ").split(",") if w.strip()}
+    wanted = (
+        set()
+        if "nothing" in goal
+        else {
+            w.strip()
+            for w in re.sub(r"^Select (.*) and click Submit\.$", r"\1", goal)
+            .replace(" and ", ", ")
+            .split(",")
+            if w.strip()
+        }
+    )
     for label, box in _checkbox_labels(obs):
         if (label in wanted) != box["checked"]:
             return _click(box, f"{'tick' if label in wanted else 'untick'} {label}")
@@ -314,7 +325,11 @@ def _click_button(obs: Obs) -> Answer:
 
 
 def _click_option(obs: Obs) -> Answer:
-    name = _QUOTED.findall(obs["goal"])[0] if '"' in obs["goal"] else re.search(r"Select (\S+?) ", obs["goal"]).group(1)
+    name = (
+        _QUOTED.findall(obs["goal"])[0]
+        if '"' in obs["goal"]
+        else re.search(r"Select (\S+?) ", obs["goal"]).group(1)
+    )
     if _clicks(obs) == 0:
         by_bid = {e["bid"]: e for e in obs["elements"]}
         for e in _inputs(obs, "radio", "checkbox"):
@@ -372,11 +387,19 @@ def solve_miniwob(obs: Obs) -> Answer:
         return f"no scripted solver for {name}", "noop(100)"
     try:
         reason, action = solver(obs)
-    except (AttributeError, IndexError, KeyError, StopIteration, SyntaxError, ValueError, ZeroDivisionError) as e:
+    except (
+        AttributeError,
+        IndexError,
+        KeyError,
+        StopIteration,
+        SyntaxError,
+        ValueError,
+        ZeroDivisionError,
+    ) as e:
         return f"the page did not match the {name} script ({type(e).__name__})", "noop(100)"
     history = obs.get("history", [])
     if action.startswith("click(") and history and history[-1] == action:
         # the same click again means it did not register (e.g. another element covers the target): use the keyboard
-        bid = action[len("click("):-1]
+        bid = action[len("click(") : -1]
         return f"{reason}; the click did not register, press Enter on it", f'press({bid}, "Enter")'
     return reason, action

@@ -21,13 +21,30 @@ CHARS_PER_TOKEN = 4
 ObservationKind = Literal["html", "axtree", "compact"]
 
 _TOY_SYSTEM = 'Act on the page. Answer with one action: click("bid"), fill("bid", "text") or check("bid").'
-_WEB_ACTIONS = ("noop", "click", "dblclick", "hover", "fill", "clear", "focus", "check", "uncheck", "select_option",
-                "press", "scroll", "drag_and_drop", "keyboard_type", "keyboard_press")
+_WEB_ACTIONS = (
+    "noop",
+    "click",
+    "dblclick",
+    "hover",
+    "fill",
+    "clear",
+    "focus",
+    "check",
+    "uncheck",
+    "select_option",
+    "press",
+    "scroll",
+    "drag_and_drop",
+    "keyboard_type",
+    "keyboard_press",
+)
 _WEB_SYSTEM = (
     "You are a web agent. Elements are identified by their bid. Think in one short line, then write exactly one "
     "action on the last line, with literal arguments only. Actions:\n"
 )
-_COMPACT_SYSTEM = 'Act on the web page. Answer with one action on the last line, e.g. click("12") or fill("5", "x").'
+_COMPACT_SYSTEM = (
+    'Act on the web page. Answer with one action on the last line, e.g. click("12") or fill("5", "x").'
+)
 
 
 def truncate(text: str, max_tokens: int) -> str:
@@ -82,8 +99,13 @@ def build_prompt(
         parts.append("Previous actions: " + "; ".join(shown))
     if error_log and last_error:
         parts.append(f"Last action error: {last_error[:300]}")
-    observed = dict(obs, step=len(history), history=list(history), last_action_error=last_error if error_log else "",
-                    prompt_version=PROMPT_VERSION)
+    observed = dict(
+        obs,
+        step=len(history),
+        history=list(history),
+        last_action_error=last_error if error_log else "",
+        prompt_version=PROMPT_VERSION,
+    )
     return Prompt(
         messages=({"role": "system", "content": system}, {"role": "user", "content": "\n".join(parts)}),
         observation=observed,

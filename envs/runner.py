@@ -205,8 +205,10 @@ class _ProcessWorker:
             return
         msg = self.recv(self.timeout_s)
         if msg is None:
-            raise RuntimeError(f"env worker (pid {self.pid}) did not start within {self.timeout_s:.0f} s; "
-                               "raise worker_timeout_s on a loaded machine")
+            raise RuntimeError(
+                f"env worker (pid {self.pid}) did not start within {self.timeout_s:.0f} s; "
+                "raise worker_timeout_s on a loaded machine"
+            )
         if msg[0] == "init_error":
             raise RuntimeError(f"env worker failed to start: {msg[1]}")
         self._ready = True
@@ -277,8 +279,10 @@ class EpisodeRunner:
         if config.family == "toy":
             self._workers: list[Any] = [_LocalWorker("toy", self.host_options) for _ in range(config.workers)]
         else:
-            self._workers = [_ProcessWorker(config.family, self._options_of(k), config.worker_timeout_s)
-                             for k in range(config.workers)]
+            self._workers = [
+                _ProcessWorker(config.family, self._options_of(k), config.worker_timeout_s)
+                for k in range(config.workers)
+            ]
         try:
             for w in self._workers:  # started in parallel above; their browsers launch concurrently
                 w.wait_ready()
@@ -331,7 +335,7 @@ class EpisodeRunner:
                 dead.add(w)
                 results[w] = [("env_error", "env worker died or timed out")] * len(ops[w])
             else:
-                results[w] = res[sent[w]:]
+                results[w] = res[sent[w] :]
         return results, dead
 
     def run_episodes(
@@ -388,7 +392,9 @@ class EpisodeRunner:
             completions = policy.generate(prompts, temperature=temperature, max_new_tokens=max_new_tokens)
             gen_s = (time.monotonic() - t0) / max(1, len(order))
             if len(completions) != len(prompts):
-                raise ValueError(f"policy.generate returned {len(completions)} completions for {len(prompts)} prompts")
+                raise ValueError(
+                    f"policy.generate returned {len(completions)} completions for {len(prompts)} prompts"
+                )
             self._step_all(order, prompts, completions, gen_s, live, load, results, gamma, fail)
         return [t for t in results if t is not None]
 
@@ -416,7 +422,9 @@ class EpisodeRunner:
                     fail(i, payload)
                     continue
                 task, seed = pairs[i]
-                traj = Trajectory(task=task, seed=seed, goal=str(payload.get("goal", "")), attempts=attempts[i])
+                traj = Trajectory(
+                    task=task, seed=seed, goal=str(payload.get("goal", "")), attempts=attempts[i]
+                )
                 live[i] = _Live(i, eid, w, traj, dict(payload, seed=seed), started_s=t0)
 
     def _drop_dead(self, dead: set[int], live: dict[int, _Live], load: list[int], fail) -> None:
@@ -446,7 +454,9 @@ class EpisodeRunner:
             try:
                 action = parse_action(comp.text)
             except ParseError as e:
-                step = Step(prompt=prompt, completion=comp, action=None, action_error=f"parse error: {e}", gen_s=gen_s)
+                step = Step(
+                    prompt=prompt, completion=comp, action=None, action_error=f"parse error: {e}", gen_s=gen_s
+                )
                 ep.traj.steps.append(step)
                 ep.history.append("(unparsable answer)")
                 ep.last_error = step.action_error
@@ -471,8 +481,17 @@ class EpisodeRunner:
                     fail(i, payload)
                     continue
                 obs, reward, done, error = payload
-                ep.traj.steps.append(Step(prompt=prompt, completion=comp, action=str(action), action_error=error,
-                                          reward=float(reward), gen_s=gen_s, env_s=env_s))
+                ep.traj.steps.append(
+                    Step(
+                        prompt=prompt,
+                        completion=comp,
+                        action=str(action),
+                        action_error=error,
+                        reward=float(reward),
+                        gen_s=gen_s,
+                        env_s=env_s,
+                    )
+                )
                 ep.obs = dict(obs, seed=ep.traj.seed)
                 ep.history.append(str(action))
                 ep.last_error = error
@@ -518,8 +537,12 @@ def open_runner(
         An `EpisodeRunner`.
     """
     runner_fields = set(RunnerConfig.__dataclass_fields__) - {"family", "workers", "max_steps"}
-    cfg = RunnerConfig(family=family, workers=workers, max_steps=max_steps,
-                       **{k: v for k, v in options.items() if k in runner_fields})
+    cfg = RunnerConfig(
+        family=family,
+        workers=workers,
+        max_steps=max_steps,
+        **{k: v for k, v in options.items() if k in runner_fields},
+    )
     host_options = {k: v for k, v in options.items() if k not in runner_fields}
     _check_host_options(family, host_options)
     return EpisodeRunner(cfg, host_options)

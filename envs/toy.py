@@ -40,8 +40,30 @@ TOY_HELDOUT_TASKS = ("click-link", "fill-two")
 TOY_TASKS = TOY_TRAIN_TASKS + TOY_HELDOUT_TASKS
 
 _WORDS = (
-    "apple", "berry", "cloud", "delta", "eagle", "flute", "grape", "honey", "igloo", "jelly", "koala", "lemon",
-    "mango", "noble", "olive", "pearl", "quail", "river", "stone", "tiger", "ultra", "vivid", "whale", "zebra",
+    "apple",
+    "berry",
+    "cloud",
+    "delta",
+    "eagle",
+    "flute",
+    "grape",
+    "honey",
+    "igloo",
+    "jelly",
+    "koala",
+    "lemon",
+    "mango",
+    "noble",
+    "olive",
+    "pearl",
+    "quail",
+    "river",
+    "stone",
+    "tiger",
+    "ultra",
+    "vivid",
+    "whale",
+    "zebra",
 )
 _FIELDS = ("name", "city", "email", "note", "code")
 _ACTIONS = ("click", "fill", "check", "uncheck")
@@ -85,9 +107,13 @@ class ToyEnv:
     def reset(self, task: str, seed: int) -> dict:
         name = task.removeprefix("toy.")
         if name not in TOY_TASKS:
-            raise ValueError(f"unknown toy task {task!r}; toy tasks: {', '.join('toy.' + t for t in TOY_TASKS)}")
+            raise ValueError(
+                f"unknown toy task {task!r}; toy tasks: {', '.join('toy.' + t for t in TOY_TASKS)}"
+            )
         self.task, self.seed = f"toy.{name}", int(seed)
-        rng = np.random.default_rng([zlib.crc32(name.encode()), int(seed), self.num_distractors, self.num_steps])
+        rng = np.random.default_rng(
+            [zlib.crc32(name.encode()), int(seed), self.num_distractors, self.num_steps]
+        )
         self.elements, self._clicked = [], []
         getattr(self, "_setup_" + name.replace("-", "_"))(rng)
         rng.shuffle(self.elements)
@@ -98,10 +124,16 @@ class ToyEnv:
 
     def observation(self) -> dict:
         page = "\n".join(e.line() for e in self.elements)
-        return {"task": self.task, "goal": self.goal, "page": page, "url": f"toy://{self.task}", "elements": [
-            {"bid": e.bid, "tag": e.kind, "text": e.label, "value": e.value, "checked": e.checked}
-            for e in self.elements
-        ]}
+        return {
+            "task": self.task,
+            "goal": self.goal,
+            "page": page,
+            "url": f"toy://{self.task}",
+            "elements": [
+                {"bid": e.bid, "tag": e.kind, "text": e.label, "value": e.value, "checked": e.checked}
+                for e in self.elements
+            ],
+        }
 
     # ---- task set-ups: each draws words, builds elements and the goal text
     def _words(self, rng: np.random.Generator, n: int) -> list[str]:
@@ -114,7 +146,9 @@ class ToyEnv:
         words = self._words(rng, 1 + self.num_distractors)
         self._add(kind, *words)
         self._plan = [("click", words[0])]
-        self.goal = f'Click the {kind} "{words[0]}".' if kind == "button" else f'Follow the link "{words[0]}".'
+        self.goal = (
+            f'Click the {kind} "{words[0]}".' if kind == "button" else f'Follow the link "{words[0]}".'
+        )
 
     def _setup_click_link(self, rng: np.random.Generator) -> None:
         self._setup_click_button(rng, kind="link")
@@ -123,14 +157,18 @@ class ToyEnv:
         words = self._words(rng, self.num_steps + self.num_distractors)
         self._add("button", *words)
         self._plan = [("click", w) for w in words[: self.num_steps]]
-        self.goal = "Click the buttons " + ", ".join(f'"{w}"' for w in words[: self.num_steps]) + " in this order."
+        self.goal = (
+            "Click the buttons " + ", ".join(f'"{w}"' for w in words[: self.num_steps]) + " in this order."
+        )
 
     def _setup_fill_text(self, rng: np.random.Generator, num_fields: int = 1) -> None:
         fields = [str(f) for f in rng.choice(_FIELDS, size=num_fields + self.num_distractors, replace=False)]
         words = self._words(rng, num_fields)
         self._add("textbox", *fields)
         self._add("button", "submit")
-        self._plan = [("fill", f"{f}={w}") for f, w in zip(fields, words, strict=False)] + [("click", "submit")]
+        self._plan = [("fill", f"{f}={w}") for f, w in zip(fields, words, strict=False)] + [
+            ("click", "submit")
+        ]
         parts = [f'"{w}" into "{f}"' for f, w in zip(fields, words, strict=False)]
         self.goal = "Type " + " and ".join(parts) + ' and press "submit".'
 
@@ -207,7 +245,9 @@ class ToyEnv:
             return by_label[label].value == value
         if kind == "check":
             return by_label[detail].checked and all(
-                not e.checked for e in self.elements if e.kind == "checkbox" and ("check", e.label) not in self._plan
+                not e.checked
+                for e in self.elements
+                if e.kind == "checkbox" and ("check", e.label) not in self._plan
             )
         return True
 

@@ -94,7 +94,9 @@ class WorkArenaSettings:
     headless: bool = True
 
     @classmethod
-    def from_env(cls, *, pool_file: str | None = None, worker_index: int = 0, **options: Any) -> WorkArenaSettings:
+    def from_env(
+        cls, *, pool_file: str | None = None, worker_index: int = 0, **options: Any
+    ) -> WorkArenaSettings:
         """Credentials from the pool file (option or SNOW_INSTANCE_POOL) or the SNOW_INSTANCE_* variables.
 
         Raises:
@@ -104,12 +106,16 @@ class WorkArenaSettings:
         if pool:
             path = Path(pool)
             if not path.is_file():
-                raise RuntimeError(f"WorkArena pool file {str(path)!r} does not exist: set {_POOL_VAR} or "
-                                   "pool_file= to a JSON list of {\"url\", \"username\", \"password\"}")
+                raise RuntimeError(
+                    f"WorkArena pool file {str(path)!r} does not exist: set {_POOL_VAR} or "
+                    'pool_file= to a JSON list of {"url", "username", "password"}'
+                )
             entries = json.loads(path.read_text())
             if not isinstance(entries, list) or not entries:
-                raise RuntimeError(f"WorkArena pool file {str(path)!r} must hold a non-empty JSON list of "
-                                   "{\"url\", \"username\", \"password\"}")
+                raise RuntimeError(
+                    f"WorkArena pool file {str(path)!r} must hold a non-empty JSON list of "
+                    '{"url", "username", "password"}'
+                )
             e = entries[worker_index % len(entries)]
             missing = [k for k in ("url", "username", "password") if not e.get(k)]
             if missing:
@@ -122,8 +128,12 @@ class WorkArenaSettings:
                 f"or {_POOL_VAR}/pool_file= to a JSON pool file. A self-hosted instance must be the 'washingtondc' "
                 "release; nothing of WorkArena runs offline."
             )
-        return cls(os.environ["SNOW_INSTANCE_URL"], os.environ["SNOW_INSTANCE_UNAME"],
-                   Secret(os.environ["SNOW_INSTANCE_PWD"]), **options)
+        return cls(
+            os.environ["SNOW_INSTANCE_URL"],
+            os.environ["SNOW_INSTANCE_UNAME"],
+            Secret(os.environ["SNOW_INSTANCE_PWD"]),
+            **options,
+        )
 
 
 class WorkArenaHost:
@@ -161,8 +171,10 @@ class WorkArenaHost:
         name = task.removeprefix("workarena.")
         if name not in self._classes:
             raise ValueError(f"unknown WorkArena task {task!r}")
-        instance = SNowInstance(snow_url=self.settings.url,
-                                snow_credentials=(self.settings.username, self.settings.password.get()))
+        instance = SNowInstance(
+            snow_url=self.settings.url,
+            snow_credentials=(self.settings.username, self.settings.password.get()),
+        )
         task_obj = self._classes[name](seed=seed, instance=instance)
         context = self._browser.ensure().new_context(viewport=task_obj.viewport)
         context.set_default_timeout(self.settings.page_timeout_ms)
@@ -183,7 +195,9 @@ class WorkArenaHost:
         task_obj, _, page, goal, chat = self._episodes[eid]
         functions.page, functions.demo_mode, functions.retry_with_force = page, "off", False
         functions.send_message_to_user = lambda text: chat.append({"role": "assistant", "message": str(text)})
-        functions.report_infeasible_instructions = lambda reason: chat.append({"role": "infeasible", "message": reason})
+        functions.report_infeasible_instructions = lambda reason: chat.append(
+            {"role": "infeasible", "message": reason}
+        )
         error = ""
         try:
             getattr(functions, action.name)(*action.args)
@@ -193,8 +207,12 @@ class WorkArenaHost:
         reward, done, message, _ = task_obj.validate(page, chat)
         if message:
             chat.append({"role": "user", "message": str(message)})
-        return self._observe(f"workarena.{task_obj.get_task_id().split('.')[-1]}", goal, page), float(reward), \
-            bool(done), error
+        return (
+            self._observe(f"workarena.{task_obj.get_task_id().split('.')[-1]}", goal, page),
+            float(reward),
+            bool(done),
+            error,
+        )
 
     def _observe(self, task: str, goal: str, page: Any) -> dict[str, Any]:
         from browsergym.core.observation import _post_extract, _pre_extract, extract_merged_axtree
@@ -205,8 +223,14 @@ class WorkArenaHost:
             axtree = flatten_axtree_to_str(extract_merged_axtree(page))
         finally:
             _post_extract(page)
-        return {"task": task, "goal": goal, "url": redact(page.url, self._secrets), "axtree": axtree,
-                "compact": axtree, "elements": []}
+        return {
+            "task": task,
+            "goal": goal,
+            "url": redact(page.url, self._secrets),
+            "axtree": axtree,
+            "compact": axtree,
+            "elements": [],
+        }
 
     def close(self, eid: int) -> None:
         episode = self._episodes.pop(eid, None)

@@ -34,7 +34,9 @@ def runner():
 
 
 def _play(runner, policy, goals, error_log=True):
-    return runner.run_episodes(policy, goals, temperature=0.0, max_new_tokens=64, gamma=0.99, error_log=error_log)
+    return runner.run_episodes(
+        policy, goals, temperature=0.0, max_new_tokens=64, gamma=0.99, error_log=error_log
+    )
 
 
 def test_scripted_policies_solve_at_least_20_training_tasks(runner) -> None:

@@ -38,7 +38,9 @@ def test_play_reports_bad_tasks_and_missing_workarena_credentials(monkeypatch) -
 
 
 def test_bench_toy_reports_throughput() -> None:
-    result = CliRunner().invoke(envs, ["bench", "--family", "toy", "--tasks", "login,fill-text", "--seeds", "20"])
+    result = CliRunner().invoke(
+        envs, ["bench", "--family", "toy", "--tasks", "login,fill-text", "--seeds", "20"]
+    )
     assert result.exit_code == 0, result.output
     figures = json.loads(result.output)
     assert figures["episodes"] == 40 and figures["success"] == 1.0 and figures["env_error_rate"] == 0.0

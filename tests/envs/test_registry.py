@@ -27,7 +27,9 @@ def test_heldout_splits_never_overlap_training(family: str) -> None:
 
 
 def test_task_subsets_and_errors() -> None:
-    assert goals("miniwob.heldout_goals", tasks=["click-test"]) == [("miniwob.click-test", s) for s in range(3)]
+    assert goals("miniwob.heldout_goals", tasks=["click-test"]) == [
+        ("miniwob.click-test", s) for s in range(3)
+    ]
     with pytest.raises(ValueError, match="not in split"):
         goals("miniwob.train", tasks=["click-button"])  # a held-out task
     with pytest.raises(ValueError, match="unknown split"):

@@ -19,7 +19,9 @@ class CountingPolicy:
     def __init__(self, inner, bad_first: bool = False) -> None:
         self.inner, self.batches, self.bad_first = inner, [], bad_first
 
-    def generate(self, prompts: Sequence[Prompt], *, temperature: float, max_new_tokens: int) -> list[Completion]:
+    def generate(
+        self, prompts: Sequence[Prompt], *, temperature: float, max_new_tokens: int
+    ) -> list[Completion]:
         self.batches.append(len(prompts))
         if self.bad_first and len(self.batches) == 1:
             return [Completion(text='click("1"); import os') for _ in prompts]
@@ -29,9 +31,17 @@ class CountingPolicy:
 def _run(policy, goal_list, **kw):
     opts = dict(num_distractors=2, num_steps=3)
     opts.update(kw.pop("options", {}))
-    with open_runner("toy", workers=kw.pop("workers", 2), max_steps=kw.pop("max_steps", 10), **opts) as runner:
-        return runner.run_episodes(policy, goal_list, temperature=1.0, max_new_tokens=32,
-                                   gamma=kw.pop("gamma", 0.9), error_log=kw.pop("error_log", True))
+    with open_runner(
+        "toy", workers=kw.pop("workers", 2), max_steps=kw.pop("max_steps", 10), **opts
+    ) as runner:
+        return runner.run_episodes(
+            policy,
+            goal_list,
+            temperature=1.0,
+            max_new_tokens=32,
+            gamma=kw.pop("gamma", 0.9),
+            error_log=kw.pop("error_log", True),
+        )
 
 
 def test_scripted_policy_solves_all_toy_splits_in_lockstep() -> None:
@@ -80,8 +90,11 @@ def test_env_errors_are_retried_then_reported_not_counted_as_failures(monkeypatc
         return real_reset(self, eid, task, seed)
 
     monkeypatch.setattr(ToyHost, "reset", flaky_reset)
-    trajs = _run(ScriptedPolicy(), [("toy.click-button", 0), ("toy.click-button", 1), ("toy.login", 2)],
-                 options={"max_attempts": 3})
+    trajs = _run(
+        ScriptedPolicy(),
+        [("toy.click-button", 0), ("toy.click-button", 1), ("toy.login", 2)],
+        options={"max_attempts": 3},
+    )
     dead, retried, clean = trajs
     assert dead.env_error == "TimeoutError: page did not load" and dead.attempts == 3 and dead.num_steps == 0
     assert retried.success and retried.env_error == "" and retried.attempts == 2
@@ -100,7 +113,9 @@ def test_unknown_tasks_and_bad_options_fail_early() -> None:
 
 
 def test_jsonl_round_trip(tmp_path) -> None:
-    trajs = _run(ScriptedPolicy(), goals("toy.heldout_tasks")[:4], options={"log_path": str(tmp_path / "log.jsonl")})
+    trajs = _run(
+        ScriptedPolicy(), goals("toy.heldout_tasks")[:4], options={"log_path": str(tmp_path / "log.jsonl")}
+    )
     back = read_jsonl(write_jsonl(trajs, tmp_path / "t.jsonl"))
     assert [t.to_json() for t in back] == [t.to_json() for t in trajs]
     assert len(read_jsonl(tmp_path / "log.jsonl")) == 4

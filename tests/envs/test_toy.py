@@ -66,7 +66,13 @@ def test_random_valid_clicks_succeed_by_chance_at_low_difficulty() -> None:
 
 def test_toy_prompts_are_short() -> None:
     with open_runner("toy", num_distractors=1, max_steps=3) as runner:
-        trajs = runner.run_episodes(ScriptedPolicy(), goals("toy.train")[::7], temperature=1.0, max_new_tokens=16,
-                                    gamma=1.0, error_log=True)
+        trajs = runner.run_episodes(
+            ScriptedPolicy(),
+            goals("toy.train")[::7],
+            temperature=1.0,
+            max_new_tokens=16,
+            gamma=1.0,
+            error_log=True,
+        )
     sizes = [sum(len(m["content"]) for m in s.prompt.messages) for t in trajs for s in t.steps]
     assert max(sizes) < 450, max(sizes)

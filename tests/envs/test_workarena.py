@@ -51,8 +51,11 @@ def test_password_never_in_repr_pickle_text_or_errors(no_snow_env, monkeypatch) 
 
 def test_pool_file_picks_entries_per_worker_and_checks_fields(no_snow_env, tmp_path) -> None:
     pool = tmp_path / "pool.json"
-    pool.write_text(json.dumps([{"url": f"https://i{k}.invalid", "username": "u", "password": PASSWORD}
-                                for k in range(2)]))
+    pool.write_text(
+        json.dumps(
+            [{"url": f"https://i{k}.invalid", "username": "u", "password": PASSWORD} for k in range(2)]
+        )
+    )
     assert WorkArenaSettings.from_env(pool_file=str(pool), worker_index=3).url == "https://i1.invalid"
     pool.write_text(json.dumps([{"url": "https://i.invalid", "username": "u"}]))
     with pytest.raises(RuntimeError, match="lacks \\['password'\\]"):
