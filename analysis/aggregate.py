@@ -13,6 +13,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
 
+from analysis.runs import value_sort_key
+
 __all__ = [
     "iqm",
     "probability_of_improvement",
@@ -116,7 +118,7 @@ def value_aggregates(prepared, *, reps: int = 500, seed: int = 0) -> pd.DataFram
         return a[rng.integers(0, len(a), size=(reps, len(a)))]
 
     for h in prepared.hparams:
-        values = sorted({v for _, f in strata for v in f[h].unique()} - {""}, key=_key)
+        values = sorted({v for _, f in strata for v in f[h].unique()} - {""}, key=value_sort_key)
         for value in values:
             mine = [sign * f.loc[f[h] == value, prepared.metric].to_numpy(float) for _, f in strata]
             rest = [
@@ -139,10 +141,3 @@ def value_aggregates(prepared, *, reps: int = 500, seed: int = 0) -> pd.DataFram
             rows.append((h.removeprefix("params."), value, len(pooled), est, lo, hi, poi, poi_lo, poi_hi))
     cols = ["hparam", "value", "n_runs", "iqm", "iqm_lo", "iqm_hi", "poi_vs_rest", "poi_lo", "poi_hi"]
     return pd.DataFrame(rows, columns=cols)
-
-
-def _key(value: str) -> tuple[int, float, str]:
-    try:
-        return (0, float(value), value)
-    except ValueError:
-        return (1, 0.0, value)

@@ -29,6 +29,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from analysis.runs import value_sort_key
+
 __all__ = [
     "ALGORITHM1_COLUMNS",
     "ValueTable",
@@ -67,17 +69,10 @@ class _Levels:
     n_runs: np.ndarray  # (K,)
 
 
-def _value_key(value: str) -> tuple[int, float, str]:
-    try:
-        return (0, float(value), value)
-    except ValueError:
-        return (1, 0.0, value)
-
-
 def _factorize(labels: Sequence[str]) -> tuple[np.ndarray, list[str]]:
     """Integer codes and the distinct values, numeric values in numeric order (64 < 256 < 1024)."""
     codes, uniques = pd.factorize(np.asarray(labels, dtype=object), sort=False)
-    order = sorted(range(len(uniques)), key=lambda i: _value_key(str(uniques[i])))
+    order = sorted(range(len(uniques)), key=lambda i: value_sort_key(str(uniques[i])))
     rank = np.empty(len(order), dtype=np.int64)
     rank[order] = np.arange(len(order))
     return rank[codes], [str(uniques[i]) for i in order]
@@ -251,30 +246,22 @@ def algorithm1_table(
     """
     rng = np.random.default_rng(seed)
     parts = []
-    for stratum, frame in prepared.strata():
-        y_all = frame[prepared.metric].to_numpy(dtype=float)
-        for h in prepared.hparams:
-            labels = frame[h].to_numpy(dtype=object)
-            active = labels != ""
-            if active.sum() == 0:
-                continue
-            t = algorithm1(
-                y_all[active], labels[active], method=method, mode=prepared.mode, resamples=resamples, rng=rng
+    for stratum, h, y, labels in prepared.cells():
+        t = algorithm1(y, labels, method=method, mode=prepared.mode, resamples=resamples, rng=rng)
+        parts.append(
+            pd.DataFrame(
+                {
+                    "stratum": stratum,
+                    "hparam": h.removeprefix("params."),
+                    "value": list(t.values),
+                    "n_runs": t.n_runs,
+                    "win_rate": t.win_rate,
+                    "best_mean": t.best_mean,
+                    "best_lo": t.best_lo,
+                    "best_hi": t.best_hi,
+                }
             )
-            parts.append(
-                pd.DataFrame(
-                    {
-                        "stratum": stratum,
-                        "hparam": h.removeprefix("params."),
-                        "value": list(t.values),
-                        "n_runs": t.n_runs,
-                        "win_rate": t.win_rate,
-                        "best_mean": t.best_mean,
-                        "best_lo": t.best_lo,
-                        "best_hi": t.best_hi,
-                    }
-                )
-            )
+        )
     if not parts:
         return pd.DataFrame(columns=ALGORITHM1_COLUMNS)
     return pd.concat(parts, ignore_index=True)[ALGORITHM1_COLUMNS]
@@ -292,20 +279,13 @@ def win_rate_intervals(prepared, *, reps: int = 50, seed: int = 0, level: float 
     rng = np.random.default_rng(seed)
     alpha = (1.0 - level) / 2.0
     rows = []
-    for stratum, frame in prepared.strata():
-        y_all = frame[prepared.metric].to_numpy(dtype=float)
-        for h in prepared.hparams:
-            labels = frame[h].to_numpy(dtype=object)
-            active = labels != ""
-            y, lab = y_all[active], labels[active]
-            if len(y) == 0:
-                continue
-            values = tuple(_factorize(lab)[1])
-            draws = np.zeros((reps, len(values)))
-            for b in range(reps):
-                pick = rng.integers(0, len(y), len(y))
-                t = algorithm1_exact(y[pick], lab[pick], mode=prepared.mode)
-                draws[b, [values.index(v) for v in t.values]] = t.win_rate
-            lo, hi = np.quantile(draws, [alpha, 1.0 - alpha], axis=0)
-            rows += [(stratum, h.removeprefix("params."), v, lo[i], hi[i]) for i, v in enumerate(values)]
+    for stratum, h, y, lab in prepared.cells():
+        values = tuple(_factorize(lab)[1])
+        draws = np.zeros((reps, len(values)))
+        for b in range(reps):
+            pick = rng.integers(0, len(y), len(y))
+            t = algorithm1_exact(y[pick], lab[pick], mode=prepared.mode)
+            draws[b, [values.index(v) for v in t.values]] = t.win_rate
+        lo, hi = np.quantile(draws, [alpha, 1.0 - alpha], axis=0)
+        rows += [(stratum, h.removeprefix("params."), v, lo[i], hi[i]) for i, v in enumerate(values)]
     return pd.DataFrame(rows, columns=["stratum", "hparam", "value", "win_lo", "win_hi"])

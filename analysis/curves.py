@@ -20,6 +20,8 @@ import numpy as np
 import pandas as pd
 from scipy.special import gammaln
 
+from analysis.runs import value_sort_key
+
 __all__ = [
     "budget_grid",
     "compute_to_reach",
@@ -75,7 +77,7 @@ def tuning_curves(prepared, *, k_max: int = 50, reps: int = 200, seed: int = 0) 
         y_all = frame[prepared.metric].to_numpy(dtype=float)
         for h in prepared.hparams:
             labels = frame[h].to_numpy(dtype=object)
-            for value in sorted(set(labels) - {""}, key=_key):
+            for value in sorted(set(labels) - {""}, key=value_sort_key):
                 y = sign * y_all[labels == value]
                 n = len(y)
                 kk = min(k_max, n)
@@ -87,13 +89,6 @@ def tuning_curves(prepared, *, k_max: int = 50, reps: int = 200, seed: int = 0) 
                     rows.append((stratum, h.removeprefix("params."), value, k + 1, sign * curve[k],
                                  sign * (lo if sign > 0 else hi)[k], sign * (hi if sign > 0 else lo)[k]))  # fmt: skip
     return pd.DataFrame(rows, columns=["stratum", "hparam", "value", "k", "expected_best", "lo", "hi"])
-
-
-def _key(value: str) -> tuple[int, float, str]:
-    try:
-        return (0, float(value), value)
-    except ValueError:
-        return (1, 0.0, value)
 
 
 def _envelope(flops: np.ndarray, scores: np.ndarray, grid: np.ndarray) -> np.ndarray:

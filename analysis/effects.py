@@ -37,6 +37,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from analysis.runs import value_sort_key
+
 __all__ = [
     "EFFECTS_COLUMNS",
     "IMPORTANCE_COLUMNS",
@@ -76,7 +78,7 @@ def _build_design(frame: pd.DataFrame, hparams: Sequence[str]) -> tuple[np.ndarr
     for name in hparams:
         values = frame[name].astype(str).to_numpy()
         active = values != ""
-        levels = tuple(sorted(set(values[active]), key=_sort_key))
+        levels = tuple(sorted(set(values[active]), key=value_sort_key))
         if len(levels) < 2:
             continue  # a constant hyperparameter has no estimable effect here
         index = {v: i for i, v in enumerate(levels)}
@@ -88,13 +90,6 @@ def _build_design(frame: pd.DataFrame, hparams: Sequence[str]) -> tuple[np.ndarr
         factors.append(_Factor(name, levels, start, active, codes))
         start += len(levels) - 1
     return np.hstack(blocks), factors
-
-
-def _sort_key(value: str) -> tuple[int, float, str]:
-    try:
-        return (0, float(value), value)
-    except ValueError:
-        return (1, 0.0, value)
 
 
 def _ols_hc3(design: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
@@ -222,7 +217,9 @@ def compute_effects(
     rng = np.random.default_rng(seed)
     hparams = [h for h in hparams if h != stratum]
     if stratum:
-        groups = sorted(runs.groupby(runs[stratum].astype(str), sort=False), key=lambda kv: _sort_key(kv[0]))
+        groups = sorted(
+            runs.groupby(runs[stratum].astype(str), sort=False), key=lambda kv: value_sort_key(kv[0])
+        )
     else:
         groups = [("all", runs)]
     effect_rows, importance_rows = [], []

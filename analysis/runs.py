@@ -15,7 +15,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["PreparedRuns", "load_runs", "load_curves", "prepare_runs", "bin_values", "INACTIVE"]
+__all__ = [
+    "INACTIVE",
+    "PreparedRuns",
+    "bin_values",
+    "load_curves",
+    "load_runs",
+    "prepare_runs",
+    "value_sort_key",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -105,15 +113,26 @@ class PreparedRuns:
     binned: dict[str, list[str]] = field(default_factory=dict)
     """Hyperparameters that were binned, with their bin labels."""
 
+    def cells(self):
+        """Yield (stratum, hparam, metric (n,), labels (n,)) over the runs where the hparam is active."""
+        for stratum, frame in self.strata():
+            y_all = frame[self.metric].to_numpy(dtype=float)
+            for h in self.hparams:
+                labels = frame[h].to_numpy(dtype=object)
+                active = labels != INACTIVE
+                if active.any():
+                    yield stratum, h, y_all[active], labels[active]
+
     def strata(self) -> list[tuple[str, pd.DataFrame]]:
         """(label, runs) per stratum; one stratum "all" without a stratum column."""
         if self.stratum is None:
             return [("all", self.frame)]
-        keys = sorted(self.frame[self.stratum].unique(), key=_value_sort_key)
+        keys = sorted(self.frame[self.stratum].unique(), key=value_sort_key)
         return [(k, self.frame[self.frame[self.stratum] == k]) for k in keys]
 
 
-def _value_sort_key(value: str) -> tuple[int, float, str]:
+def value_sort_key(value: str) -> tuple[int, float, str]:
+    """Sort key for hyperparameter values: numbers in numeric order (64 < 256 < 1024), then strings."""
     try:
         return (0, float(value), value)
     except ValueError:
@@ -205,7 +224,7 @@ def prepare_runs(
         frame[h] = frame[h].astype(str)
         if _is_continuous(frame[h], max_levels):
             frame[h] = bin_values(frame[h], bins)
-            binned[h] = sorted(frame[h][frame[h] != INACTIVE].unique(), key=_value_sort_key)
+            binned[h] = sorted(frame[h][frame[h] != INACTIVE].unique(), key=value_sort_key)
     if stratum is not None:
         frame[stratum] = frame[stratum].astype(str)
     return PreparedRuns(frame, metric, stratum, list(hparams), mode, excluded, binned)
