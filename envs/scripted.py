@@ -26,7 +26,10 @@ def _bid_of(elements: list[dict[str, Any]], label: str, kinds: tuple[str, ...] |
 
 
 def solve_toy(obs: dict[str, Any]) -> tuple[str, str]:
-    """(reasoning, action) for a toy observation: the goal text, the element list and the action history."""
+    """(reasoning, action) for a toy observation: the goal text, the element list and the action history.
+
+    The reasoning quotes page labels exactly as the page shows them (`the target is "apple"`), so a small student
+    sees the same tokens in its reasoning, the goal and the page."""
     goal, elements = obs["goal"], obs["elements"]
     words = _QUOTED.findall(goal)
     history = obs.get("history", [])
@@ -34,19 +37,19 @@ def solve_toy(obs: dict[str, Any]) -> tuple[str, str]:
     if goal.startswith("Click the buttons"):
         done = sum(1 for h in history if h.startswith("click("))
         target = words[min(done, len(words) - 1)]
-        return f"next in the sequence is {target}", f'click("{by_label[target]["bid"]}")'
+        return f'next in the sequence is "{target}"', f'click("{by_label[target]["bid"]}")'
     if goal.startswith(("Click the button", "Follow the link")):
-        return f"the target is {words[0]}", f'click("{by_label[words[0]]["bid"]}")'
+        return f'the target is "{words[0]}"', f'click("{by_label[words[0]]["bid"]}")'
     if goal.startswith("Type"):
         pairs = list(zip(words[0:-1:2], words[1:-1:2], strict=True))  # (value, field) ... then "submit"
         for value, fld in pairs:
             if by_label[fld]["value"] != value:
-                return f"{fld} must read {value}", f'fill("{by_label[fld]["bid"]}", "{value}")'
+                return f'"{fld}" must read "{value}"', f'fill("{by_label[fld]["bid"]}", "{value}")'
         return "all fields are filled", f'click("{by_label["submit"]["bid"]}")'
     if goal.startswith("Tick"):
         for w in words[:-1]:
             if not by_label[w]["checked"]:
-                return f"{w} is not ticked yet", f'check("{by_label[w]["bid"]}")'
+                return f'"{w}" is not ticked yet', f'check("{by_label[w]["bid"]}")'
         return "all boxes are ticked", f'click("{by_label["submit"]["bid"]}")'
     if goal.startswith("Log in"):
         user, pwd = words[0], words[1]

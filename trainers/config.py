@@ -220,10 +220,15 @@ class SFTConfig:
     """torch intra-op CPU threads (None: torch's default)."""
     seed: int = 0
     """Seed of shuffling and initialisation."""
+    resume: bool = True
+    """Continue from `<output_dir>/resume.pt` when a killed run of the same config left one (same numbers as an
+    uninterrupted run); the state is written at every branch point and every `resume_every_steps` updates."""
+    resume_every_steps: int | None = 50
+    """Also save the resume state this often (None: only at branch points)."""
 
     def __post_init__(self) -> None:
         _positive(self, "learning_rate", "batch_size", "micro_batch_size", "num_epochs", "checkpoint_every_flops",
-                  "checkpoint_every_steps", "max_seq_len", "lora_rank", "cpu_threads")  # fmt: skip
+                  "checkpoint_every_steps", "max_seq_len", "lora_rank", "cpu_threads", "resume_every_steps")  # fmt: skip
         if self.batch_size % self.micro_batch_size:
             raise ValueError(
                 f"batch_size={self.batch_size} must be a multiple of micro_batch_size={self.micro_batch_size}"

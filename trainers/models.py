@@ -36,7 +36,7 @@ CHAT_TEMPLATE = (
     "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
 
-# Text the tiny tokenizer is trained on: the action syntax and page words of the envs, the chat markup.
+# Text the tiny tokenizer is trained on besides `_corpus()`'s env text: the action syntax, chat markup, the alphabet.
 _CORPUS = [
     "<|im_start|>system\nYou are a web agent. Answer with one action per step.<|im_end|>\n",
     "<|im_start|>user\nGoal: click the button labelled OK. Page: [12] button 'OK' [13] link 'Cancel'<|im_end|>\n",
@@ -46,6 +46,27 @@ _CORPUS = [
     "Last action error: no element with bid 99. Step 1 of 10. Observation: the page shows a form.",
     "abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ 0123456789 .,;:!?'\"()[]{}<>-_=+*/\\|@#$%^&~`",
 ]
+TOKENIZER_VERSION = 2
+"""Bumped whenever the tiny tokenizer's training text changes (it names the cached student's directory)."""
+
+
+def _corpus() -> list[str]:
+    """The tiny tokenizer's training text: `_CORPUS`, every bid a page can show, and the toy envs' own prompts and
+    scripted answers (all tasks, a few seeds, with distractors), so page words and bids become single tokens and a
+    tiny model can copy a bid in one step instead of digit by digit."""
+    from envs.prompts import build_prompt
+    from envs.scripted import solve_toy
+    from envs.toy import TOY_TASKS, ToyEnv
+
+    lines = list(_CORPUS) + [" ".join(f'[{i}] click("{i}")' for i in range(200))]
+    for task in TOY_TASKS:
+        env = ToyEnv(num_distractors=3, num_steps=3)
+        for seed in range(8):
+            obs = env.reset(f"toy.{task}", seed)
+            prompt = build_prompt(obs, family="toy", history=[], last_error="", error_log=False)
+            reasoning, action = solve_toy(prompt.observation)
+            lines += [m["content"] for m in prompt.messages] + [f"{reasoning}\n{action}"]
+    return lines
 
 
 def cache_dir() -> Path:
@@ -54,8 +75,8 @@ def cache_dir() -> Path:
     return Path(root) / "models"
 
 
-def build_tokenizer(vocab_size: int = 512):
-    """A byte-level BPE tokenizer trained in-process on `_CORPUS` (deterministic), wrapped for transformers.
+def build_tokenizer(vocab_size: int = 1024):
+    """A byte-level BPE tokenizer trained in-process on `_corpus()` (deterministic), wrapped for transformers.
 
     Special tokens: <|im_start|>, <|im_end|> (also eos), <pad>; the ChatML chat template is attached.
     """
@@ -72,7 +93,7 @@ def build_tokenizer(vocab_size: int = 512):
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(_CORPUS * 4, trainer=trainer)
+    tok.train_from_iterator(_corpus() * 4, trainer=trainer)
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok, pad_token="<pad>", eos_token="<|im_end|>", bos_token="<|im_start|>"
     )
@@ -80,7 +101,7 @@ def build_tokenizer(vocab_size: int = 512):
     return fast
 
 
-def build_tiny_llama(*, seed: int = 0, hidden_size: int = 128, num_layers: int = 4, vocab_size: int = 512):
+def build_tiny_llama(*, seed: int = 0, hidden_size: int = 128, num_layers: int = 4, vocab_size: int = 1024):
     """A tiny LlamaForCausalLM (hidden 128, 4 layers, ~0.85M parameters) and its tokenizer, seeded.
 
     Returns:
@@ -157,7 +178,7 @@ def student_dir(name_or_dir: str) -> Path:
     """A model directory for a named student (materialised in the cache on first use) or the directory given."""
     if name_or_dir in STUDENTS:
         target = cache_dir() / (
-            "smollm2-135m-instruct" if name_or_dir == "smollm2-135m" else "tiny-llama-seed0"
+            "smollm2-135m-instruct" if name_or_dir == "smollm2-135m" else f"tiny-llama-v{TOKENIZER_VERSION}-seed0"
         )
         if not (target / "config.json").is_file():
             if name_or_dir == "smollm2-135m":

@@ -3,6 +3,11 @@
 Each branch point is a model directory (LoRA adapters merged) registered with the FLOPs spent to reach it:
 the teacher's generation FLOPs (at the teacher's size) plus the student's training FLOPs so far.
 `branch_points.json` in the output directory lists them.
+
+A killed run resumes: `<output_dir>/resume.pt` (weights, LoRA adapters included, optimiser, scheduler, RNG, step,
+FLOPs counter, branch points so far, the config it belongs to) is rewritten atomically at every branch point and
+every `resume_every_steps` updates; the next `train_sft` with the same config continues from it and ends with the
+same branch points and numbers as an uninterrupted run. A different config never resumes from it (it says so).
 """
 
 from __future__ import annotations
@@ -23,7 +28,9 @@ from trainers.common import (
     encode_example,
     make_optimizer,
     masked_nll,
+    rng_state,
     save_checkpoint,
+    set_rng_state,
 )
 from trainers.config import SFTConfig
 from trainers.flops import FlopsCounter
@@ -31,6 +38,8 @@ from trainers.models import load_student, resolve_device
 from trainers.teacher import TraceSet
 
 __all__ = ["BranchPoint", "train_sft", "load_branch_points", "apply_lora"]
+
+_RESUME = "resume.pt"
 
 logger = logging.getLogger(__name__)
 
@@ -120,8 +129,23 @@ def train_sft(cfg: SFTConfig, report: Callable[..., None] | None = None) -> list
     out.mkdir(parents=True, exist_ok=True)
     branches: list[BranchPoint] = []
     next_flops = cfg.checkpoint_every_flops
-    loss_sum, tok_sum = 0.0, 0
-    for step in range(1, total + 1):
+    loss_sum, tok_sum, start = 0.0, 0, 1
+    state = _load_resume(out, cfg) if cfg.resume else None
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        set_rng_state(state["rng"])
+        counter.load_state_dict(state["counter"])
+        branches = [BranchPoint(**b) for b in state["branches"]]
+        next_flops, loss_sum, tok_sum, start = (
+            state["next_flops"],
+            state["loss_sum"],
+            state["tok_sum"],
+            state["step"] + 1,
+        )
+        logger.info("sft: resumed from %s at step %d of %d", out / _RESUME, state["step"], total)
+    for step in range(start, total + 1):
         batch = [data[i] for i in order[(step - 1) * cfg.batch_size : step * cfg.batch_size]]
         num_tokens = sum(e.num_completion_tokens for e in batch)
         for j in range(0, len(batch), cfg.micro_batch_size):
@@ -149,8 +173,51 @@ def train_sft(cfg: SFTConfig, report: Callable[..., None] | None = None) -> list
             loss_sum, tok_sum = 0.0, 0
             if report is not None:
                 report(metrics, checkpoint=bp.path)
+        if (
+            cfg.resume
+            and step < total
+            and (due or (cfg.resume_every_steps and step % cfg.resume_every_steps == 0))
+        ):
+            _save_resume(out, cfg, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                    "scheduler": scheduler.state_dict(), "rng": rng_state(),
+                                    "counter": counter.state_dict(), "branches": [asdict(b) for b in branches],
+                                    "next_flops": next_flops, "loss_sum": loss_sum, "tok_sum": tok_sum,
+                                    "step": step})  # fmt: skip
     (out / "branch_points.json").write_text(json.dumps([asdict(b) for b in branches], indent=1))
+    (out / _RESUME).unlink(missing_ok=True)
     return branches
+
+
+def _config_key(cfg: SFTConfig) -> dict:
+    """The fields that decide the numbers (resume settings and threads left out)."""
+    return {
+        k: v
+        for k, v in asdict(cfg).items()
+        if k not in ("resume", "resume_every_steps", "cpu_threads", "device")
+    }
+
+
+def _save_resume(out: Path, cfg: SFTConfig, state: dict) -> None:
+    import torch
+
+    tmp = out / f".{_RESUME}.tmp"
+    torch.save({**state, "config": _config_key(cfg)}, tmp)
+    tmp.replace(out / _RESUME)
+
+
+def _load_resume(out: Path, cfg: SFTConfig) -> dict | None:
+    import torch
+
+    path = out / _RESUME
+    if not path.is_file():
+        return None
+    state = torch.load(path, weights_only=False)
+    if state.get("config") != _config_key(cfg):
+        raise ValueError(
+            f"{path} belongs to a different SFT config: resume it with the same config, pass resume=False to "
+            f"start over in {out}, or use another output_dir"
+        )
+    return state
 
 
 def load_branch_points(output_dir: str | Path) -> list[BranchPoint]:

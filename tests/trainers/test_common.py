@@ -88,7 +88,11 @@ def test_checkpoint_round_trip_restores_weights_optimiser_rng(tiny, tmp_path):
 
 def test_named_students_and_bad_names():
     model, tok = load_student("tiny-llama")
-    assert model.config.model_type == "llama" and len(tok) == 512
+    assert model.config.model_type == "llama" and 600 < len(tok) <= 1024
+    # page words and bids are single tokens, the same in the goal, the page and the scripted reasoning
+    ids = tok('Goal: Click the button "mango".\n[17] button "mango"\nthe target is "mango"')["input_ids"]
+    pieces = [tok.decode([i]) for i in ids]
+    assert pieces.count("mango") == 3 and "17" in pieces
     assert 0.5e6 < sum(p.numel() for p in model.parameters()) < 1.5e6
     with pytest.raises(ValueError, match="named student"):
         load_student("no-such-student")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -98,3 +99,41 @@ def test_config_errors_name_the_fix(tmp_path):
         TeacherConfig(teacher="openai")
     with pytest.raises(ValueError, match="examples.jsonl"):
         train_sft(SFTConfig(traces=str(tmp_path)))
+
+
+@pytest.mark.parametrize("lora", [False, True])
+def test_killed_sft_resumes_to_the_uninterrupted_numbers(traces, tmp_path, lora):
+    import torch
+
+    from trainers.models import load_student
+
+    def cfg(out: str) -> SFTConfig:
+        return SFTConfig(traces=traces.path, output_dir=str(tmp_path / out), learning_rate=3e-3, batch_size=5,
+                         micro_batch_size=5, num_epochs=4, checkpoint_every_steps=4, resume_every_steps=3,
+                         lora=lora, lora_rank=4, warmup_ratio=0.2)  # fmt: skip
+
+    straight = train_sft(cfg("a"))
+    assert len(straight) == 3 and not (tmp_path / "a" / "resume.pt").exists()  # 12 updates, branch every 4
+
+    class Killed(Exception):
+        pass
+
+    def kill_at_second_branch(metrics, checkpoint=None):
+        if metrics["step"] == 8:
+            raise Killed  # after the step-6 resume save, before the step-8 one: steps 7-8 are redone
+
+    with pytest.raises(Killed):
+        train_sft(cfg("b"), kill_at_second_branch)
+    assert (tmp_path / "b" / "resume.pt").is_file()
+    with pytest.raises(ValueError, match="different SFT config"):
+        train_sft(dataclasses.replace(cfg("b"), learning_rate=1e-3))
+    steps = []
+    resumed = train_sft(cfg("b"), lambda m, checkpoint=None: steps.append(m["step"]))
+    assert steps == [8, 12]  # it continued from the step-6 state: the step-4 branch point was not redone
+    assert [(b.step, b.flops) for b in resumed] == [(b.step, b.flops) for b in straight]
+    for a, b in zip(straight, resumed, strict=True):
+        ma, _ = load_student(a.path)
+        mb, _ = load_student(b.path)
+        for (name, p), q in zip(ma.named_parameters(), mb.parameters(), strict=True):
+            assert torch.equal(p, q), name
+    assert not (tmp_path / "b" / "resume.pt").exists()
