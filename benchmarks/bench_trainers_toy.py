@@ -1,16 +1,21 @@
 """Learning, not just running, on the toy env: scripted teacher -> short SFT (a weak branch point) -> GRPO.
 
-Side by side, same seeds, same held-out goals: the untrained tiny Llama, the SFT branch point RL starts from, and
-the RL run's chosen checkpoint (rolling mean, window 3, of held-out-goal success). Prints success rates, ratios,
-FLOPs and wall time. The held-out goals are seeds the teacher, SFT and RL never saw (train: seeds >= 10 of the
-toy tasks from seed 1000 on; held-out: seeds 0-39 of the same tasks).
+Side by side, same seeds, same held-out goals: the untrained student, every SFT branch point, the one RL starts
+from (with `--branch-below X`: the last branch point whose held-out success is under X, i.e. the strongest weak
+one), and the RL run's chosen checkpoint (rolling mean, window 3, of held-out-goal success). Prints success rates,
+ratios, FLOPs and wall time. The held-out goals are seeds the teacher, SFT and RL never saw (train: seeds 1000,
+1001, ... of the toy tasks; held-out: seeds 0-39 of the same tasks).
 
     AGENTSWEEP_CACHE=/tmp/agc .venv/bin/python benchmarks/bench_trainers_toy.py --tasks click-button
+    AGENTSWEEP_CACHE=/tmp/agc .venv/bin/python benchmarks/bench_trainers_toy.py --student smollm2-135m \
+        --sft-steps 12 --sft-every 2 --sft-lr 5e-5 --branch-below 0.2 --rl-updates 16 --batch-size 16 \
+        --group-size 4 --lr 2e-5 --temperature 0.7
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -20,13 +25,29 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tasks", default="click-button", help="comma-separated toy training tasks")
     ap.add_argument("--out", default="/tmp/bench_trainers_toy")
+    ap.add_argument(
+        "--student", default="tiny-llama", help="tiny-llama or smollm2-135m (or a model directory)"
+    )
     ap.add_argument("--sft-steps", type=int, default=40, help="SFT updates of the weak branch point")
+    ap.add_argument(
+        "--sft-every", type=int, default=None, help="save a branch point every this many SFT updates"
+    )
+    ap.add_argument("--sft-lr", type=float, default=3e-3)
+    ap.add_argument("--sft-batch", type=int, default=8)
+    ap.add_argument(
+        "--branch-below",
+        type=float,
+        default=None,
+        help="start RL from the last branch point whose held-out success is under this",
+    )
+    ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     ap.add_argument("--rl-updates", type=int, default=40)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--group-size", type=int, default=8)
     ap.add_argument("--lr", type=float, default=5e-4)
     ap.add_argument("--temperature", type=float, default=1.0)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--micro-batch", type=int, default=32, help="RL sequences per forward/backward")
     ap.add_argument("--max-new-tokens", type=int, default=40)
     ap.add_argument("--max-steps", type=int, default=2, help="agent steps per episode")
     ap.add_argument("--eval-every", type=int, default=5)
@@ -48,7 +69,7 @@ def main() -> None:
     import torch
     from transformers.utils import logging as hf_logging
 
-    torch.set_num_threads(1)  # tiny model: one intra-op thread is fastest, more only contend
+    torch.set_num_threads(args.threads)  # tiny model: one intra-op thread is fastest, more only contend
 
     hf_logging.disable_progress_bar()
 
@@ -72,24 +93,25 @@ def main() -> None:
     t0 = time.perf_counter()
     runner = open_runner("toy", workers=1, max_steps=args.max_steps, num_distractors=args.distractors)
     if args.branch:
-        branch = BranchPoint(args.branch, args.branch_flops, -1)
+        branches = [BranchPoint(args.branch, args.branch_flops, -1)]
         num_examples, t_teacher, t_sft = 0, 0.0, 0.0
     else:
         traces = collect_teacher_traces(TeacherConfig(env="toy", output_dir=str(out / "teacher")), runner=runner,
                                         goals=train)  # fmt: skip
         t_teacher = time.perf_counter() - t0
         num_examples = len(traces.examples)
-        sft_cfg = SFTConfig(traces=traces.path, output_dir=str(out / "sft"), learning_rate=3e-3, batch_size=8,
-                            micro_batch_size=8, num_epochs=args.sft_steps * 8 / num_examples,
-                            warmup_ratio=0.0, seed=args.seed, cpu_threads=1)  # fmt: skip
-        (branch,) = train_sft(sft_cfg)[-1:]
+        sft_cfg = SFTConfig(traces=traces.path, student=args.student, output_dir=str(out / "sft"),
+                            learning_rate=args.sft_lr, batch_size=args.sft_batch, micro_batch_size=args.sft_batch,
+                            num_epochs=args.sft_steps * args.sft_batch / num_examples, warmup_ratio=0.0,
+                            checkpoint_every_steps=args.sft_every, seed=args.seed, cpu_threads=args.threads)  # fmt: skip
+        branches = train_sft(sft_cfg)
         t_sft = time.perf_counter() - t0 - t_teacher
 
-    rl_cfg = RLConfig(student="tiny-llama", init_checkpoint=branch.path, sft_flops=branch.flops, env="toy",
+    rl_cfg = RLConfig(student=args.student, env="toy",
                       batch_size=args.batch_size, group_size=args.group_size, num_updates=args.rl_updates,
                       eval_every=args.eval_every, learning_rate=args.lr, temperature=args.temperature,
                       max_new_tokens=args.max_new_tokens, max_seq_len=320, max_steps=args.max_steps, output_dir=str(out / "rl"), seed=args.seed,
-                      gamma=0.9, micro_batch_size=32, cpu_threads=1)  # fmt: skip
+                      gamma=0.9, micro_batch_size=args.micro_batch, cpu_threads=args.threads)  # fmt: skip
     import torch
 
     def score(model_dir: str) -> float:
@@ -97,8 +119,18 @@ def main() -> None:
         with torch.no_grad():
             return evaluate(runner, HFPolicy(model, tok), heldout, rl_cfg, seed=args.seed)
 
-    untrained = score("tiny-llama")
-    at_branch = score(branch.path)
+    untrained = score(args.student)
+    branch_scores = [score(b.path) for b in branches]
+    for b, sc in zip(branches, branch_scores, strict=True):
+        logging.info("branch point step %d (%.3e FLOPs): held-out goal success %.3f", b.step, b.flops, sc)
+    pick = len(branches) - 1
+    if args.branch_below is not None:
+        below = [i for i, sc in enumerate(branch_scores) if sc < args.branch_below]
+        if not below:
+            raise SystemExit(f"no branch point under {args.branch_below}: {branch_scores}")
+        pick = below[-1]
+    branch, at_branch = branches[pick], branch_scores[pick]
+    rl_cfg = dataclasses.replace(rl_cfg, init_checkpoint=branch.path, sft_flops=branch.flops)
     t1 = time.perf_counter()
     result = train_rl(rl_cfg, runner=runner, goal_splits=splits)
     t_rl = time.perf_counter() - t1
@@ -110,7 +142,9 @@ def main() -> None:
         print(
             f"teacher: {num_examples} SFT examples in {t_teacher:.1f} s; SFT {args.sft_steps} steps in {t_sft:.1f} s"
         )
-    print(f"held-out goal success, untrained tiny Llama     {untrained:.3f}")
+    print(f"held-out goal success, untrained {args.student:<14} {untrained:.3f}")
+    print("SFT branch points (step: held-out goal success): " + ", ".join(
+        f"{b.step}: {sc:.3f}" for b, sc in zip(branches, branch_scores, strict=True)))  # fmt: skip
     print(f"held-out goal success, SFT branch point         {at_branch:.3f}  ({branch.flops:.3e} FLOPs)")
     print(f"held-out goal success, GRPO chosen checkpoint   {result.scores['heldout_goal_success']:.3f}  "
           f"(update {int(result.scores['step'])}, {result.scores['flops']:.3e} FLOPs)")  # fmt: skip

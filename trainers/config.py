@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any, Literal
 
+from trainers.envio import families
+
 __all__ = ["RLConfig", "SFTConfig", "TeacherConfig", "SWEPT_FIELDS"]
 
 SWEPT_FIELDS: tuple[str, ...] = (
@@ -81,7 +83,7 @@ class RLConfig:
 
     # --- environment and data ---
     env: str = "toy"
-    """Environment family (an `envs` family: `toy`, `miniwob`, ...)."""
+    """Environment family (an `envs` family: `toy`, `miniwob`, ...) or several joined by `+` (`toy+miniwob`)."""
     tasks: tuple[str, ...] | None = None
     """Training task subset (None: all training tasks of the family)."""
     eval_tasks: tuple[str, ...] | None = None
@@ -146,6 +148,7 @@ class RLConfig:
     """Checkpoints kept on disk besides the selected best one."""
 
     def __post_init__(self) -> None:
+        families(self.env)  # raises on a malformed env name
         if not 0.0 < self.gamma <= 1.0:
             raise ValueError(f"gamma={self.gamma} must be in (0, 1]")
         if self.temperature < 0:
@@ -242,7 +245,7 @@ class TeacherConfig:
     """Teacher episodes: the scripted policy, a local HF model or an OpenAI-compatible endpoint."""
 
     env: str = "toy"
-    """Environment family."""
+    """Environment family, or several joined by `+` (`toy+miniwob`)."""
     tasks: tuple[str, ...] | None = None
     """Training task subset (None: all training tasks of the family)."""
     split: str = "train"
@@ -260,7 +263,7 @@ class TeacherConfig:
     episodes_per_goal: int = 1
     """Episodes per goal."""
     max_goals: int | None = None
-    """Cap on goals (None: all goals of the split)."""
+    """Cap on goals (None: all goals of the split), taken from every task in turn so each task is represented."""
     temperature: float = 0.7
     """Teacher decoding temperature."""
     max_new_tokens: int = 256
@@ -285,6 +288,7 @@ class TeacherConfig:
     """Where the TraceSet (`examples.jsonl`, `trajectories.jsonl`, `provenance.json`) goes."""
 
     def __post_init__(self) -> None:
+        families(self.env)
         _positive(self, "episodes_per_goal", "max_goals", "max_new_tokens", "max_steps", "workers", "concurrency",
                   "timeout_s")  # fmt: skip
         if self.teacher == "openai" and not (self.base_url and self.model):

@@ -148,7 +148,7 @@ def collect_teacher_traces(
     counter = FlopsCounter(flops_model) if flops_model else None
     goals = list(goals) if goals is not None else split_goals(cfg.env, cfg.split, cfg.tasks)
     if cfg.max_goals is not None:
-        goals = goals[: cfg.max_goals]
+        goals = _round_robin(goals)[: cfg.max_goals]
     played = [g for g in goals for _ in range(cfg.episodes_per_goal)]
     own_runner = runner is None
     runner = runner or open_env_runner(
@@ -189,3 +189,12 @@ def collect_teacher_traces(
         report({"teacher_success": success, "teacher_flops": traces.teacher_flops, "num_examples": len(examples),
                 "num_episodes": len(trajs)})  # fmt: skip
     return traces
+
+
+def _round_robin(goals: Sequence[Any]) -> list[Any]:
+    """Goals reordered task by task in turn (each task's own order kept), so a cap keeps every task."""
+    by_task: dict[str, list[Any]] = {}
+    for g in goals:
+        by_task.setdefault(goal_key(g)[0], []).append(g)
+    queues = list(by_task.values())
+    return [q[i] for i in range(max(map(len, queues), default=0)) for q in queues if i < len(q)]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from trainers.config import RLConfig, SFTConfig, TeacherConfig
 from trainers.rl import train_rl
 from trainers.sft import train_sft
@@ -37,3 +39,43 @@ def test_teacher_sft_rl_pipeline_on_the_toy_env(tmp_path):
     res = train_rl(cfg, lambda m, checkpoint=None: reports.append(m))
     assert [m["step"] for m in reports] == [0, 1]
     assert reports[-1]["flops"] > bp.flops and 0.0 <= res.scores["heldout_task_success"] <= 1.0
+
+
+def test_several_env_families_compose_splits_and_check_names():
+    from trainers.envio import families, open_env_runner, split_goals
+
+    assert families("toy+miniwob") == ["toy", "miniwob"]
+    for bad in ("toy+", "toy+toy", ""):
+        with pytest.raises(ValueError, match="joined by"):
+            RLConfig(env=bad)
+    goals = split_goals("toy+miniwob", "train", ("toy.click-button", "miniwob.click-test"))
+    tasks = [t for t, _ in goals]
+    assert tasks[0] == "toy.click-button" and tasks[-1] == "miniwob.click-test"
+    assert set(tasks) == {"toy.click-button", "miniwob.click-test"}
+    assert goals == split_goals("toy", "train", ("click-button",)) + split_goals(
+        "miniwob", "train", ("click-test",)
+    )
+    held = split_goals("toy+miniwob", "heldout_tasks", ("toy.click-link",))  # miniwob contributes nothing
+    assert {t for t, _ in held} == {"toy.click-link"}
+    with pytest.raises(ValueError, match="family.task"):
+        split_goals("toy+miniwob", "train", ("click-button",))
+    with pytest.raises(ValueError, match="keyed by family"):
+        open_env_runner("toy+miniwob", workers=1, max_steps=2, options={"num_distractors": 2})
+
+
+@pytest.mark.browser
+def test_teacher_plays_toy_and_miniwob_goals_in_one_run(tmp_path):
+    pytest.importorskip("browsergym.miniwob")
+    goals = [
+        ("miniwob.click-test", 3),
+        ("toy.click-button", 1001),
+        ("miniwob.click-test", 4),
+        ("toy.login", 1002),
+    ]
+    cfg = TeacherConfig(env="toy+miniwob", max_steps=4, output_dir=str(tmp_path / "teacher"),
+                        env_options={"toy": {"num_distractors": 2}, "miniwob": {"observation": "compact"}})  # fmt: skip
+    traces = collect_teacher_traces(cfg, goals=goals)
+    rows = [json.loads(x) for x in (Path(traces.path) / "trajectories.jsonl").read_text().splitlines()]
+    assert [(r["task"], r["seed"]) for r in rows] == goals  # the goals' order, across two worker pools
+    assert all(r["success"] for r in rows)
+    assert {ex.task for ex in traces.examples} == {"miniwob.click-test", "toy.click-button", "toy.login"}
