@@ -2,6 +2,8 @@
 
 Stages: SFT branch points (built once, content-hashed) -> a small RL sweep on Ray Tune logged to a sqlite MLflow
 under OUT -> export (runs + curves tables) -> the bootstrap report -> OUT/DEMO.md saying what ran and where.
+The trials train the tiny Llama on the toy env and two MiniWoB++ tasks at once (`env: toy+miniwob`, Chromium),
+from branch points the scripted teacher's traces on those tasks produced.
 
 The real pipeline needs the trainers package (teacher traces, SFT, multi-turn GRPO on the toy env and MiniWoB++)
 and the analysis report. Where a piece has not been installed or written yet, the demo runs what is real (the
@@ -26,14 +28,23 @@ logger = logging.getLogger(__name__)
 
 SURROGATE_TRIALS = 60
 REAL_TRIALS = 8
+DEMO_TASKS = ["toy.click-button", "miniwob.click-test", "miniwob.click-test-2"]
+DEMO_ENV_OPTIONS = {
+    "toy": {"num_distractors": 1},
+    "miniwob": {"observation": "compact", "max_obs_tokens": 400},
+}
 DEMO_OPTIONS: dict[str, Any] = {
-    # non-swept RLConfig fields of every trial (the swept ones come from spaces/demo.yaml)
-    "rl": {"env": "toy", "student": "tiny-llama", "group_size": 4, "num_updates": 6, "eval_every": 2,
-           "max_eval_goals": 8, "max_steps": 6, "workers": 1},
+    # non-swept RLConfig fields of every trial (the swept ones come from spaces/demo.yaml): the toy env and two
+    # MiniWoB++ tasks in Chromium, held-out goals of those tasks, the toy env's held-out task click-link
+    "rl": {"env": "toy+miniwob", "tasks": DEMO_TASKS, "eval_tasks": ["toy.click-link"], "student": "tiny-llama",
+           "group_size": 4, "num_updates": 4, "eval_every": 2, "max_eval_goals": 9, "max_steps": 4, "workers": 1,
+           "max_new_tokens": 24, "max_seq_len": 640, "cpu_threads": 1, "env_options": DEMO_ENV_OPTIONS},
     # inputs of the shared SFT branch points (their content hash decides whether they are rebuilt)
     "sft": {
-        "teacher": {"env": "toy", "teacher": "scripted", "max_goals": 40},
-        "student": {"student": "tiny-llama", "num_epochs": 2.0, "checkpoint_every_steps": 10},
+        "teacher": {"env": "toy+miniwob", "tasks": DEMO_TASKS, "teacher": "scripted", "max_goals": 60,
+                    "max_steps": 4, "env_options": DEMO_ENV_OPTIONS},
+        "student": {"student": "tiny-llama", "num_epochs": 6.0, "learning_rate": 3e-3, "batch_size": 8,
+                    "micro_batch_size": 8, "max_seq_len": 640, "checkpoint_every_steps": 30, "cpu_threads": 1},
     },
 }  # fmt: skip
 
@@ -81,9 +92,16 @@ def _has_report() -> bool:
 
 
 def run_demo(
-    out_dir: Path, *, num_trials: int | None = None, seed: int = 0, progress: Any = None
+    out_dir: Path,
+    *,
+    num_trials: int | None = None,
+    num_updates: int | None = None,
+    seed: int = 0,
+    progress: Any = None,
 ) -> DemoSummary:
-    """Run the demo into `out_dir` (see the module docstring); returns where everything is."""
+    """Run the demo into `out_dir` (see the module docstring); returns where everything is.
+
+    `num_trials` and `num_updates` (GRPO updates per trial) override the defaults (8 and 4)."""
     from sweep.driver import launch
     from sweep.export import export_sweep
 
@@ -93,8 +111,13 @@ def run_demo(
     missing = missing_pieces()
     t0 = time.perf_counter()
     if not missing:
+        options = DEMO_OPTIONS
+        if num_updates is not None:
+            if num_updates < 1:
+                raise ValueError(f"--updates {num_updates}: give at least 1 GRPO update per trial")
+            options = {**DEMO_OPTIONS, "rl": {**DEMO_OPTIONS["rl"], "num_updates": num_updates}}
         result = launch(
-            "demo", out_dir=out_dir, objective="sweep.objectives:rl", options=DEMO_OPTIONS,
+            "demo", out_dir=out_dir, objective="sweep.objectives:rl", options=options,
             branch_builder="sweep.branch_points:sft_branch_points", num_trials=num_trials or REAL_TRIALS,
             seed=seed, max_failures=1, progress=progress,
         )  # fmt: skip

@@ -178,7 +178,9 @@ def student_dir(name_or_dir: str) -> Path:
     """A model directory for a named student (materialised in the cache on first use) or the directory given."""
     if name_or_dir in STUDENTS:
         target = cache_dir() / (
-            "smollm2-135m-instruct" if name_or_dir == "smollm2-135m" else f"tiny-llama-v{TOKENIZER_VERSION}-seed0"
+            "smollm2-135m-instruct"
+            if name_or_dir == "smollm2-135m"
+            else f"tiny-llama-v{TOKENIZER_VERSION}-seed0"
         )
         if not (target / "config.json").is_file():
             if name_or_dir == "smollm2-135m":
@@ -208,6 +210,9 @@ def load_student(name_or_dir: str, *, device: str = "cpu", dtype=None):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # a per-load "Loading weights" bar floods trial logs; progress is ours
     path = student_dir(name_or_dir)
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or torch.float32).to(device)

@@ -117,10 +117,11 @@ def test_demo_smoke(ray_cluster, tmp_path):
     """`agentsweep demo` end to end with 2 trials: sweep, export, report (or the named missing pieces)."""
     from sweep.demo import missing_pieces
 
-    result = CliRunner().invoke(cli, ["demo", "--out", str(tmp_path), "--trials", "2"])
+    result = CliRunner().invoke(cli, ["demo", "--out", str(tmp_path), "--trials", "2", "--updates", "2"])
     assert result.exit_code == 0, result.output
     runs = pd.read_parquet(tmp_path / "runs.parquet")
     assert len(runs) == 2 and set(runs["status"]) == {"FINISHED"}
+    assert runs["metrics.heldout_goal_success"].between(0, 1).all()  # toy + MiniWoB++ held-out goals scored
     summary = (tmp_path / "DEMO.md").read_text()
     assert "agentsweep ui" in summary and "agentsweep ui" in result.output
     for piece in missing_pieces():
