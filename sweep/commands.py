@@ -236,8 +236,15 @@ def ui(sweep, tracking_uri, host, port) -> None:
 @click.option(
     "--trials", "num_trials", type=int, default=None, help="Override the demo's number of RL trials."
 )
+@click.option(
+    "--updates",
+    "num_updates",
+    type=int,
+    default=None,
+    help="Override the GRPO updates per trial (default 4).",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
-def demo(out_dir, num_trials, seed) -> None:
+def demo(out_dir, num_trials, num_updates, seed) -> None:
     """The full main job on one machine: SFT branch points, a small RL sweep, export, the bootstrap report."""
     from rich.console import Console
 
@@ -245,7 +252,9 @@ def demo(out_dir, num_trials, seed) -> None:
 
     try:
         with _RichProgress(num_trials, "demo sweep") as bar:
-            s = run_demo(Path(out_dir), num_trials=num_trials, seed=seed, progress=bar)
+            s = run_demo(
+                Path(out_dir), num_trials=num_trials, num_updates=num_updates, seed=seed, progress=bar
+            )
     except (ValueError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from exc
     console = Console()
