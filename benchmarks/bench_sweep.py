@@ -5,10 +5,12 @@
 1. Overhead: the same trainable (the surrogate objective: seeded curves on a response surface shaped after the
    study's findings, `num_evals` reports each with a checkpoint) run N times by a bare `tune.Tuner` (random
    `tune.choice` space, no MLflow) and by agentsweep's driver (Optuna random searcher, nested MLflow child runs
-   in sqlite, params, metrics vs step and FLOPs, artifacts). Same Ray, same resources. Prints the ratio.
+   in sqlite, params, metrics vs step and FLOPs, artifacts). Same Ray, same resources. Bare runs before and
+   after each agentsweep run (`--rounds`), so load from other processes shows as drift. Prints the ratios.
 2. Scale: `--trials` surrogate trials (1,370 as in the study) through the real driver, Ray and MLflow; then
-   `export` (runs + curves tables) and, when the analysis package provides it, `agentsweep report`. Prints wall
-   times, the driver's peak RSS, and checks that every run was logged and exported.
+   `agentsweep export` (runs + curves tables) and `agentsweep report`, each in its own process. Prints wall times,
+   the driver's peak RSS and those of export and report, the per-trial time per tenth of the sweep (growth),
+   and checks that every run was logged FINISHED and exported with all its evaluations.
 """
 
 from __future__ import annotations
@@ -69,15 +71,114 @@ def bare_tune(num_trials: int, num_evals: int, storage: Path, sleep_s: float = 0
     return wall_s
 
 
-def agentsweep_run(num_trials: int, num_evals: int, out: Path, seed: int = 0, sleep_s: float = 0.0):
+def agentsweep_run(num_trials: int, num_evals: int, out: Path, seed: int = 0, sleep_s: float = 0.0,
+                   progress=None):  # fmt: skip
+    """One sweep through `launch`; returns (result, launch wall s, Tune fit wall s)."""
     from sweep.driver import launch
 
     t0 = time.perf_counter()
     result = launch("paper", out_dir=out, objective="sweep.objectives:surrogate", num_trials=num_trials,
-                    seed=seed, options={"num_evals": num_evals, "sleep_s": sleep_s})  # fmt: skip
+                    seed=seed, options={"num_evals": num_evals, "sleep_s": sleep_s}, progress=progress)  # fmt: skip
     wall_s = time.perf_counter() - t0
     assert result.num_finished == num_trials, result
     return result, wall_s
+
+
+def _cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+_PEAK_RSS_LAUNCHER = """
+import atexit, re, sys
+from pathlib import Path
+
+def _peak():  # VmHWM: this process's own peak RSS (ru_maxrss would count the parent's pages at fork)
+    hwm = re.search(r"VmHWM:\\s+(\\d+) kB", Path("/proc/self/status").read_text())
+    Path(sys.argv[1]).write_text(hwm.group(1) if hwm else "0")
+
+atexit.register(_peak)
+from sweep.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def _timed_cli(args: list[str], peak_file: Path) -> tuple[float, float]:
+    """Run `agentsweep ARGS` in a fresh process; returns (wall s, its peak RSS MiB)."""
+    cmd = [sys.executable, "-c", _PEAK_RSS_LAUNCHER, str(peak_file), *args]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wall_s = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"agentsweep {' '.join(args)} failed ({proc.returncode}): {proc.stderr[-500:]}")
+    return wall_s, int(peak_file.read_text()) / 1024
+
+
+def overhead(n: int, num_evals: int, sleep_s: float, rounds: int, out: Path, num_cpus: int) -> None:
+    """Bare Tune and agentsweep alternately (bare, ours, bare, ours, ..., bare): each of our runs is compared
+    with the mean of the bare runs just before and after it, so load from other processes shows as drift."""
+    tag = f"{sleep_s:g}s"
+    bare, ours, cpu_bare, cpu_ours, setup = [], [], [], [], []
+    for r in range(rounds + 1):
+        c0 = _cpu_s()
+        bare.append(bare_tune(n, num_evals, out / f"bare{r}-{tag}", sleep_s))
+        cpu_bare.append(_cpu_s() - c0)
+        if r == rounds:
+            break
+        c0 = _cpu_s()
+        result, wall_s = agentsweep_run(n, num_evals, out / f"overhead{r}-{tag}", sleep_s=sleep_s)
+        cpu_ours.append(_cpu_s() - c0)
+        ours.append(wall_s)
+        setup.append(wall_s - result.wall_s)
+    print(
+        f"## overhead: {n} trials x {num_evals} evals of {sleep_s:g} s work, {num_cpus} CPUs, {rounds} rounds"
+    )
+    for r in range(rounds + 1):
+        print(f"bare Ray Tune            {bare[r]:7.1f} s  ({1000 * bare[r] / n:5.0f} ms/trial, driver CPU "
+              f"{1000 * cpu_bare[r] / n:4.0f} ms/trial)")  # fmt: skip
+        if r < rounds:
+            ref = (bare[r] + bare[r + 1]) / 2
+            print(f"agentsweep (+MLflow)     {ours[r]:7.1f} s  ({1000 * ours[r] / n:5.0f} ms/trial, driver CPU "
+                  f"{1000 * cpu_ours[r] / n:4.0f} ms/trial; setup before the Tune fit {setup[r]:.1f} s)"
+                  f"  ratio to the bare runs around it {ours[r] / ref:.3f}")  # fmt: skip
+    ref = sum((bare[r] + bare[r + 1]) / 2 for r in range(rounds))
+    print(f"ratio agentsweep/bare    {sum(ours) / ref:7.3f}  (overhead {100 * (sum(ours) / ref - 1):+.1f}%, "
+          f"{1000 * (sum(ours) - ref) / (n * rounds):+.0f} ms/trial)", flush=True)  # fmt: skip
+
+
+def scale(num_trials: int, num_evals: int, out: Path, num_cpus: int) -> None:
+    """The study's trial count through driver + Ray + MLflow; then `agentsweep export` and `agentsweep report`
+    as the user runs them (separate processes, timed, with their peak RSS)."""
+    import pandas as pd
+    import ray
+
+    done_at: list[float] = []
+    t0 = time.perf_counter()
+    result, wall_s = agentsweep_run(num_trials, num_evals, out / "scale", seed=1,
+                                    progress=lambda *_: done_at.append(time.perf_counter() - t0))  # fmt: skip
+    driver_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    ray.shutdown()  # export and report run alone, as after a real sweep
+    sweep_dir = result.settings.sweep_dir
+    runs_path = out / "runs.parquet"
+    export_s, export_rss = _timed_cli(["export", sweep_dir, "-o", str(runs_path)], out / "export.peak")
+    report_s, report_rss = _timed_cli(
+        ["report", str(runs_path), "--out", str(out / "report")], out / "report.peak"
+    )
+    runs = pd.read_parquet(runs_path)
+    curves = pd.read_parquet(runs_path.with_name("runs.curves.parquet"))
+    assert len(runs) == num_trials and (runs["status"] == "FINISHED").all(), runs["status"].value_counts()
+    assert runs["run_id"].is_unique and len(curves) == num_trials * num_evals
+    print(f"## scale: {num_trials} trials x {num_evals} evals through driver + Ray + MLflow (sqlite), "
+          f"{num_cpus} CPUs")  # fmt: skip
+    print(f"sweep wall              {wall_s:8.1f} s  ({1000 * wall_s / num_trials:.0f} ms/trial)")
+    print(f"driver peak RSS         {driver_rss:8.0f} MiB (this process: driver, MLflow writer)")
+    print(f"export wall             {export_s:8.1f} s  peak RSS {export_rss:5.0f} MiB  "
+          f"({len(runs)} runs FINISHED, {len(curves)} curve points)")  # fmt: skip
+    print(f"report wall             {report_s:8.1f} s  peak RSS {report_rss:5.0f} MiB  -> {out / 'report'}")
+    block = max(1, num_trials // 10)
+    print(f"trials finished per block of {block} (ms/trial in the block; growth = per-trial cost rising):")
+    marks = [0.0] + done_at[block - 1 :: block]
+    print("  " + "  ".join(f"{1000 * (b - a) / block:.0f}" for a, b in zip(marks, marks[1:], strict=False)))
 
 
 def main() -> None:
@@ -85,6 +186,9 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--overhead-trials", type=int, default=150)
+    parser.add_argument(
+        "--rounds", type=int, default=2, help="agentsweep runs per comparison (bare: one more)"
+    )
     parser.add_argument("--trials", type=int, default=1370)
     parser.add_argument("--num-evals", type=int, default=3)
     parser.add_argument("--num-cpus", type=int, default=2)
@@ -97,7 +201,6 @@ def main() -> None:
     )
     parser.add_argument("--out", default=None, help="Keep outputs here (default: a temporary directory).")
     args = parser.parse_args()
-    import pandas as pd
     import ray
 
     out = Path(args.out or tempfile.mkdtemp(prefix="bench-sweep-")).resolve()
@@ -105,56 +208,10 @@ def main() -> None:
     ray.init(num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=False,
              _temp_dir=tempfile.mkdtemp(prefix="as-ray-"))  # fmt: skip
     try:
-        n = args.overhead_trials
-        for sleep_s in args.sleep_s if n else []:
-            tag = f"{sleep_s:g}s"
-            bare_a = bare_tune(n, args.num_evals, out / f"bare-{tag}", sleep_s)
-            _, ours = agentsweep_run(n, args.num_evals, out / f"overhead-{tag}", sleep_s=sleep_s)
-            bare_b = bare_tune(
-                n, args.num_evals, out / f"bare2-{tag}", sleep_s
-            )  # before and after: drift shows
-            bare = (bare_a + bare_b) / 2
-            print(
-                f"## overhead: {n} trials x {args.num_evals} evals of {sleep_s:g} s work, {args.num_cpus} CPUs"
-            )
-            print(
-                f"bare Ray Tune           {bare_a:8.1f} s, again {bare_b:8.1f} s  ({1000 * bare / n:.0f} ms/trial)"
-            )
-            print(f"agentsweep (+MLflow)    {ours:8.1f} s  ({1000 * ours / n:.0f} ms/trial)")
-            print(f"ratio agentsweep/bare   {ours / bare:8.3f}  (overhead {100 * (ours / bare - 1):+.1f}%, "
-                  f"{1000 * (ours - bare) / n:+.0f} ms/trial)", flush=True)  # fmt: skip
+        for sleep_s in args.sleep_s if args.overhead_trials else []:
+            overhead(args.overhead_trials, args.num_evals, sleep_s, args.rounds, out, args.num_cpus)
         if args.trials:
-            from sweep.export import export_sweep
-
-            result, wall_s = agentsweep_run(args.trials, args.num_evals, out / "scale", seed=1)
-            t0 = time.perf_counter()
-            runs_path, curves_path = export_sweep(result.settings.sweep_dir, out / "runs.parquet")
-            export_s = time.perf_counter() - t0
-            runs, curves = pd.read_parquet(runs_path), pd.read_parquet(curves_path)
-            assert len(runs) == args.trials and (runs["status"] == "FINISHED").all()
-            assert len(curves) == args.trials * args.num_evals
-            peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-            print(
-                f"## scale: {args.trials} trials x {args.num_evals} evals through driver + Ray + MLflow (sqlite)"
-            )
-            print(f"sweep wall              {wall_s:8.1f} s  ({1000 * wall_s / args.trials:.0f} ms/trial)")
-            print(
-                f"export wall             {export_s:8.1f} s  ({len(runs)} runs, {len(curves)} curve points)"
-            )
-            print(
-                f"driver peak RSS         {peak_mib:8.0f} MiB (this process: driver, MLflow client, export)"
-            )
-            report_cmd = [str(Path(sys.executable).with_name("agentsweep")), "report", str(runs_path),
-                          "--out", str(out / "report")]  # fmt: skip
-            t0 = time.perf_counter()
-            proc = subprocess.run(report_cmd, capture_output=True, text=True)
-            report_s = time.perf_counter() - t0
-            if proc.returncode == 0:
-                print(f"report wall             {report_s:8.1f} s  -> {out / 'report'}")
-            else:
-                print(
-                    f"report: `{' '.join(report_cmd)}` failed (rc {proc.returncode}): {proc.stderr.strip()[-300:]}"
-                )
+            scale(args.trials, args.num_evals, out, args.num_cpus)
     finally:
         ray.shutdown()
     print(f"outputs in {out}")

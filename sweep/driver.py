@@ -8,6 +8,7 @@ MLflow holds one parent run per sweep and one nested child run per trial (`sweep
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -16,7 +17,7 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -393,8 +394,16 @@ def _open_parent_run(s: SweepSettings, out_dir: Path) -> SweepSettings:
     from mlflow.entities import Param
     from mlflow.tracking import MlflowClient
 
-    from sweep.tracking import TAG_ROLE, TAG_SWEEP, get_or_create_experiment, git_commit, redact
+    from sweep.tracking import (
+        TAG_ROLE,
+        TAG_SWEEP,
+        get_or_create_experiment,
+        git_commit,
+        prepare_sqlite_store,
+        redact,
+    )
 
+    prepare_sqlite_store(s.tracking_uri)
     client = MlflowClient(tracking_uri=s.tracking_uri)
     local = s.tracking_uri.startswith(("sqlite:", "file:")) or "://" not in s.tracking_uri
     experiment_id = get_or_create_experiment(
@@ -484,12 +493,11 @@ def _trial_name(trial: Any) -> str:
 def _fit(
     s: SweepSettings, *, restore: bool, progress: Any, ray_init: Mapping[str, Any] | None
 ) -> SweepResult:
-    # Tune saves the experiment state (trials, searcher) at most this often: small, so a SIGKILL loses little
-    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "5")
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     started = ensure_ray(s.address, temp_dir=Path(s.sweep_dir).parent / ".ray", **dict(ray_init or {}))
     from mlflow.tracking import MlflowClient
     from ray import tune
+
+    from sweep.tracking import checkpoint_sqlite_store
 
     client = MlflowClient(tracking_uri=s.tracking_uri)
     client.set_terminated(s.parent_run_id, status="RUNNING")
@@ -503,7 +511,8 @@ def _fit(
         else:
             tuner = _tuner(s, progress)
         t_fit = time.perf_counter()
-        grid = tuner.fit()
+        with _tune_environment():
+            grid = tuner.fit()
         t_rec = time.perf_counter()
         counts = _reconcile(s, grid, client, restored=restore)
         logger.info(
@@ -522,7 +531,26 @@ def _fit(
     client.log_metric(s.parent_run_id, "num_finished", counts["FINISHED"])
     client.log_metric(s.parent_run_id, "num_failed", counts["FAILED"])
     client.set_terminated(s.parent_run_id, status="FINISHED" if done else "KILLED")
+    checkpoint_sqlite_store(s.tracking_uri)
     return SweepResult(s, counts["FINISHED"], counts["FAILED"], counts["trials"], wall_s)
+
+
+@contextlib.contextmanager
+def _tune_environment() -> Iterator[None]:
+    """Tune settings read from the environment when a fit starts; the caller's own values win, and the process
+    environment is left as it was (a library call must not change later Tune runs in the same process)."""
+    wanted = {
+        # Tune saves the experiment state (trials, searcher) at most this often: small, so a SIGKILL loses little
+        "TUNE_GLOBAL_CHECKPOINT_S": "5",
+        "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
+    }
+    added = [k for k in wanted if k not in os.environ]
+    os.environ.update({k: wanted[k] for k in added})
+    try:
+        yield
+    finally:
+        for k in added:
+            os.environ.pop(k, None)
 
 
 def sweep_complete(s: SweepSettings, *, num_trials: int, num_unfinished: int, spent_flops: float) -> bool:

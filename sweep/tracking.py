@@ -9,12 +9,14 @@ can put a metric on the x axis; `agentsweep export` writes the `run_id, step, fl
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import os
 import queue
 import re
+import sqlite3
 import subprocess
 import threading
 import time
@@ -30,11 +32,13 @@ __all__ = [
     "TAG_TRIAL",
     "TUNE_RESULT_KEYS",
     "TrialRunLogger",
+    "checkpoint_sqlite_store",
     "default_tracking_uri",
     "find_child_runs",
     "get_or_create_experiment",
     "git_commit",
     "is_secret_name",
+    "prepare_sqlite_store",
     "redact",
     "secret_values",
     "trial_seed",
@@ -58,6 +62,7 @@ TUNE_RESULT_KEYS = frozenset(
     }
 )  # fmt: skip
 """Keys Ray Tune adds to every result; not metrics of the run (`step` is the x axis)."""
+_MAX_METRICS_PER_BATCH = 1000  # MLflow's limit on metrics in one log_batch call
 
 
 # --------------------------------------------------------------------------- secrets
@@ -106,6 +111,47 @@ def redact(obj: Any, *, secrets: Iterable[str] | None = None) -> Any:
 def default_tracking_uri(root: str | Path) -> str:
     """The embedded default: a sqlite store `mlruns.db` under `root`."""
     return f"sqlite:///{Path(root).resolve() / 'mlruns.db'}"
+
+
+def _sqlite_file(tracking_uri: str) -> Path | None:
+    """The database file of a `sqlite:///...` URI (None for other stores and in-memory sqlite)."""
+    if not tracking_uri.startswith("sqlite:"):
+        return None
+    from sqlalchemy.engine import make_url
+
+    database = make_url(tracking_uri).database
+    return Path(database) if database and database != ":memory:" else None
+
+
+def prepare_sqlite_store(tracking_uri: str) -> None:
+    """Create a new sqlite store file in WAL mode before MLflow builds its schema in it.
+
+    In sqlite's default rollback-journal mode every commit costs several fsyncs: MLflow's ~50 schema
+    migrations then take ~6 s and each later write 10-25 ms of waiting (benchmarks/RESULTS.md, sweep). In WAL
+    mode a commit appends to `mlruns.db-wal` (store created in ~0.9 s, ~3 ms a write), a SIGKILL still loses no
+    committed write, and readers (`agentsweep ui`, `status`) no longer block the sweep's writer. WAL is a
+    property of the file, so every later client uses it; it needs a local disk (not NFS), as the default store
+    under the output directory is. An existing file and non-sqlite stores are left as they are.
+    """
+    path = _sqlite_file(tracking_uri)
+    if path is None or path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.closing(sqlite3.connect(path)) as con:
+        con.execute("PRAGMA journal_mode=WAL")
+
+
+def checkpoint_sqlite_store(tracking_uri: str) -> None:
+    """Fold a WAL-mode sqlite store's `-wal` file back into the database file (so the file alone is complete)."""
+    path = _sqlite_file(tracking_uri)
+    if path is None or not path.is_file():
+        return
+    try:
+        with contextlib.closing(sqlite3.connect(path, timeout=20)) as con:
+            if con.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+                con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    except sqlite3.Error as exc:  # a busy reader: the WAL is folded in later by sqlite itself
+        logger.info("sqlite WAL checkpoint of %s skipped: %s", path, exc)
 
 
 def git_commit(cwd: str | Path | None = None) -> str:
@@ -221,22 +267,38 @@ class TrialRunLogger(Callback):
         return self._client
 
     # ---- the writer thread
-    def _submit(self, fn: Any, *args: Any) -> None:
+    def _submit(self, fn: Any, trial_id: str, *args: Any) -> None:
         if self._thread is None:
             self._queue = queue.Queue()
             self._thread = threading.Thread(target=self._work, name="agentsweep-mlflow", daemon=True)
             self._thread.start()
-        self._queue.put((fn, args))
+        self._queue.put((fn, trial_id, args))
 
     def _work(self) -> None:
+        """Write queued events in order; the results queued together for one trial go out in one `log_batch`."""
         while True:
-            fn, args = self._queue.get()
-            try:
-                fn(*args)
-            except Exception:  # a logging failure must not kill the sweep; resume reconciles
-                logger.exception("MLflow logging failed in %s", getattr(fn, "__name__", fn))
-            finally:
+            events = [self._queue.get()]
+            while not self._queue.empty():
+                events.append(self._queue.get_nowait())
+            pending: dict[str, tuple[dict, list[dict]]] = {}  # trial id -> (config, results not yet logged)
+            for fn, trial_id, args in events:
+                if fn == self._result:
+                    pending.setdefault(trial_id, (args[0], []))[1].append(args[1])
+                    continue
+                if trial_id in pending:  # a trial's results go before its next event (its end)
+                    self._call(self._results, trial_id, *pending.pop(trial_id))
+                self._call(fn, trial_id, *args)
+            for trial_id, (config, results) in pending.items():
+                self._call(self._results, trial_id, config, results)
+            for _ in events:
                 self._queue.task_done()
+
+    @staticmethod
+    def _call(fn: Any, *args: Any) -> None:
+        try:
+            fn(*args)
+        except Exception:  # a logging failure must not kill the sweep; resume reconciles
+            logger.exception("MLflow logging failed in %s", getattr(fn, "__name__", fn))
 
     def flush(self) -> None:
         """Wait until every queued MLflow call is done."""
@@ -246,13 +308,17 @@ class TrialRunLogger(Callback):
     # ---- child runs (writer thread)
     def run_id_for(self, trial_id: str, config: Mapping[str, Any]) -> str:
         """The child run of a trial: the existing one (resume, retry) or a new one with params and tags."""
+        return self._run_for(trial_id, config)[0]
+
+    def _run_for(self, trial_id: str, config: Mapping[str, Any]) -> tuple[str, bool]:
+        """(run id, whether this call created it)."""
         if self._runs is None:
             self._runs = {
                 r.data.tags[TAG_TRIAL]: r.info.run_id
                 for r in find_child_runs(self.client, self.experiment_id, self.sweep_id)
             }
         if trial_id in self._runs:
-            return self._runs[trial_id]
+            return self._runs[trial_id], False
         from mlflow.entities import Param
 
         from sweep.space import param_to_str
@@ -276,23 +342,34 @@ class TrialRunLogger(Callback):
         self.client.log_batch(run_id, params=[Param(k, v) for k, v in str_params.items()])
         self.client.log_text(run_id, json.dumps(redact(dict(params)), indent=1, default=str), "config.json")
         self._runs[trial_id] = run_id
-        return run_id
+        return run_id, True
 
     def _start(self, trial_id: str, config: dict) -> None:
-        self.client.set_terminated(self.run_id_for(trial_id, config), status="RUNNING")
+        run_id, created = self._run_for(trial_id, config)
+        if not created:  # a new run starts RUNNING; a resumed or retried one is set back to it
+            self.client.set_terminated(run_id, status="RUNNING")
 
-    def _result(self, trial_id: str, config: dict, result: dict) -> None:
-        self.log_result(self.run_id_for(trial_id, config), result)
+    def _results(self, trial_id: str, config: dict, results: list[dict]) -> None:
+        self.log_results(self.run_id_for(trial_id, config), results)
 
     def log_result(self, run_id: str, result: Mapping[str, Any]) -> None:
         """Log one Tune result's metrics at its `step` (Tune's iteration when the objective gave none)."""
+        self.log_results(run_id, [result])
+
+    def log_results(self, run_id: str, results: Iterable[Mapping[str, Any]]) -> None:
+        """Log Tune results' metrics, each at its `step`, in as few `log_batch` calls as MLflow allows."""
         from mlflow.entities import Metric
 
-        step = int(result.get("step", result.get("training_iteration", 0)))
         now = int(time.time() * 1000)
-        metrics = [Metric(k, v, now, step) for k, v in _metrics_of(result).items()]
-        if metrics:
-            self.client.log_batch(run_id, metrics=metrics)
+        metrics = []
+        for result in results:
+            step = int(result.get("step", result.get("training_iteration", 0)))
+            metrics += [Metric(k, v, now, step) for k, v in _metrics_of(result).items()]
+        for i in range(0, len(metrics), _MAX_METRICS_PER_BATCH):
+            self.client.log_batch(run_id, metrics=metrics[i : i + _MAX_METRICS_PER_BATCH])
+
+    def _result(self, trial_id: str, config: dict, result: dict) -> None:
+        self._results(trial_id, config, [result])
 
     def _retry(self, trial_id: str, config: dict, attempts: int) -> None:
         self.client.set_tag(self.run_id_for(trial_id, config), "agentsweep.retries", str(attempts))

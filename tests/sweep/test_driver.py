@@ -52,9 +52,10 @@ def test_sweep_logs_parent_and_nested_runs(ray_cluster, tmp_path, monkeypatch):
         }
         assert {"config.json", "samples/summary.json"} <= files
     # no secret in params, tags or artifacts: scan the whole store and the artifact tree
-    blobs = [Path(s.tracking_uri.removeprefix("sqlite:///")).read_bytes()]
-    blobs += [p.read_bytes() for p in (tmp_path / "mlartifacts").rglob("*") if p.is_file()]
-    assert blobs[1:] and not any(SECRET.encode() in b for b in blobs)
+    db = Path(s.tracking_uri.removeprefix("sqlite:///"))
+    stores = [p.read_bytes() for p in db.parent.glob(f"{db.name}*")]  # with the WAL journal, if one is left
+    artifacts = [p.read_bytes() for p in (tmp_path / "mlartifacts").rglob("*") if p.is_file()]
+    assert stores and artifacts and not any(SECRET.encode() in b for b in stores + artifacts)
 
     runs_path, curves_path = export_sweep(s.sweep_dir, tmp_path / "runs.parquet")
     table, curves = pd.read_parquet(runs_path), pd.read_parquet(curves_path)

@@ -34,3 +34,73 @@ def test_redact_keys_and_values():
 def test_trial_seed_is_stable_and_distinct():
     assert trial_seed(0, "abc") == trial_seed(0, "abc")
     assert len({trial_seed(0, f"t{i}") for i in range(100)} | {trial_seed(1, "t0")}) == 101
+
+
+def test_new_sqlite_store_is_created_in_wal_mode(tmp_path):
+    import sqlite3
+
+    from mlflow.tracking import MlflowClient
+
+    from sweep.tracking import checkpoint_sqlite_store, prepare_sqlite_store
+
+    uri = f"sqlite:///{tmp_path / 'sub' / 'mlruns.db'}"
+    prepare_sqlite_store(uri)
+    client = MlflowClient(tracking_uri=uri)
+    run = client.create_run(client.create_experiment("e"))
+    client.set_tag(run.info.run_id, "k", "v")
+    checkpoint_sqlite_store(uri)
+    con = sqlite3.connect(tmp_path / "sub" / "mlruns.db")
+    assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    # the checkpoint folded the journal into the file: a copy of the file alone has the run
+    copy = tmp_path / "copy.db"
+    con.execute(f"VACUUM INTO '{copy}'")
+    con.close()
+    assert MlflowClient(tracking_uri=f"sqlite:///{copy}").get_run(run.info.run_id).data.tags["k"] == "v"
+
+    old = tmp_path / "old.db"  # an existing store keeps its journal mode
+    sqlite3.connect(old).execute("CREATE TABLE t (x)").connection.close()
+    prepare_sqlite_store(f"sqlite:///{old}")
+    assert sqlite3.connect(old).execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    prepare_sqlite_store("http://127.0.0.1:5000")  # other stores: nothing to do
+
+
+def test_trial_logger_writes_queued_results_in_one_batch(tmp_path, monkeypatch):
+    import threading
+    from types import SimpleNamespace
+
+    from mlflow.tracking import MlflowClient
+
+    from sweep.space import load_space
+    from sweep.tracking import TrialRunLogger, prepare_sqlite_store
+
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    prepare_sqlite_store(uri)
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.create_experiment("e")
+    parent = client.create_run(exp).info.run_id
+    space = load_space("paper")
+    logger = TrialRunLogger(tracking_uri=uri, experiment_id=exp, parent_run_id=parent, sweep_id="s", space=space,
+                            tags={}, base_seed=0, branch_points={})  # fmt: skip
+    config = {p.name: p.values[0] for p in space.parameters}
+    trial = SimpleNamespace(trial_id="t1", config=config, path=str(tmp_path / "t1"), error_file=None)
+    release = threading.Event()
+    start = logger._start
+    monkeypatch.setattr(logger, "_start", lambda *a: (release.wait(10), start(*a)))
+    batches = []
+    log_batch = logger.client.log_batch
+    monkeypatch.setattr(
+        logger.client, "log_batch", lambda run_id, **kw: (batches.append(kw), log_batch(run_id, **kw))
+    )
+    logger.on_trial_start(0, [], trial)  # the writer blocks here while the results queue up
+    for step in (1, 2, 3):
+        logger.on_trial_result(0, [], trial, {"step": step, "flops": 10.0 * step, "training_iteration": step})
+    logger.on_trial_complete(0, [], trial)
+    release.set()
+    logger.flush()
+    (run,) = [r for r in client.search_runs([exp]) if r.info.run_id != parent]
+    assert run.info.status == "FINISHED" and run.data.tags["mlflow.parentRunId"] == parent
+    assert [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, "flops")] == [
+        (1, 10.0), (2, 20.0), (3, 30.0)
+    ]  # fmt: skip
+    assert [len(b.get("metrics", [])) for b in batches] == [0, 3]  # params, then the three results at once
+    assert "training_iteration" not in run.data.metrics
