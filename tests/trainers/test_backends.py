@@ -78,25 +78,25 @@ class _Server:
                     server.max_active = max(server.max_active, server.active)
                     server.bodies.append(body)
                     server.auth.append(self.headers.get("Authorization"))
-                try:
-                    time.sleep(server.delay_s)
-                    if n <= server.fail:
-                        self.send_response(server.status)
-                        self.end_headers()
-                        self.wfile.write(b'{"error": "busy"}')
-                        return
-                    content = body["messages"][-1]["content"].upper()
-                    data = {"choices": [{"message": {"role": "assistant", "content": content}}],
-                            "usage": {"prompt_tokens": 10, "completion_tokens": 3}}  # fmt: skip
-                    raw = json.dumps(data).encode()
-                    self.send_response(200)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(raw)))
+                time.sleep(server.delay_s)
+                # the request stops counting as active before its answer leaves: once the client has the
+                # answer it may send the next request at once, before this thread would run a `finally`
+                with server.lock:
+                    server.active -= 1
+                if n <= server.fail:
+                    self.send_response(server.status)
                     self.end_headers()
-                    self.wfile.write(raw)
-                finally:
-                    with server.lock:
-                        server.active -= 1
+                    self.wfile.write(b'{"error": "busy"}')
+                    return
+                content = body["messages"][-1]["content"].upper()
+                data = {"choices": [{"message": {"role": "assistant", "content": content}}],
+                        "usage": {"prompt_tokens": 10, "completion_tokens": 3}}  # fmt: skip
+                raw = json.dumps(data).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(raw)))
+                self.end_headers()
+                self.wfile.write(raw)
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"

@@ -155,8 +155,9 @@ def _one_update(tmp_path, runner=None, **kw):
 
 
 def test_learning_rate_scales_the_update(tmp_path):
-    _, small = _one_update(tmp_path / "a", learning_rate=1e-5, group_size=2, batch_size=8)
-    _, large = _one_update(tmp_path / "b", learning_rate=1e-3, group_size=2, batch_size=8)
+    # ThreeOfFour: mixed groups, so every update has a nonzero advantage whatever the untrained student says
+    _, small = _one_update(tmp_path / "a", ThreeOfFour(), learning_rate=1e-5, group_size=4, batch_size=8)
+    _, large = _one_update(tmp_path / "b", ThreeOfFour(), learning_rate=1e-3, group_size=4, batch_size=8)
     assert 30 < large / small < 300  # Adam: the step scales with the learning rate
 
 
