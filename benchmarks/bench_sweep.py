@@ -152,10 +152,10 @@ def scale(num_trials: int, num_evals: int, out: Path, num_cpus: int) -> None:
     import pandas as pd
     import ray
 
-    done_at: list[float] = []
-    t0 = time.perf_counter()
+    done_at: list[tuple[float, float]] = []  # (wall s, driver CPU s) as each trial ends
+    t0, cpu0 = time.perf_counter(), _cpu_s()
     result, wall_s = agentsweep_run(num_trials, num_evals, out / "scale", seed=1,
-                                    progress=lambda *_: done_at.append(time.perf_counter() - t0))  # fmt: skip
+                                    progress=lambda *_: done_at.append((time.perf_counter() - t0, _cpu_s())))  # fmt: skip
     driver_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     ray.shutdown()  # export and report run alone, as after a real sweep
     sweep_dir = result.settings.sweep_dir
@@ -176,9 +176,11 @@ def scale(num_trials: int, num_evals: int, out: Path, num_cpus: int) -> None:
           f"({len(runs)} runs FINISHED, {len(curves)} curve points)")  # fmt: skip
     print(f"report wall             {report_s:8.1f} s  peak RSS {report_rss:5.0f} MiB  -> {out / 'report'}")
     block = max(1, num_trials // 10)
-    print(f"trials finished per block of {block} (ms/trial in the block; growth = per-trial cost rising):")
-    marks = [0.0] + done_at[block - 1 :: block]
-    print("  " + "  ".join(f"{1000 * (b - a) / block:.0f}" for a, b in zip(marks, marks[1:], strict=False)))
+    marks = [(0.0, cpu0)] + done_at[block - 1 :: block]
+    pairs = list(zip(marks, marks[1:], strict=False))
+    print(f"per block of {block} finished trials (growth = per-trial cost rising with the trials done):")
+    print("  wall ms/trial        " + " ".join(f"{1000 * (b[0] - a[0]) / block:5.0f}" for a, b in pairs))
+    print("  driver CPU ms/trial  " + " ".join(f"{1000 * (b[1] - a[1]) / block:5.0f}" for a, b in pairs))
 
 
 def main() -> None:
