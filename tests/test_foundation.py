@@ -52,6 +52,18 @@ def test_subcommand_help_is_light(name):
     assert "HEAVY=\n" in out
 
 
+def test_analysis_imports_without_heavy_packages():
+    # users run reports on runs exported from other tools, on laptops: analysis must not pull the trainers' stack
+    code = (
+        "import sys\n"
+        "import analysis, analysis.runs, analysis.bootstrap, analysis.effects, analysis.curves, analysis.report\n"
+        "import analysis.simulate, analysis.aggregate, analysis.cli\n"
+        f"heavy = [m for m in {HEAVY!r} if m in sys.modules]\n"
+        "print('HEAVY=' + ','.join(heavy))\n"
+    )
+    assert "HEAVY=\n" in _run(code)
+
+
 def test_unknown_command_exits_2():
     out = subprocess.run(
         [sys.executable, "-m", "sweep.cli", "no-such-command"], capture_output=True, text=True, cwd=ROOT
