@@ -1,4 +1,4 @@
-"""Ray Tune searchers over a `SearchSpace`: random (as in the study) and TPE via Optuna, a grid, a FLOPs budget.
+"""Ray Tune searchers over a `SearchSpace`: random (as in the study), TPE via Optuna, a grid, a FLOPs budget.
 
 All are `ray.tune.search.Searcher`s, so Tune checkpoints their state with the experiment and `Tuner.restore`
 brings the same searcher back (ray #30861): a resumed sweep keeps sampling where it stopped.
@@ -13,7 +13,7 @@ from ray.tune.search import ConcurrencyLimiter, Searcher
 
 from sweep.space import SearchSpace
 
-__all__ = ["BudgetSearcher", "GridSearcher", "OptunaSpace", "make_searcher"]
+__all__ = ["BudgetSearcher", "GridSearcher", "OptunaSpace", "RandomSearcher", "make_searcher"]
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +30,57 @@ class OptunaSpace:
             if self.space.is_active(p.name, chosen):
                 chosen[p.name] = trial.suggest_categorical(p.name, list(p.values))
         return None  # Optuna's trial.params are the suggestion; inactive names are filled in by the trainable
+
+
+class RandomSearcher(Searcher):
+    """Random search as in the study: each active parameter drawn uniformly from its values, in space order, a
+    conditional only when its parent has the `when` value; seeded by an `np.random.Generator`.
+
+    Its saved state is the generator's and the running trials' configs, so it stays the same size however many
+    trials ran. Tune saves the searcher with every experiment snapshot (once per trial for fast trials); Optuna's
+    study under a RandomSampler keeps every trial though random search uses none of them (1.5 MB and 54 ms a
+    save at 1,370 trials, benchmarks/RESULTS.md, sweep).
+    """
+
+    def __init__(self, space: SearchSpace, *, seed: int, metric: str | None = None, mode: str | None = None):
+        import numpy as np
+
+        super().__init__(metric=metric, mode=mode)
+        self.space = space
+        self._rng = np.random.default_rng(seed)
+        self._live: dict[str, dict[str, Any]] = {}
+
+    def suggest(self, trial_id: str) -> dict | str | None:
+        if trial_id in self._live:  # a re-asked trial gets its own config back
+            return dict(self._live[trial_id])
+        config: dict[str, Any] = {}
+        for p in self.space.parameters:
+            if self.space.is_active(p.name, config):
+                config[p.name] = p.values[int(self._rng.integers(len(p.values)))]
+        self._live[trial_id] = config
+        return dict(config)
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        self._live.pop(trial_id, None)
+
+    def get_state(self) -> dict:
+        return {"rng": self._rng.bit_generator.state, "live": {k: dict(v) for k, v in self._live.items()}}
+
+    def set_state(self, state: dict) -> None:
+        self._rng.bit_generator.state = state["rng"]
+        self._live = {k: dict(v) for k, v in state["live"].items()}
+
+    def save(self, checkpoint_path: str) -> None:
+        import pickle
+
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump(self.get_state(), f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        import pickle
+
+        with open(checkpoint_path, "rb") as f:
+            self.set_state(pickle.load(f))
 
 
 class GridSearcher(Searcher):
@@ -144,7 +195,7 @@ def make_searcher(
     budget_flops: float | None = None,
     base_flops: float = 0.0,
 ) -> Searcher:
-    """The searcher for a sweep: `random` (the study) and `tpe` via Optuna's samplers, or `grid`.
+    """The searcher for a sweep: `random` (the study, `RandomSearcher`), `tpe` (Optuna's TPE sampler) or `grid`.
 
     Args:
         space: a concrete space (no `values: auto` left).
@@ -154,19 +205,16 @@ def make_searcher(
         budget_flops: stop suggesting once this much compute is spent (see `BudgetSearcher`).
         base_flops: compute already spent on the shared SFT branch points.
     """
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    from ray.tune.search.optuna import OptunaSearch
-
     if kind == "grid":
         searcher: Searcher = GridSearcher(space, metric=space.metric, mode=space.mode)
-    elif kind in ("random", "tpe"):
-        sampler = (
-            optuna.samplers.RandomSampler(seed=seed)
-            if kind == "random"
-            else optuna.samplers.TPESampler(seed=seed, n_startup_trials=10)
-        )
+    elif kind == "random":
+        searcher = RandomSearcher(space, seed=seed, metric=space.metric, mode=space.mode)
+    elif kind == "tpe":
+        import optuna
+        from ray.tune.search.optuna import OptunaSearch
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=10)
         searcher = OptunaSearch(
             space=OptunaSpace(space), metric=space.metric, mode=space.mode, sampler=sampler
         )
