@@ -291,6 +291,8 @@ class EpisodeRunner:
             raise
         self._next_eid = 0
         self._pending_close: dict[int, list[tuple]] = {w: [] for w in range(config.workers)}
+        self._down: dict[int, str] = {}
+        """Workers that could not be restarted -> why; the others carry their load until they come back."""
         self.num_env_errors = 0
         """Env errors seen (each costs one episode attempt)."""
 
@@ -331,7 +333,10 @@ class EpisodeRunner:
         for w in ops:
             res = self._workers[w].recv(max(0.0, deadline - time.monotonic()))
             if res is None:
-                self._workers[w].restart()
+                try:
+                    self._workers[w].restart()
+                except Exception as e:  # noqa: BLE001 - degrade to the remaining workers, fail only when none is left
+                    self._mark_down(w, e)
                 dead.add(w)
                 results[w] = [("env_error", "env worker died or timed out")] * len(ops[w])
             else:
@@ -369,7 +374,8 @@ class EpisodeRunner:
         pending = deque(range(len(pairs)))
         live: dict[int, _Live] = {}
         load = [0] * len(self._workers)
-        capacity = len(self._workers) * self.config.episodes_per_worker
+        if self._down:
+            self._revive()
 
         def fail(i: int, message: str) -> None:
             self.num_env_errors += 1
@@ -383,7 +389,7 @@ class EpisodeRunner:
                 self._finish(results, i, traj)
 
         while pending or live:
-            self._start_episodes(pairs, pending, live, load, attempts, capacity, fail)
+            self._start_episodes(pairs, pending, live, load, attempts, fail)
             if not live:
                 continue
             order = sorted(live)
@@ -398,12 +404,14 @@ class EpisodeRunner:
             self._step_all(order, prompts, completions, gen_s, live, load, results, gamma, fail)
         return [t for t in results if t is not None]
 
-    def _start_episodes(self, pairs, pending, live, load, attempts, capacity, fail) -> None:
+    def _start_episodes(self, pairs, pending, live, load, attempts, fail) -> None:
         starts: dict[int, list[tuple]] = {}
         meta: dict[int, list[tuple[int, int]]] = {}
+        up = [k for k in range(len(load)) if k not in self._down]
+        capacity = len(up) * self.config.episodes_per_worker
         while pending and len(live) + sum(len(v) for v in starts.values()) < capacity:
             i = pending.popleft()
-            w = min(range(len(load)), key=lambda k: load[k])
+            w = min(up, key=lambda k: load[k])
             load[w] += 1
             attempts[i] += 1
             eid = self._next_eid
@@ -426,6 +434,29 @@ class EpisodeRunner:
                     task=task, seed=seed, goal=str(payload.get("goal", "")), attempts=attempts[i]
                 )
                 live[i] = _Live(i, eid, w, traj, dict(payload, seed=seed), started_s=t0)
+
+    def _mark_down(self, w: int, error: BaseException) -> None:
+        self._down[w] = f"{type(error).__name__}: {error}"
+        up = len(self._workers) - len(self._down)
+        logger.error(
+            "env worker %d could not be restarted (%s); going on with %d worker(s)", w, self._down[w], up
+        )
+        if up == 0:
+            raise RuntimeError(
+                f"all {len(self._workers)} env workers are down and could not be restarted (last: {self._down[w]}); "
+                "check the browser install (/usr/lib/chromium/chromium) and memory, then open a new runner"
+            ) from error
+
+    def _revive(self) -> None:
+        """Try once to restart the workers that are down (a browser that failed may start again later)."""
+        for w in sorted(self._down):
+            try:
+                self._workers[w].restart()
+            except Exception as e:  # noqa: BLE001 - it stays down
+                logger.warning("env worker %d is still down: %s", w, e)
+                continue
+            del self._down[w]
+            self._pending_close[w] = []
 
     def _drop_dead(self, dead: set[int], live: dict[int, _Live], load: list[int], fail) -> None:
         for i in [i for i, ep in live.items() if ep.worker in dead]:

@@ -139,3 +139,28 @@ def test_html_observation_is_truncated_with_the_cut_stated() -> None:
     assert 'bid="' in user and "[... truncated:" in user
     assert "click(bid)" in t.steps[0].prompt.messages[0]["content"]
     assert "Tab #1" in t.steps[0].prompt.observation["compact"]
+
+
+def test_a_worker_that_cannot_restart_is_dropped_and_the_rest_carry_on(monkeypatch) -> None:
+    with open_runner("miniwob", workers=2, max_steps=8, episodes_per_worker=4) as r:
+
+        def broken_restart(self):
+            self._kill()
+            raise RuntimeError("chromium failed to launch")
+
+        class KillWorker(ScriptOf):
+            def __init__(self, victim: int) -> None:
+                super().__init__([])
+                self.victim = victim
+
+            def generate(self, prompts, *, temperature, max_new_tokens):
+                if self.calls == 0:
+                    os.kill(r.worker_pids[self.victim], signal.SIGKILL)
+                return super().generate(prompts, temperature=temperature, max_new_tokens=max_new_tokens)
+
+        monkeypatch.setattr(type(r._workers[0]), "restart", broken_restart)
+        trajs = _play(r, KillWorker(0), [("miniwob.click-test-2", s) for s in range(4)])
+        assert all(t.success and t.env_error == "" for t in trajs)  # worker 1 played the retried episodes too
+        assert set(r._down) == {0} and "chromium failed to launch" in r._down[0]
+        with pytest.raises(RuntimeError, match="all 2 env workers are down"):
+            _play(r, KillWorker(1), [("miniwob.click-test-2", s) for s in range(2)])
