@@ -166,9 +166,8 @@ def rl(params: dict[str, Any], ctx: TrialContext, report: Reporter) -> None:
     `ctx.options["rl"]` holds the non-swept RLConfig fields (env, tasks, student, steps, ...); the swept ones come
     from `params` (the same names); the branch point, seed, output directory and resume state from `ctx`.
     """
-    from trainers.rl import train_rl
-
     from trainers.config import RLConfig
+    from trainers.rl import train_rl
 
     fields = dict(ctx.options.get("rl", {}))
     fields.update({k: v for k, v in params.items() if v is not None})

@@ -209,7 +209,6 @@ def load_student(name_or_dir: str, *, device: str = "cpu", dtype=None):
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # a per-load "Loading weights" bar floods trial logs; progress is ours
