@@ -30,6 +30,7 @@ same normal draws. It reads as "how much the metric moves, typically, when you c
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -38,6 +39,8 @@ import pandas as pd
 from scipy import stats
 
 from analysis.runs import value_sort_key
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "EFFECTS_COLUMNS",
@@ -107,7 +110,9 @@ def _ols_hc3(design: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray,
     scale = resid / np.clip(1.0 - leverage, 1e-8, None)
     meat = pinv * scale  # (p, n): pinv diag(scale)
     cov = meat @ meat.T
-    dof = max(len(y) - int(keep.sum()), 1)
+    dof = len(y) - int(
+        keep.sum()
+    )  # 0 when the runs fit exactly (as many coefficients as runs): no error estimate
     return theta, cov, dof
 
 
@@ -153,6 +158,15 @@ def _factor_tables(
     """Value means, effects, intervals, p_best for factor k, and its (importance, lo, hi)."""
     f, rows = fit.factors[k], fit.contrasts[k]
     num_levels = len(f.levels)
+    if (
+        fit.dof < 1
+    ):  # saturated: zero residuals make every interval zero-wide; say "unknown", not "significant"
+        means = rows @ fit.theta
+        nan = np.full(num_levels, np.nan)
+        table = {"value": np.asarray(f.levels, dtype=object), "n_runs": np.bincount(f.codes[f.active], minlength=num_levels),
+                 "mean": means, "effect": (np.eye(num_levels) - 1.0 / num_levels) @ means, "effect_lo": nan,
+                 "effect_hi": nan, "p_best": nan, "significant": np.zeros(num_levels, dtype=bool)}  # fmt: skip
+        return table, (float("nan"), float("nan"), float("nan"))
     centre = np.eye(num_levels) - 1.0 / num_levels  # effect = mean - average of means
     means = rows @ fit.theta
     effect_map = centre @ rows  # (K, p)
@@ -227,6 +241,12 @@ def compute_effects(
         if len(frame) < 3:
             continue
         fit = fit_main_effects(frame, metric, hparams)
+        if fit.dof < 1:
+            logger.warning(
+                "stratum %s: %d runs for %d main-effect coefficients leave no residual degrees of freedom; "
+                "effects are shown without intervals, significance or importance (add runs to get them)",
+                stratum_value, len(frame), len(fit.theta),
+            )  # fmt: skip
         for k, f in enumerate(fit.factors):
             table, (imp, lo, hi) = _factor_tables(fit, k, mode=mode, num_draws=num_draws, rng=rng)
             label = f.name.removeprefix("params.")

@@ -188,7 +188,7 @@ def _summary(prepared: PreparedRuns, tables: dict[str, pd.DataFrame], options: R
                 continue
             top_a = a.loc[a.win_rate.idxmax()]
             entry = {"algorithm1_winner": top_a.value, "win_rate": float(top_a.win_rate)}
-            if not e.empty:
+            if not e.empty and e.p_best.notna().any():  # all NaN: the stratum's fit had no residual dof
                 top_e = e.loc[e.p_best.idxmax()]
                 entry |= {
                     "effects_best": top_e.value, "p_best": float(top_e.p_best),
@@ -196,7 +196,9 @@ def _summary(prepared: PreparedRuns, tables: dict[str, pd.DataFrame], options: R
                     "importance": float(imp.importance.iloc[0]) if not imp.empty else None,
                 }  # fmt: skip
             per_h[name] = entry
-        strata[label] = {"n_runs": int(len(frame)), "hparams": per_h}
+        e_all = effects[effects.stratum == label]
+        strata[label] = {"n_runs": int(len(frame)), "hparams": per_h,
+                         "effects_without_intervals": bool(len(e_all) and e_all.effect_lo.isna().all())}  # fmt: skip
     return {
         "source": source if isinstance(source, str | Path) else "<DataFrame>",
         "metric": prepared.metric, "mode": prepared.mode, "stratum": prepared.stratum,
@@ -253,6 +255,16 @@ def _plots(prepared: PreparedRuns, tables: dict[str, pd.DataFrame], out: Path) -
     return figures
 
 
+def _tick(value: object) -> str:
+    """A value as a tick label: large or long numbers in short scientific form (FLOPs 469546450944.0 -> 4.7e+11)."""
+    text = str(value)
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    return f"{number:.3g}" if len(text) > 8 and number != 0 else text
+
+
 def _bar_winrates(ax, alg1: pd.DataFrame, stratum: str, name: str) -> None:
     a = alg1[(alg1.stratum == stratum) & (alg1.hparam == name)]
     x = np.arange(len(a))
@@ -260,7 +272,7 @@ def _bar_winrates(ax, alg1: pd.DataFrame, stratum: str, name: str) -> None:
     if "win_lo" in a:
         err = np.vstack([a.win_rate - a.win_lo, a.win_hi - a.win_rate]).clip(min=0)
     ax.bar(x, a.win_rate, yerr=err, capsize=2, color="tab:blue")
-    ax.set_xticks(x, a.value, fontsize=7, rotation=30)
+    ax.set_xticks(x, [_tick(v) for v in a.value], fontsize=7, rotation=30)
     ax.set_ylim(0, 1)
     ax.set_title(name, fontsize=9)
 
@@ -273,7 +285,7 @@ def _points_effects(ax, effects: pd.DataFrame, stratum: str, name: str) -> None:
         x, e["mean"], yerr=[e.effect - e.effect_lo, e.effect_hi - e.effect], fmt="none", ecolor="gray"
     )
     ax.scatter(x, e["mean"], c=colors, zorder=3, s=18)
-    ax.set_xticks(x, e.value, fontsize=7, rotation=30)
+    ax.set_xticks(x, [_tick(v) for v in e.value], fontsize=7, rotation=30)
     ax.set_title(name, fontsize=9)
 
 
@@ -354,6 +366,12 @@ def _html(summary: dict, tables: dict[str, pd.DataFrame], figures: dict[str, Pat
               _table(tables["importance"].drop(columns="method"))]  # fmt: skip
     for label in summary["strata"]:
         parts.append(f"<h2>Stratum {html.escape(label)}</h2>")
+        if summary["strata"][label].get("effects_without_intervals"):
+            parts.append(
+                "<p><b>Too few runs for the effects model:</b> the runs fit the main-effects model exactly (no "
+                "residual degrees of freedom), so its effects have no intervals, significance, p_best or importance. "
+                "Add runs; Algorithm 1's bootstrap win rates below still apply.</p>"
+            )
         for key in (f"effects_{label}", f"winrates_{label}"):
             if key in figures:
                 parts.append(_img(figures[key]))

@@ -56,6 +56,23 @@ def test_noiseless_full_factorial_recovers_planted_effects_exactly():
     assert effects.stratum.unique().tolist() == ["all"]
 
 
+def test_saturated_fit_gives_no_intervals_and_nothing_significant(caplog):
+    # 4 runs and at least as many coefficients: the runs are fit exactly, so there is no error estimate at all
+    frame = _study(4, np.random.default_rng(1))
+    with caplog.at_level("WARNING", logger="analysis.effects"):
+        effects, importance = compute_effects(
+            frame, metric="metrics.success", stratum=None, hparams=list(PLANTED)
+        )
+    assert "no residual degrees of freedom" in caplog.text
+    assert effects["effect"].notna().all() and effects["effect_lo"].isna().all()
+    assert not effects["significant"].any() and effects["p_best"].isna().all()
+    assert importance["importance"].isna().all()
+    # enough runs: intervals again
+    big = _study(40, np.random.default_rng(1))
+    effects, _ = compute_effects(big, metric="metrics.success", stratum=None, hparams=list(PLANTED))
+    assert effects["effect_lo"].notna().all() and (effects["effect_hi"] > effects["effect_lo"]).all()
+
+
 def test_conditional_hparam_uses_only_active_runs_and_strata_are_separate():
     rng = np.random.default_rng(3)
     frame = _study(900, rng)

@@ -72,3 +72,18 @@ def test_mc_method_and_min_mode_run(study, tmp_path):
     hp = pd.read_csv(tmp_path / "r" / "hparams.csv")
     assert set(hp.stratum.astype(str)) == {"all"}
     assert result.summary["method"] == "mc" and result.summary["resamples"] == 500
+
+
+def test_a_sweep_with_fewer_runs_than_coefficients_reports_without_fake_significance(tmp_path):
+    from analysis.report import build_report
+
+    runs = pd.DataFrame({"run_id": [f"r{i}" for i in range(5)], "status": "FINISHED",
+                         "params.lr": ["1e-4", "3e-4", "1e-4", "3e-4", "1e-4"],
+                         "params.temperature": ["0.5", "1.0", "1.0", "0.5", "0.5"],
+                         "params.batch": ["8", "8", "16", "16", "32"],
+                         "metrics.heldout_goal_success": [0.1, 0.4, 0.3, 0.2, 0.25]})  # fmt: skip
+    result = build_report(runs, tmp_path / "r")
+    effects = pd.read_csv(tmp_path / "r" / "effects.csv")
+    assert not effects.significant.any() and effects.effect_lo.isna().all()
+    assert result.summary["strata"]["all"]["effects_without_intervals"]
+    assert "Too few runs for the effects model" in (tmp_path / "r" / "report.html").read_text()
