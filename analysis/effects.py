@@ -110,9 +110,8 @@ def _ols_hc3(design: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray,
     scale = resid / np.clip(1.0 - leverage, 1e-8, None)
     meat = pinv * scale  # (p, n): pinv diag(scale)
     cov = meat @ meat.T
-    dof = len(y) - int(
-        keep.sum()
-    )  # 0 when the runs fit exactly (as many coefficients as runs): no error estimate
+    # 0 when the runs fit exactly (as many independent coefficients as runs): no error estimate
+    dof = len(y) - int(keep.sum())
     return theta, cov, dof
 
 
@@ -158,19 +157,22 @@ def _factor_tables(
     """Value means, effects, intervals, p_best for factor k, and its (importance, lo, hi)."""
     f, rows = fit.factors[k], fit.contrasts[k]
     num_levels = len(f.levels)
-    if (
-        fit.dof < 1
-    ):  # saturated: zero residuals make every interval zero-wide; say "unknown", not "significant"
-        means = rows @ fit.theta
-        nan = np.full(num_levels, np.nan)
-        table = {"value": np.asarray(f.levels, dtype=object), "n_runs": np.bincount(f.codes[f.active], minlength=num_levels),
-                 "mean": means, "effect": (np.eye(num_levels) - 1.0 / num_levels) @ means, "effect_lo": nan,
-                 "effect_hi": nan, "p_best": nan, "significant": np.zeros(num_levels, dtype=bool)}  # fmt: skip
-        return table, (float("nan"), float("nan"), float("nan"))
     centre = np.eye(num_levels) - 1.0 / num_levels  # effect = mean - average of means
     means = rows @ fit.theta
     effect_map = centre @ rows  # (K, p)
     effects = effect_map @ fit.theta
+    table = {"value": np.asarray(f.levels, dtype=object),
+             "n_runs": np.bincount(f.codes[f.active], minlength=num_levels), "mean": means, "effect": effects}  # fmt: skip
+    if fit.dof < 1:
+        # saturated: zero residuals would make every interval zero-wide; say "unknown", not "significant"
+        nan = np.full(num_levels, np.nan)
+        table |= {
+            "effect_lo": nan,
+            "effect_hi": nan,
+            "p_best": nan,
+            "significant": np.zeros(num_levels, bool),
+        }
+        return table, (float("nan"), float("nan"), float("nan"))
     effect_cov = effect_map @ fit.cov @ effect_map.T
     se = np.sqrt(np.clip(np.diag(effect_cov), 0.0, None))
     t95 = stats.t.ppf(0.975, fit.dof)
@@ -184,11 +186,7 @@ def _factor_tables(
     draw_effects = draws - draws.mean(axis=1, keepdims=True)  # (D, K)
     draw_imp = np.sqrt(np.clip(np.mean(draw_effects**2, axis=1) - 2.0 * noise, 0.0, None))
     lo, hi = np.quantile(draw_imp, [0.025, 0.975])
-    table = {
-        "value": np.asarray(f.levels, dtype=object),
-        "n_runs": np.bincount(f.codes[f.active], minlength=num_levels),
-        "mean": means,
-        "effect": effects,
+    table |= {
         "effect_lo": effects - t95 * se,
         "effect_hi": effects + t95 * se,
         "p_best": p_best,
