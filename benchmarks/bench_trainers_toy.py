@@ -21,6 +21,16 @@ import time
 from pathlib import Path
 
 
+def _drop_reasoning(traces: Path) -> None:
+    import json
+
+    path = traces / "examples.jsonl" if traces.is_dir() else traces
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    for r in rows:
+        r["completion"] = r["completion"].strip().splitlines()[-1]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tasks", default="click-button", help="comma-separated toy training tasks")
@@ -60,6 +70,10 @@ def main() -> None:
     ap.add_argument(
         "--distractors", type=int, default=3, help="extra elements per page (random click: 1/(1+d))"
     )
+    ap.add_argument(
+        "--bids", default="random", help="toy bids: random per page (read the page) or stable per label"
+    )
+    ap.add_argument("--action-only", action="store_true", help="SFT on the teacher's action line only")
     ap.add_argument("--heldout-goals", type=int, default=40, help="held-out goals (seeds 0, 1, ...) per task")
     ap.add_argument(
         "--train-goals", type=int, default=400, help="training goals (seeds 1000, 1001, ...) per task"
@@ -91,7 +105,8 @@ def main() -> None:
     ]  # never played by the teacher, SFT or RL
     splits = {"train": train, "heldout_goals": heldout, "heldout_tasks": []}
     t0 = time.perf_counter()
-    runner = open_runner("toy", workers=1, max_steps=args.max_steps, num_distractors=args.distractors)
+    runner = open_runner("toy", workers=1, max_steps=args.max_steps, num_distractors=args.distractors,
+                         bids=args.bids)  # fmt: skip
     if args.branch:
         branches = [BranchPoint(args.branch, args.branch_flops, -1)]
         num_examples, t_teacher, t_sft = 0, 0.0, 0.0
@@ -99,6 +114,8 @@ def main() -> None:
         traces = collect_teacher_traces(TeacherConfig(env="toy", output_dir=str(out / "teacher")), runner=runner,
                                         goals=train)  # fmt: skip
         t_teacher = time.perf_counter() - t0
+        if args.action_only:
+            _drop_reasoning(Path(traces.path))
         num_examples = len(traces.examples)
         sft_cfg = SFTConfig(traces=traces.path, student=args.student, output_dir=str(out / "sft"),
                             learning_rate=args.sft_lr, batch_size=args.sft_batch, micro_batch_size=args.sft_batch,

@@ -7,7 +7,12 @@ No browser, microsecond steps, deterministic per (task, seed). The page is a lis
     [5] checkbox "red" checked=false
 
 Actions are parsed by `envs.actions.parse_action` exactly as for MiniWoB++ (`click("3")`, `fill("4", "cat")`,
-`check("5")`, ...). Bids are random small integers drawn per seed, so a policy must read the page.
+`check("5")`, ...). Bids are random small integers drawn per seed, so a policy must read the page (`bids="random"`,
+the default), or (`bids="stable"`) fixed per label, the same on every page, as on a site whose element ids do not
+change between visits (MiniWoB++ bids for a fixed layout, ServiceNow's element ids): a policy can then learn which
+bid each label has instead of looking it up on the page. Finding the bid next to a label on the page is an
+in-context lookup that the small students here do not learn in minutes on CPU (benchmarks/RESULTS.md, trainers);
+the stable layout keeps the choice among distractors and the multi-step plans but not that lookup.
 
 Tasks (`toy.<name>`; training tasks first, then the held-out ones):
 
@@ -33,7 +38,15 @@ import numpy as np
 
 from envs.actions import Action
 
-__all__ = ["TOY_TASKS", "TOY_TRAIN_TASKS", "TOY_HELDOUT_TASKS", "ToyEnv", "ToyElement", "ToyHost"]
+__all__ = [
+    "BID_MODES",
+    "TOY_TASKS",
+    "TOY_TRAIN_TASKS",
+    "TOY_HELDOUT_TASKS",
+    "ToyEnv",
+    "ToyElement",
+    "ToyHost",
+]
 
 TOY_TRAIN_TASKS = ("click-button", "click-sequence", "fill-text", "check-boxes", "login")
 TOY_HELDOUT_TASKS = ("click-link", "fill-two")
@@ -66,6 +79,16 @@ _WORDS = (
     "zebra",
 )
 _FIELDS = ("name", "city", "email", "note", "code")
+_FIXED_LABELS = ("submit", "username", "password", "login")
+BID_MODES = ("random", "stable")
+# bids="stable": one bid per label for every page, a fixed permutation (never changes: it defines the toy site)
+_LABELS = _WORDS + _FIELDS + _FIXED_LABELS
+_STABLE_BIDS = {
+    label: str(int(bid))
+    for label, bid in zip(
+        _LABELS, np.random.default_rng(20261130).permutation(np.arange(1, 100)), strict=False
+    )
+}
 _ACTIONS = ("click", "fill", "check", "uncheck")
 
 
@@ -91,6 +114,7 @@ class ToyEnv:
 
     num_distractors: int = 1
     num_steps: int = 2
+    bids: str = "random"
     task: str = ""
     seed: int = 0
     goal: str = ""
@@ -103,6 +127,8 @@ class ToyEnv:
             raise ValueError(f"num_distractors={self.num_distractors} must be >= 0")
         if self.num_steps < 1:
             raise ValueError(f"num_steps={self.num_steps} must be >= 1")
+        if self.bids not in BID_MODES:
+            raise ValueError(f"bids={self.bids!r}: use one of {', '.join(BID_MODES)}")
 
     def reset(self, task: str, seed: int) -> dict:
         name = task.removeprefix("toy.")
@@ -119,7 +145,7 @@ class ToyEnv:
         rng.shuffle(self.elements)
         bids = rng.choice(np.arange(1, 10 + 3 * len(self.elements)), size=len(self.elements), replace=False)
         for el, bid in zip(self.elements, bids, strict=True):
-            el.bid = str(int(bid))
+            el.bid = _STABLE_BIDS[el.label] if self.bids == "stable" else str(int(bid))
         return self.observation()
 
     def observation(self) -> dict:
@@ -255,13 +281,13 @@ class ToyEnv:
 class ToyHost:
     """Holds the live toy episodes of one worker (the runner's host interface)."""
 
-    def __init__(self, *, num_distractors: int = 1, num_steps: int = 2) -> None:
-        ToyEnv(num_distractors=num_distractors, num_steps=num_steps)  # validates
-        self.num_distractors, self.num_steps = num_distractors, num_steps
+    def __init__(self, *, num_distractors: int = 1, num_steps: int = 2, bids: str = "random") -> None:
+        ToyEnv(num_distractors=num_distractors, num_steps=num_steps, bids=bids)  # validates
+        self.num_distractors, self.num_steps, self.bids = num_distractors, num_steps, bids
         self._envs: dict[int, ToyEnv] = {}
 
     def reset(self, eid: int, task: str, seed: int) -> dict:
-        env = ToyEnv(num_distractors=self.num_distractors, num_steps=self.num_steps)
+        env = ToyEnv(num_distractors=self.num_distractors, num_steps=self.num_steps, bids=self.bids)
         obs = env.reset(task, seed)
         self._envs[eid] = env
         return obs

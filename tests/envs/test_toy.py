@@ -76,3 +76,35 @@ def test_toy_prompts_are_short() -> None:
         )
     sizes = [sum(len(m["content"]) for m in s.prompt.messages) for t in trajs for s in t.steps]
     assert max(sizes) < 450, max(sizes)
+
+
+def test_stable_bids_are_fixed_per_label_and_random_bids_are_not() -> None:
+    def bids_of(mode: str) -> dict[str, set[str]]:
+        seen: dict[str, set[str]] = {}
+        for task in TOY_TASKS:
+            for seed in range(30):
+                env = ToyEnv(num_distractors=3, bids=mode)
+                for e in env.reset(f"toy.{task}", seed)["elements"]:
+                    seen.setdefault(e["text"], set()).add(e["bid"])
+        return seen
+
+    stable, random = bids_of("stable"), bids_of("random")
+    assert all(len(b) == 1 for b in stable.values())  # one bid per label, every task and seed
+    assert len({next(iter(b)) for b in stable.values()}) == len(stable)  # distinct labels, distinct bids
+    assert all(len(b) > 1 for label, b in random.items() if label in ("apple", "submit", "username"))
+    # same page and goal as the random layout of the same seed, only the bids differ; the plan still solves it
+    a, b = ToyEnv(bids="stable"), ToyEnv(bids="random")
+    oa, ob = a.reset("toy.login", 3), b.reset("toy.login", 3)
+    assert oa["goal"] == ob["goal"]
+    assert [e["text"] for e in oa["elements"]] == [e["text"] for e in ob["elements"]]
+    for text in a.solution():
+        reward = a.step(parse_action(text))[1]
+    assert reward == 1.0
+    with pytest.raises(ValueError, match="bids='fixed'"):
+        ToyEnv(bids="fixed")
+    with open_runner("toy", bids="stable", max_steps=3) as runner:
+        (traj,) = runner.run_episodes(ScriptedPolicy(), [("toy.click-button", 1)], temperature=1.0,
+                                      max_new_tokens=16, gamma=1.0, error_log=True)  # fmt: skip
+    assert traj.success and all(
+        e["bid"] == next(iter(stable[e["text"]])) for e in traj.steps[0].prompt.observation["elements"]
+    )
