@@ -228,8 +228,13 @@ class SFTConfig:
     uninterrupted run); the state is written at every branch point and every `resume_every_steps` updates."""
     resume_every_steps: int | None = 50
     """Also save the resume state this often (None: only at branch points)."""
+    engine: Literal["native", "trl"] = "native"
+    """Training loop: `native` (the project's loop, shared with RL) or `trl` (TRL's SFTTrainer on the same tokenised
+    examples and completion masks, same branch points and FLOPs accounting; resumes from HF Trainer checkpoints)."""
 
     def __post_init__(self) -> None:
+        if self.engine not in ("native", "trl"):
+            raise ValueError(f"engine={self.engine!r}: use native or trl")
         _positive(self, "learning_rate", "batch_size", "micro_batch_size", "num_epochs", "checkpoint_every_flops",
                   "checkpoint_every_steps", "max_seq_len", "lora_rank", "cpu_threads", "resume_every_steps")  # fmt: skip
         if self.batch_size % self.micro_batch_size:

@@ -16,6 +16,7 @@ import copy
 import json
 import logging
 import math
+import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -119,14 +120,16 @@ def train_sft(cfg: SFTConfig, report: Callable[..., None] | None = None) -> list
     ]
     counter = FlopsCounter(model)
     total = max(1, math.ceil(cfg.num_epochs * len(data) / cfg.batch_size))
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if cfg.engine == "trl":
+        return _train_trl(cfg, report, model, tok, data, traces.teacher_flops, counter, out, total, device)
     optimizer = make_optimizer(model, learning_rate=cfg.learning_rate, weight_decay=cfg.weight_decay)
     scheduler = _schedule(optimizer, total, cfg.warmup_ratio)
     rng = np.random.default_rng(cfg.seed)
     order = np.concatenate(
         [rng.permutation(len(data)) for _ in range(math.ceil(total * cfg.batch_size / len(data)))]
     )
-    out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
     branches: list[BranchPoint] = []
     next_flops = cfg.checkpoint_every_flops
     loss_sum, tok_sum, start = 0.0, 0, 1
@@ -185,6 +188,105 @@ def train_sft(cfg: SFTConfig, report: Callable[..., None] | None = None) -> list
                                     "step": step})  # fmt: skip
     (out / "branch_points.json").write_text(json.dumps([asdict(b) for b in branches], indent=1))
     (out / _RESUME).unlink(missing_ok=True)
+    return branches
+
+
+def _train_trl(cfg: SFTConfig, report, model, tok, data, teacher_flops: float, counter: FlopsCounter, out: Path,
+               total: int, device: str) -> list[BranchPoint]:  # fmt: skip
+    """The same run with TRL's SFTTrainer: our tokenised examples and completion masks (TRL builds the labels,
+    completion-only loss, token mean over each optimiser batch), HF's cosine schedule with linear warm-up, branch
+    points and FLOPs from a callback and a forward hook (every trained sequence at its unpadded length)."""
+    from datasets import Dataset
+    from transformers import PrinterCallback, TrainerCallback
+    from transformers.trainer_utils import get_last_checkpoint
+    from trl import SFTConfig as TRLSFTConfig
+    from trl import SFTTrainer
+
+    ds = Dataset.from_dict(
+        {"input_ids": [e.input_ids for e in data], "completion_mask": [e.completion_mask for e in data]}
+    )
+    ckpt_dir = out / "trl"
+    args = TRLSFTConfig(
+        output_dir=str(ckpt_dir), per_device_train_batch_size=cfg.micro_batch_size,
+        gradient_accumulation_steps=cfg.batch_size // cfg.micro_batch_size, max_steps=total,
+        learning_rate=cfg.learning_rate, lr_scheduler_type="cosine", warmup_steps=max(1, round(cfg.warmup_ratio * total)),
+        weight_decay=cfg.weight_decay, max_grad_norm=cfg.max_grad_norm, seed=cfg.seed, data_seed=cfg.seed,
+        completion_only_loss=True, max_length=cfg.max_seq_len, packing=False, report_to="none", logging_steps=1,
+        save_strategy="steps" if cfg.resume and cfg.resume_every_steps else "no",
+        save_steps=cfg.resume_every_steps or total, save_only_model=False, disable_tqdm=True,
+        use_cpu=device == "cpu", dataloader_num_workers=0,
+    )  # fmt: skip
+    run = {"branches": [], "next_flops": cfg.checkpoint_every_flops, "losses": []}
+
+    def count(module, a, kwargs):  # each training forward: its sequences at their unpadded lengths
+        if module.training:
+            mask = kwargs.get("attention_mask")
+            ids = kwargs.get("input_ids")
+            lengths = mask.sum(-1).tolist() if mask is not None else [ids.shape[-1]] * ids.shape[0]
+            counter.add_sequences([int(n) for n in lengths], trained=True)
+
+    class Branches(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kw):
+            if logs and "loss" in logs:
+                run["losses"].append(float(logs["loss"]))
+
+        def on_step_end(self, args, state, control, model=None, **kw):
+            step, flops = state.global_step, teacher_flops + counter.flops
+            due = (run["next_flops"] is not None and flops >= run["next_flops"]) or (
+                cfg.checkpoint_every_steps is not None and step % cfg.checkpoint_every_steps == 0
+            )
+            if not (due or step == total):
+                return
+            bp = _save_branch(model, tok, out, step, flops, counter.flops, cfg.lora)
+            run["branches"].append(asdict(bp))
+            while run["next_flops"] is not None and flops >= run["next_flops"]:
+                run["next_flops"] += cfg.checkpoint_every_flops
+            run["pending_report"] = (step, flops, bp.path)
+
+        def on_save(
+            self, args, state, control, **kw
+        ):  # our part of the HF checkpoint: FLOPs and branch points
+            path = Path(args.output_dir) / f"checkpoint-{state.global_step}" / "agentsweep_sft.json"
+            path.write_text(json.dumps({"config": _config_key(cfg), "counter": counter.state_dict(),
+                                        **{k: v for k, v in run.items() if k != "pending_report"}}))  # fmt: skip
+
+    class Reporter(TrainerCallback):  # after on_log, so the step's loss is in
+        def on_step_end(self, args, state, control, **kw):
+            pending = run.pop("pending_report", None)
+            if pending is None:
+                return
+            step, flops, path = pending
+            losses, run["losses"] = run["losses"], []
+            metrics = {"step": float(step), "flops": flops, "sft_flops": counter.flops,
+                       "train_loss": float(np.mean(losses)) if losses else float("nan"), "tokens": float(counter.tokens)}  # fmt: skip
+            logger.info("sft step %d: loss %.4f, %.3g FLOPs -> %s", step, metrics["train_loss"], flops, path)
+            if report is not None:
+                report(metrics, checkpoint=path)
+
+    resume_from = get_last_checkpoint(str(ckpt_dir)) if cfg.resume and ckpt_dir.is_dir() else None
+    if resume_from is not None:
+        saved = json.loads((Path(resume_from) / "agentsweep_sft.json").read_text())
+        if saved["config"] != _config_key(cfg):
+            raise ValueError(
+                f"{resume_from} belongs to a different SFT config: resume it with the same config, pass "
+                f"resume=False to start over in {out}, or use another output_dir"
+            )
+        counter.load_state_dict(saved["counter"])
+        run.update({k: saved[k] for k in ("branches", "next_flops", "losses")})
+        logger.info("sft (trl): resuming from %s", resume_from)
+    elif ckpt_dir.is_dir():
+        shutil.rmtree(ckpt_dir)
+    hook = model.register_forward_pre_hook(count, with_kwargs=True)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok,
+                         callbacks=[Branches(), Reporter()])  # fmt: skip
+    trainer.remove_callback(PrinterCallback)  # a line per step; progress comes from our log and report
+    try:
+        trainer.train(resume_from_checkpoint=resume_from)
+    finally:
+        hook.remove()
+    branches = [BranchPoint(**b) for b in run["branches"]]
+    (out / "branch_points.json").write_text(json.dumps([asdict(b) for b in branches], indent=1))
+    shutil.rmtree(ckpt_dir, ignore_errors=True)
     return branches
 
 
