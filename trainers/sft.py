@@ -197,11 +197,13 @@ def _train_trl(cfg: SFTConfig, report, model, tok, data, teacher_flops: float, c
     completion-only loss, token mean over each optimiser batch), HF's cosine schedule with linear warm-up, branch
     points and FLOPs from a callback and a forward hook (every trained sequence at its unpadded length)."""
     from datasets import Dataset
+    from datasets.utils.logging import disable_progress_bar
     from transformers import PrinterCallback, TrainerCallback
     from transformers.trainer_utils import get_last_checkpoint
     from trl import SFTConfig as TRLSFTConfig
     from trl import SFTTrainer
 
+    disable_progress_bar()  # TRL's dataset preparation bars flood trial logs; progress is ours
     ds = Dataset.from_dict(
         {"input_ids": [e.input_ids for e in data], "completion_mask": [e.completion_mask for e in data]}
     )
