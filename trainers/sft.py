@@ -199,7 +199,6 @@ def _train_trl(cfg: SFTConfig, report, model, tok, data, teacher_flops: float, c
     from datasets import Dataset
     from datasets.utils.logging import disable_progress_bar
     from transformers import PrinterCallback, TrainerCallback
-    from transformers.trainer_utils import get_last_checkpoint
     from trl import SFTConfig as TRLSFTConfig
     from trl import SFTTrainer
 
@@ -215,7 +214,7 @@ def _train_trl(cfg: SFTConfig, report, model, tok, data, teacher_flops: float, c
         weight_decay=cfg.weight_decay, max_grad_norm=cfg.max_grad_norm, seed=cfg.seed, data_seed=cfg.seed,
         completion_only_loss=True, max_length=cfg.max_seq_len, packing=False, report_to="none", logging_steps=1,
         save_strategy="steps" if cfg.resume and cfg.resume_every_steps else "no",
-        save_steps=cfg.resume_every_steps or total, save_only_model=False, disable_tqdm=True,
+        save_steps=cfg.resume_every_steps or total, save_total_limit=2, save_only_model=False, disable_tqdm=True,
         use_cpu=device == "cpu", dataloader_num_workers=0,
     )  # fmt: skip
     run = {"branches": [], "next_flops": cfg.checkpoint_every_flops, "losses": []}
@@ -265,7 +264,7 @@ def _train_trl(cfg: SFTConfig, report, model, tok, data, teacher_flops: float, c
             if report is not None:
                 report(metrics, checkpoint=path)
 
-    resume_from = get_last_checkpoint(str(ckpt_dir)) if cfg.resume and ckpt_dir.is_dir() else None
+    resume_from = _last_trl_checkpoint(ckpt_dir) if cfg.resume else None
     if resume_from is not None:
         saved = json.loads((Path(resume_from) / "agentsweep_sft.json").read_text())
         if saved["config"] != _config_key(cfg):
@@ -290,6 +289,12 @@ def _train_trl(cfg: SFTConfig, report, model, tok, data, teacher_flops: float, c
     (out / "branch_points.json").write_text(json.dumps([asdict(b) for b in branches], indent=1))
     shutil.rmtree(ckpt_dir, ignore_errors=True)
     return branches
+
+
+def _last_trl_checkpoint(ckpt_dir: Path) -> str | None:
+    """The newest HF checkpoint that also holds our state (a kill between the two writes leaves one without)."""
+    done = [p for p in ckpt_dir.glob("checkpoint-*") if (p / "agentsweep_sft.json").is_file()]
+    return str(max(done, key=lambda p: int(p.name.split("-")[-1]))) if done else None
 
 
 def _config_key(cfg: SFTConfig) -> dict:
