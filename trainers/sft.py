@@ -160,22 +160,13 @@ def train_sft(cfg: SFTConfig, report: Callable[..., None] | None = None) -> list
         tok_sum += num_tokens
         clip_and_step(model, optimizer, max_grad_norm=cfg.max_grad_norm, scheduler=scheduler)
         flops = traces.teacher_flops + counter.flops
-        due = (next_flops is not None and flops >= next_flops) or (
-            cfg.checkpoint_every_steps is not None and step % cfg.checkpoint_every_steps == 0
-        )
+        due = _branch_due(cfg, step, flops, next_flops)
         if due or step == total:
             bp = _save_branch(model, tok, out, step, flops, counter.flops, cfg.lora)
             branches.append(bp)
-            while next_flops is not None and flops >= next_flops:
-                next_flops += cfg.checkpoint_every_flops
-            metrics = {"step": float(step), "flops": flops, "sft_flops": counter.flops,
-                       "train_loss": loss_sum / max(tok_sum, 1), "tokens": float(counter.tokens)}  # fmt: skip
-            logger.info(
-                "sft step %d: loss %.4f, %.3g FLOPs -> %s", step, metrics["train_loss"], flops, bp.path
-            )
-            loss_sum, tok_sum = 0.0, 0
-            if report is not None:
-                report(metrics, checkpoint=bp.path)
+            next_flops = _next_threshold(cfg, flops, next_flops)
+            train_loss, loss_sum, tok_sum = loss_sum / max(tok_sum, 1), 0.0, 0
+            _announce(report, bp, counter, train_loss)
         if (
             cfg.resume
             and step < total
@@ -186,9 +177,38 @@ def train_sft(cfg: SFTConfig, report: Callable[..., None] | None = None) -> list
                                     "counter": counter.state_dict(), "branches": [asdict(b) for b in branches],
                                     "next_flops": next_flops, "loss_sum": loss_sum, "tok_sum": tok_sum,
                                     "step": step})  # fmt: skip
-    (out / "branch_points.json").write_text(json.dumps([asdict(b) for b in branches], indent=1))
+    _write_branch_points(out, branches)
     (out / _RESUME).unlink(missing_ok=True)
     return branches
+
+
+def _branch_due(cfg: SFTConfig, step: int, flops: float, next_flops: float | None) -> bool:
+    """A branch point is due: the FLOPs threshold is passed or the step is a multiple of checkpoint_every_steps."""
+    return (next_flops is not None and flops >= next_flops) or (
+        cfg.checkpoint_every_steps is not None and step % cfg.checkpoint_every_steps == 0
+    )
+
+
+def _next_threshold(cfg: SFTConfig, flops: float, next_flops: float | None) -> float | None:
+    """The first multiple of checkpoint_every_flops above `flops` (None when checkpointing is by steps only)."""
+    while next_flops is not None and flops >= next_flops:
+        next_flops += cfg.checkpoint_every_flops
+    return next_flops
+
+
+def _announce(
+    report: Callable[..., None] | None, bp: BranchPoint, counter: FlopsCounter, train_loss: float
+) -> None:
+    """Log a new branch point and pass its metrics to `report`."""
+    metrics = {"step": float(bp.step), "flops": bp.flops, "sft_flops": counter.flops, "train_loss": train_loss,
+               "tokens": float(counter.tokens)}  # fmt: skip
+    logger.info("sft step %d: loss %.4f, %.3g FLOPs -> %s", bp.step, train_loss, bp.flops, bp.path)
+    if report is not None:
+        report(metrics, checkpoint=bp.path)
+
+
+def _write_branch_points(out: Path, branches: list[BranchPoint]) -> None:
+    (out / "branch_points.json").write_text(json.dumps([asdict(b) for b in branches], indent=1))
 
 
 def _train_trl(cfg: SFTConfig, report, model, tok, data, teacher_flops: float, counter: FlopsCounter, out: Path,
@@ -227,66 +247,56 @@ def _train_trl(cfg: SFTConfig, report, model, tok, data, teacher_flops: float, c
             counter.add_sequences([int(n) for n in lengths], trained=True)
 
     class Branches(TrainerCallback):
-        def on_log(self, args, state, control, logs=None, **kw):
-            if logs and "loss" in logs:
-                run["losses"].append(float(logs["loss"]))
+        """Branch points at step end; each is announced at the step's log (HF logs after on_step_end), so its
+        train loss covers the steps since the previous one, that step included."""
 
         def on_step_end(self, args, state, control, model=None, **kw):
             step, flops = state.global_step, teacher_flops + counter.flops
-            due = (run["next_flops"] is not None and flops >= run["next_flops"]) or (
-                cfg.checkpoint_every_steps is not None and step % cfg.checkpoint_every_steps == 0
-            )
-            if not (due or step == total):
+            if not (_branch_due(cfg, step, flops, run["next_flops"]) or step == total):
                 return
             bp = _save_branch(model, tok, out, step, flops, counter.flops, cfg.lora)
             run["branches"].append(asdict(bp))
-            while run["next_flops"] is not None and flops >= run["next_flops"]:
-                run["next_flops"] += cfg.checkpoint_every_flops
-            run["pending_report"] = (step, flops, bp.path)
+            run["next_flops"] = _next_threshold(cfg, flops, run["next_flops"])
+            run["pending"] = bp
 
-        def on_save(
-            self, args, state, control, **kw
-        ):  # our part of the HF checkpoint: FLOPs and branch points
+        def on_log(self, args, state, control, logs=None, **kw):
+            if logs and "loss" in logs:
+                run["losses"].append(float(logs["loss"]))
+            announce_pending()
+
+        def on_save(self, args, state, control, **kw):
+            """Our part of the HF checkpoint: FLOPs counter and branch points."""
             path = Path(args.output_dir) / f"checkpoint-{state.global_step}" / "agentsweep_sft.json"
             path.write_text(json.dumps({"config": _config_key(cfg), "counter": counter.state_dict(),
-                                        **{k: v for k, v in run.items() if k != "pending_report"}}))  # fmt: skip
+                                        **{k: v for k, v in run.items() if k != "pending"}}))  # fmt: skip
 
-    class Reporter(TrainerCallback):  # after on_log, so the step's loss is in
-        def on_step_end(self, args, state, control, **kw):
-            pending = run.pop("pending_report", None)
-            if pending is None:
-                return
-            step, flops, path = pending
+    def announce_pending() -> None:
+        bp = run.pop("pending", None)
+        if bp is not None:
             losses, run["losses"] = run["losses"], []
-            metrics = {"step": float(step), "flops": flops, "sft_flops": counter.flops,
-                       "train_loss": float(np.mean(losses)) if losses else float("nan"), "tokens": float(counter.tokens)}  # fmt: skip
-            logger.info("sft step %d: loss %.4f, %.3g FLOPs -> %s", step, metrics["train_loss"], flops, path)
-            if report is not None:
-                report(metrics, checkpoint=path)
+            _announce(report, bp, counter, float(np.mean(losses)) if losses else float("nan"))
 
     resume_from = _last_trl_checkpoint(ckpt_dir) if cfg.resume else None
     if resume_from is not None:
         saved = json.loads((Path(resume_from) / "agentsweep_sft.json").read_text())
-        if saved["config"] != _config_key(cfg):
-            raise ValueError(
-                f"{resume_from} belongs to a different SFT config: resume it with the same config, pass "
-                f"resume=False to start over in {out}, or use another output_dir"
-            )
+        _check_same_config(saved["config"], cfg, resume_from, out)
         counter.load_state_dict(saved["counter"])
         run.update({k: saved[k] for k in ("branches", "next_flops", "losses")})
         logger.info("sft (trl): resuming from %s", resume_from)
     elif ckpt_dir.is_dir():
         shutil.rmtree(ckpt_dir)
     hook = model.register_forward_pre_hook(count, with_kwargs=True)
-    trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok,
-                         callbacks=[Branches(), Reporter()])  # fmt: skip
+    trainer = SFTTrainer(
+        model=model, args=args, train_dataset=ds, processing_class=tok, callbacks=[Branches()]
+    )
     trainer.remove_callback(PrinterCallback)  # a line per step; progress comes from our log and report
     try:
         trainer.train(resume_from_checkpoint=resume_from)
     finally:
         hook.remove()
+    announce_pending()  # in case the last step was not logged
     branches = [BranchPoint(**b) for b in run["branches"]]
-    (out / "branch_points.json").write_text(json.dumps([asdict(b) for b in branches], indent=1))
+    _write_branch_points(out, branches)
     shutil.rmtree(ckpt_dir, ignore_errors=True)
     return branches
 
@@ -321,12 +331,16 @@ def _load_resume(out: Path, cfg: SFTConfig) -> dict | None:
     if not path.is_file():
         return None
     state = torch.load(path, weights_only=False)
-    if state.get("config") != _config_key(cfg):
+    _check_same_config(state.get("config"), cfg, path, out)
+    return state
+
+
+def _check_same_config(saved: dict | None, cfg: SFTConfig, where, out: Path) -> None:
+    if saved != _config_key(cfg):
         raise ValueError(
-            f"{path} belongs to a different SFT config: resume it with the same config, pass resume=False to "
+            f"{where} belongs to a different SFT config: resume it with the same config, pass resume=False to "
             f"start over in {out}, or use another output_dir"
         )
-    return state
 
 
 def load_branch_points(output_dir: str | Path) -> list[BranchPoint]:
