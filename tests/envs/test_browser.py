@@ -84,12 +84,22 @@ def test_malicious_completions_execute_nothing_and_are_parse_errors(runner, tmp_
 
 
 def _chromium_children(pid: int) -> list[psutil.Process]:
-    return [p for p in psutil.Process(pid).children(recursive=True) if "chrom" in p.name()]
+    found = []
+    for p in psutil.Process(pid).children(recursive=True):
+        with contextlib.suppress(psutil.NoSuchProcess):  # renderers come and go while we look
+            if "chrom" in p.name():
+                found.append(p)
+    return found
 
 
 def _main_chromium_pids(runner) -> set[int]:
-    procs = [p for pid in runner.worker_pids for p in _chromium_children(pid)]
-    return {p.pid for p in procs if "chrom" not in psutil.Process(p.ppid()).name()}
+    """The browser processes (not their renderer/zygote helpers, which chromium starts and ends at will)."""
+    main = set()
+    for p in (p for pid in runner.worker_pids for p in _chromium_children(pid)):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if "chrom" not in psutil.Process(p.ppid()).name():
+                main.add(p.pid)
+    return main
 
 
 def test_one_browser_per_worker_is_kept_across_episodes(runner) -> None:
