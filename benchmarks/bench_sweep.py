@@ -207,8 +207,8 @@ def main() -> None:
 
     out = Path(args.out or tempfile.mkdtemp(prefix="bench-sweep-")).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    ray.init(num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=False,
-             _temp_dir=tempfile.mkdtemp(prefix="as-ray-"))  # fmt: skip
+    ray_tmp = tempfile.mkdtemp(prefix="as-ray-")
+    ray.init(num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=False, _temp_dir=ray_tmp)
     try:
         for sleep_s in args.sleep_s if args.overhead_trials else []:
             overhead(args.overhead_trials, args.num_evals, sleep_s, args.rounds, out, args.num_cpus)
@@ -216,6 +216,7 @@ def main() -> None:
             scale(args.trials, args.num_evals, out, args.num_cpus)
     finally:
         ray.shutdown()
+        shutil.rmtree(ray_tmp, ignore_errors=True)
     print(f"outputs in {out}")
 
 

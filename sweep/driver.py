@@ -197,17 +197,29 @@ def _trainable(config: dict[str, Any], settings_json: str) -> None:
     """The Tune function trainable: resolves params, builds the TrialContext, runs the objective."""
     from ray import tune
 
-    from sweep.objectives import TrialContext, import_object
-    from sweep.tracking import trial_seed
-
     settings = SweepSettings(**json.loads(settings_json))
     space = settings.search_space
     params = space.resolve({k: v for k, v in config.items() if k in space.names})
     context = tune.get_context()
     trial_id = context.get_trial_id()
-    work = (
-        Path(os.getcwd()) if Path(os.getcwd()).name == context.get_trial_name() else Path(tempfile.mkdtemp())
-    )
+    with contextlib.ExitStack() as scratch:
+        # Tune runs a trial in its own working dir; without that (RAY_CHDIR_TO_TRIAL_DIR=0) a temporary one
+        work = (
+            Path(os.getcwd())
+            if Path(os.getcwd()).name == context.get_trial_name()
+            else Path(scratch.enter_context(tempfile.TemporaryDirectory(prefix="agentsweep-trial-")))
+        )
+        _run_objective(settings, params, context, trial_id, work)
+
+
+def _run_objective(settings: SweepSettings, params: dict[str, Any], context: Any, trial_id: str,
+                   work: Path) -> None:  # fmt: skip
+    """Run the objective in `work` (resuming from Tune's checkpoint if any); its samples go to the trial folder."""
+    from ray import tune
+
+    from sweep.objectives import TrialContext, import_object
+    from sweep.tracking import trial_seed
+
     bp = param_to_str(params.get(BRANCH_POINT))
     bp_path = settings.branch_points.get(bp) or None
     ctx_kwargs = dict(
@@ -227,16 +239,18 @@ def _trainable(config: dict[str, Any], settings_json: str) -> None:
         tune.report(dict(metrics), checkpoint=ckpt)
 
     checkpoint = tune.get_checkpoint()
-    if checkpoint is None:
-        objective(params, TrialContext(**ctx_kwargs), report)
-    else:
-        with checkpoint.as_directory() as resume_from:
-            objective(params, TrialContext(resume_from=resume_from, **ctx_kwargs), report)
-    samples = work / "samples"
-    if samples.is_dir():  # to the trial's storage folder, where the MLflow callback picks them up
-        shutil.copytree(
-            samples, settings.tune_path / context.get_trial_name() / "samples", dirs_exist_ok=True
-        )
+    try:
+        if checkpoint is None:
+            objective(params, TrialContext(**ctx_kwargs), report)
+        else:
+            with checkpoint.as_directory() as resume_from:
+                objective(params, TrialContext(resume_from=resume_from, **ctx_kwargs), report)
+    finally:  # a failed attempt's samples are kept too
+        samples = work / "samples"
+        if samples.is_dir():  # to the trial's storage folder, where the MLflow callback picks them up
+            shutil.copytree(
+                samples, settings.tune_path / context.get_trial_name() / "samples", dirs_exist_ok=True
+            )
 
 
 def _assigned_resources() -> dict[str, float]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -75,9 +76,9 @@ def test_trials_share_the_branch_points(ray_cluster, tmp_path):
     client = MlflowClient(tracking_uri=s.tracking_uri)
     seen = set()
     for run in find_child_runs(client, s.experiment_id, s.sweep_id):
-        summary = json.loads(
-            Path(client.download_artifacts(run.info.run_id, "samples/summary.json")).read_text()
-        )
+        with tempfile.TemporaryDirectory() as dst:  # download_artifacts would leave a temp dir behind
+            path = client.download_artifacts(run.info.run_id, "samples/summary.json", dst_path=dst)
+            summary = json.loads(Path(path).read_text())
         bp = run.data.params["sft_checkpoint"]
         assert summary["branch_point"] == (s.branch_points[bp] or None)
         assert summary["branch_point_flops"] == float(bp)

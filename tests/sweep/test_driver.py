@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -100,10 +101,10 @@ def test_failing_trial_is_retried_then_marked_failed(ray_cluster, tmp_path):
 def _summaries(client, runs) -> list[dict]:
     out = []
     for run in runs:
-        path = client.download_artifacts(run.info.run_id, "samples/summary.json")
-        out.append(
-            {**json.loads(Path(path).read_text()), "start": run.info.start_time, "end": run.info.end_time}
-        )
+        with tempfile.TemporaryDirectory() as dst:  # download_artifacts would leave a temp dir behind
+            path = client.download_artifacts(run.info.run_id, "samples/summary.json", dst_path=dst)
+            summary = json.loads(Path(path).read_text())
+        out.append({**summary, "start": run.info.start_time, "end": run.info.end_time})
     return out
 
 
