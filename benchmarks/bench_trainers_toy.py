@@ -67,6 +67,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--micro-batch", type=int, default=32, help="RL sequences per forward/backward")
     ap.add_argument("--max-new-tokens", type=int, default=40)
+    ap.add_argument("--loss-aggregation", choices=("token", "sequence"), default="token",
+                    help="RL loss average: over the batch's tokens (the study) or per completion")  # fmt: skip
+    ap.add_argument("--warmup-updates", type=int, default=0, help="RL learning-rate warm-up (updates)")
     ap.add_argument("--max-steps", type=int, default=2, help="agent steps per episode")
     ap.add_argument("--eval-every", type=int, default=5)
     ap.add_argument(
@@ -136,7 +139,8 @@ def main() -> None:
                       batch_size=args.batch_size, group_size=args.group_size, num_updates=args.rl_updates,
                       eval_every=args.eval_every, learning_rate=args.lr, temperature=args.temperature,
                       max_new_tokens=args.max_new_tokens, max_seq_len=320, max_steps=args.max_steps, output_dir=str(out / "rl"), seed=args.seed,
-                      gamma=0.9, micro_batch_size=args.micro_batch, cpu_threads=args.threads)  # fmt: skip
+                      gamma=0.9, micro_batch_size=args.micro_batch, cpu_threads=args.threads,
+                      loss_aggregation=args.loss_aggregation, warmup_updates=args.warmup_updates)  # fmt: skip
     import torch
 
     def score(model_dir: str) -> float:

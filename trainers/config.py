@@ -128,6 +128,11 @@ class RLConfig:
     """AdamW weight decay."""
     max_grad_norm: float = 1.0
     """Gradient clipping norm."""
+    loss_aggregation: str = "token"
+    """`token`: the loss is the token mean over the batch (the study; a long completion weighs more);
+    `sequence`: each completion's token mean, averaged over completions (the original GRPO)."""
+    warmup_updates: int = 0
+    """Linear learning-rate warm-up over this many updates (0: none, the study's setting)."""
 
     # --- runtime ---
     backend: Backend = "hf"
@@ -165,6 +170,10 @@ class RLConfig:
             )
         if self.group_size < 2 and self.grouped_advantage:
             raise ValueError("grouped_advantage needs group_size >= 2 (a group of one has zero advantage)")
+        if self.loss_aggregation not in ("token", "sequence"):
+            raise ValueError(f"loss_aggregation={self.loss_aggregation!r} must be 'token' or 'sequence'")
+        if self.warmup_updates < 0:
+            raise ValueError(f"warmup_updates={self.warmup_updates} must be >= 0")
         if self.backend not in ("hf", "vllm"):
             raise ValueError(f"backend={self.backend!r} must be 'hf' or 'vllm'")
         if self.max_new_tokens >= self.max_seq_len:

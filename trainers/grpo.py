@@ -16,11 +16,15 @@ __all__ = [
     "advantages",
     "nonzero_mask",
     "policy_loss",
+    "warmup_lr",
     "CurriculumState",
     "curriculum_weights",
     "rolling_mean",
     "select_checkpoint",
 ]
+
+LOSS_AGGREGATIONS = ("token", "sequence")
+"""How `policy_loss` averages: over all tokens of the batch (the study) or per completion, then over completions."""
 
 ZERO_ADV_TOL = 1e-8
 """|advantage| at or below this counts as zero for zero-advantage filtering."""
@@ -72,8 +76,14 @@ def policy_loss(
     importance_ratio: bool,
     clip_eps: float,
     num_tokens: float,
+    aggregation: str = "token",
+    num_sequences: float | None = None,
 ):
-    """Token-level policy-gradient loss (to minimise) summed over the given tokens and divided by `num_tokens`.
+    """Policy-gradient loss (to minimise) over the given tokens.
+
+    aggregation `token` (the study's): summed over the tokens, divided by `num_tokens`: every token weighs the
+    same, so a long completion pulls harder than a short one. `sequence` (the original GRPO's): each sequence's
+    token mean, summed and divided by `num_sequences`: every completion weighs the same whatever its length.
 
     ratio on (PPO clip): -min(eta * A, clip(eta, 1 - eps, 1 + eps) * A), eta = exp(logprobs - old_logprobs);
     ratio off (REINFORCE with the group baseline): -A * logprobs. No KL term. At eta = 1 both give the same
@@ -88,6 +98,8 @@ def policy_loss(
         clip_eps: PPO epsilon.
         num_tokens: the denominator: tokens in the whole batch that enter the loss (across gradient accumulation
             micro-batches), so that micro-batch losses sum to the batch's token mean.
+        aggregation: `token` or `sequence` (above).
+        num_sequences: the `sequence` denominator: sequences in the whole batch with at least one loss token.
 
     Returns:
         (loss, stats): a scalar tensor and a dict of floats (`clip_frac`: share of tokens whose ratio was clipped
@@ -110,8 +122,24 @@ def policy_loss(
     else:
         per_token = -a * logprobs
         clip_frac, ratio_mean = 0.0, 1.0
-    loss = (per_token * mask).sum() / max(float(num_tokens), 1.0)
+    if aggregation == "token":
+        loss = (per_token * mask).sum() / max(float(num_tokens), 1.0)
+    elif aggregation == "sequence":
+        if num_sequences is None:
+            raise ValueError("aggregation='sequence' needs num_sequences (sequences in the whole batch)")
+        per_seq = (per_token * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+        loss = per_seq.sum() / max(float(num_sequences), 1.0)
+    else:
+        raise ValueError(f"aggregation={aggregation!r} must be one of {LOSS_AGGREGATIONS}")
     return loss, {"clip_frac": clip_frac, "ratio_mean": ratio_mean}
+
+
+def warmup_lr(learning_rate: float, update: int, warmup_updates: int) -> float:
+    """Learning rate of optimiser update `update` (0-based): a linear ramp from lr / W up to lr over the first
+    W = `warmup_updates` updates, then constant (W = 0: constant from the start, the study's setting)."""
+    if warmup_updates <= 0 or update >= warmup_updates:
+        return learning_rate
+    return learning_rate * (update + 1) / warmup_updates
 
 
 @dataclass

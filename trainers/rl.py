@@ -47,6 +47,7 @@ from trainers.grpo import (
     nonzero_mask,
     policy_loss,
     rolling_mean,
+    warmup_lr,
 )
 from trainers.models import load_student, resolve_device
 
@@ -140,14 +141,18 @@ def build_batch(groups: Sequence[Sequence[Trajectory]], adv: np.ndarray, keep: n
 
 
 def update(model, optimizer, examples: Sequence[Encoded], advs: Sequence[float], cfg: RLConfig, *,
-           pad_id: int, counter: FlopsCounter) -> dict[str, float]:  # fmt: skip
-    """One optimiser update per PPO epoch over the whole batch (gradient accumulation over micro-batches)."""
+           pad_id: int, counter: FlopsCounter, step: int = 0) -> dict[str, float]:  # fmt: skip
+    """One optimiser update per PPO epoch over the whole batch (gradient accumulation over micro-batches);
+    `step` (updates done before this one) sets the warm-up learning rate."""
     import torch
 
     if not examples:
-        return {"loss": 0.0, "clip_frac": 0.0, "ratio_mean": 1.0, "grad_norm": 0.0, "num_tokens": 0.0}
+        return {"loss": 0.0, "clip_frac": 0.0, "ratio_mean": 1.0, "grad_norm": 0.0, "num_tokens": 0.0,
+                "lr": warmup_lr(cfg.learning_rate, step, cfg.warmup_updates)}  # fmt: skip
     device = next(model.parameters()).device
     num_tokens = sum(e.num_completion_tokens for e in examples)
+    for group in optimizer.param_groups:
+        group["lr"] = warmup_lr(cfg.learning_rate, step, cfg.warmup_updates)
     mb = cfg.micro_batch_size
     chunks = [
         (examples[k : k + mb], torch.tensor(advs[k : k + mb], device=device))
@@ -168,7 +173,8 @@ def update(model, optimizer, examples: Sequence[Encoded], advs: Sequence[float],
             lp = token_logprobs(model, ids, attn, temperature=cfg.temperature)
             loss, st = policy_loss(lp, old[c] if old[c] is not None else lp.detach(), a, comp,
                                    importance_ratio=cfg.importance_ratio, clip_eps=cfg.clip_eps,
-                                   num_tokens=num_tokens)  # fmt: skip
+                                   num_tokens=num_tokens, aggregation=cfg.loss_aggregation,
+                                   num_sequences=len(examples))  # fmt: skip
             loss.backward()
             counter.add_sequences([len(e.input_ids) for e in micro], trained=True)
             share = sum(e.num_completion_tokens for e in micro) / num_tokens / cfg.ppo_epochs
@@ -179,6 +185,7 @@ def update(model, optimizer, examples: Sequence[Encoded], advs: Sequence[float],
             clip_and_step(model, optimizer, max_grad_norm=cfg.max_grad_norm) / cfg.ppo_epochs
         )
     stats["num_tokens"] = float(num_tokens)
+    stats["lr"] = float(optimizer.param_groups[0]["lr"])
     return stats
 
 
@@ -281,7 +288,8 @@ def train_rl(cfg: RLConfig, report: Callable[..., None] | None = None, *, runner
             if curriculum is not None:
                 curriculum.update(_task_returns(groups, returns))
             examples, advs = build_batch(groups, adv, keep, tok, max_seq_len=cfg.max_seq_len)
-            stats = update(model, optimizer, examples, advs, cfg, pad_id=tok.pad_token_id, counter=counter)
+            stats = update(model, optimizer, examples, advs, cfg, pad_id=tok.pad_token_id, counter=counter,
+                           step=run.step)  # fmt: skip
             if hasattr(policy, "push_weights"):
                 policy.push_weights(model)
             run.step += 1
@@ -364,7 +372,7 @@ def _evaluate_and_checkpoint(cfg, run: _Run, model, tok, optimizer, policy, runn
         "eval_s": time.perf_counter() - t0,
         "wall_s": time.perf_counter() - wall0,
     }
-    for key in ("loss", "clip_frac", "ratio_mean", "grad_norm", "kept_frac"):
+    for key in ("loss", "clip_frac", "ratio_mean", "grad_norm", "kept_frac", "lr"):
         metrics[key] = float(np.mean([x[key] for x in s])) if s else float("nan")
     metrics.update(_gpu_metrics(policy, counter, metrics["wall_s"]))
     run.history.append(metrics)

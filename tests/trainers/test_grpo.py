@@ -16,6 +16,7 @@ from trainers.grpo import (
     policy_loss,
     rolling_mean,
     select_checkpoint,
+    warmup_lr,
 )
 
 # two goals x 4 rollouts; group 0: mean 0, population std 1; group 1: all failed (constant)
@@ -68,6 +69,35 @@ def test_reinforce_loss_is_minus_adv_logprob_over_tokens():
     loss, grad, _ = _loss(lp, lp, [2.0], [[0.0, 1.0, 1.0]], False, 4)  # the prompt token is masked out
     assert loss == pytest.approx(-2.0 * (-2.0 - 0.5) / 4)
     np.testing.assert_allclose(grad, [[0.0, -0.5, -0.5]])
+
+
+def test_sequence_aggregation_weighs_every_completion_the_same():
+    lp = torch.tensor([[-1.0, -2.0, -0.5, -0.5], [-3.0, -1.0, 0.0, 0.0]], requires_grad=True)
+    mask = torch.tensor([[1.0, 1.0, 1.0, 1.0], [1.0, 1.0, 0.0, 0.0]])  # 4 and 2 completion tokens
+    adv = torch.tensor([1.0, -2.0])
+    seq, _ = policy_loss(lp, lp.detach(), adv, mask, importance_ratio=False, clip_eps=0.2, num_tokens=6,
+                         aggregation="sequence", num_sequences=4)  # fmt: skip
+    seq.backward()
+    # per sequence: -A * mean logprob; summed over the micro-batch, divided by the batch's 4 sequences
+    assert float(seq) == pytest.approx((-1.0 * (-4.0 / 4) + 2.0 * (-4.0 / 2)) / 4)
+    np.testing.assert_allclose(lp.grad.numpy(), [[-1 / 16] * 4, [2 / 8, 2 / 8, 0.0, 0.0]])
+    lp.grad = None
+    tok, _ = policy_loss(lp, lp.detach(), adv, mask, importance_ratio=False, clip_eps=0.2, num_tokens=6)
+    tok.backward()  # the study's token mean: every token 1/6, so the long completion pulls twice as hard
+    np.testing.assert_allclose(lp.grad.numpy(), [[-1 / 6] * 4, [2 / 6, 2 / 6, 0.0, 0.0]], rtol=1e-6)
+    with pytest.raises(ValueError, match="num_sequences"):
+        policy_loss(
+            lp, lp, adv, mask, importance_ratio=False, clip_eps=0.2, num_tokens=6, aggregation="sequence"
+        )
+    with pytest.raises(ValueError, match="aggregation"):
+        policy_loss(lp, lp, adv, mask, importance_ratio=False, clip_eps=0.2, num_tokens=6, aggregation="seq")
+
+
+def test_warmup_ramps_the_learning_rate_linearly():
+    assert [warmup_lr(1e-3, u, 4) for u in range(6)] == pytest.approx(
+        [2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3, 1e-3]
+    )
+    assert warmup_lr(1e-3, 0, 0) == 1e-3  # off: the study's constant rate
 
 
 def test_ratio_one_gives_the_reinforce_gradient():

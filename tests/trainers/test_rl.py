@@ -187,6 +187,47 @@ def test_grouped_and_std_knobs_change_the_loss(tmp_path):
     assert len({round(v, 6) for v in losses.values()}) == 3
 
 
+def test_warmup_starts_the_first_update_at_a_fraction_of_the_rate(tmp_path):
+    m, warm = _one_update(tmp_path / "a", ThreeOfFour(), learning_rate=1e-3, warmup_updates=4)
+    _, quarter = _one_update(tmp_path / "b", ThreeOfFour(), learning_rate=2.5e-4)
+    _, full = _one_update(tmp_path / "c", ThreeOfFour(), learning_rate=1e-3)
+    assert m["lr"] == pytest.approx(2.5e-4)
+    assert warm == pytest.approx(quarter, rel=1e-4) and full > 3 * warm
+
+
+def _update_on(tiny, completions, advs, **kw):
+    """One `update` of a copy of the tiny Llama on fixed completions with plain SGD at rate 1 (so the parameter
+    change is minus the clipped gradient); returns (stats, parameter change)."""
+    import copy
+
+    from trainers.common import encode_example
+    from trainers.flops import FlopsCounter
+    from trainers.rl import update
+
+    base, tok = tiny
+    model = copy.deepcopy(base)
+    cfg = RLConfig(**{"batch_size": 4, "group_size": 2, "learning_rate": 1.0, **kw})
+    msgs = [{"role": "user", "content": "Goal: click 3"}]
+    examples = [encode_example(tok, msgs, c, max_seq_len=64) for c in completions]
+    stats = update(model, torch.optim.SGD(model.parameters(), lr=1.0), examples, advs, cfg,
+                   pad_id=tok.pad_token_id, counter=FlopsCounter(model))  # fmt: skip
+    delta = [(p - q).detach() for p, q in zip(model.parameters(), base.parameters(), strict=True)]
+    return stats, delta
+
+
+def test_sequence_aggregation_weighs_completions_not_tokens(tiny):
+    # a long successful completion and three short ones: the token mean gives the long one most of the weight
+    comps = ['"\n"\n"\n"\n"\n"\n"\n"\nclick("3")', 'click("3")', 'click("4")', 'click("5")']
+    advs = [1.5, -0.5, -0.5, -0.5]
+    tok, _ = _update_on(tiny, comps, advs, loss_aggregation="token")
+    seq, d1 = _update_on(tiny, comps, advs, loss_aggregation="sequence", micro_batch_size=1)
+    _, d4 = _update_on(tiny, comps, advs, loss_aggregation="sequence", micro_batch_size=4)
+    assert tok["loss"] != pytest.approx(seq["loss"], rel=1e-2)
+    # the denominator is the whole batch's sequence count, not the micro-batch's: accumulation changes nothing
+    for a, b in zip(d1, d4, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-7)
+
+
 def test_curriculum_sampling_follows_the_weights():
     g = goals(["letter-0", "letter-1", "letter-2"], range(10))
     st = CurriculumState(alpha=1.0)
@@ -213,6 +254,10 @@ def test_config_checks_name_the_fix():
         RLConfig(gamma=0.0)
     with pytest.raises(ValueError, match="learning_rate"):
         RLConfig(learning_rate=-1.0)
+    with pytest.raises(ValueError, match="'token' or 'sequence'"):
+        RLConfig(loss_aggregation="mean")
+    with pytest.raises(ValueError, match="warmup_updates"):
+        RLConfig(warmup_updates=-1)
 
 
 def test_swept_fields_are_the_paper_space():
