@@ -70,6 +70,8 @@ def main() -> None:
     ap.add_argument("--loss-aggregation", choices=("token", "sequence"), default="token",
                     help="RL loss average: over the batch's tokens (the study) or per completion")  # fmt: skip
     ap.add_argument("--warmup-updates", type=int, default=0, help="RL learning-rate warm-up (updates)")
+    ap.add_argument("--resume-from", help="an RL checkpoint of this command's run (with --branch): continue it "
+                    "to --rl-updates with the same numbers as an uninterrupted run")  # fmt: skip
     ap.add_argument("--max-steps", type=int, default=2, help="agent steps per episode")
     ap.add_argument("--eval-every", type=int, default=5)
     ap.add_argument(
@@ -159,7 +161,8 @@ def main() -> None:
             raise SystemExit(f"no branch point under {args.branch_below}: {branch_scores}")
         pick = below[-1]
     branch, at_branch = branches[pick], branch_scores[pick]
-    rl_cfg = dataclasses.replace(rl_cfg, init_checkpoint=branch.path, sft_flops=branch.flops)
+    rl_cfg = dataclasses.replace(rl_cfg, init_checkpoint=branch.path, sft_flops=branch.flops,
+                                 resume_from=args.resume_from)  # fmt: skip
     t1 = time.perf_counter()
     result = train_rl(rl_cfg, runner=runner, goal_splits=splits)
     t_rl = time.perf_counter() - t1
@@ -182,6 +185,8 @@ def main() -> None:
     print(f"ratio RL/branch                                 {ratio}")
     print("curve (update: held-out goal success, train return): " + ", ".join(
         f"{int(h['step'])}: {h['heldout_goal_success']:.2f}/{h['train_return']:.2f}" for h in result.history))  # fmt: skip
+    if args.resume_from:  # the run's own clock, which counts the time before the resume
+        t_rl = result.history[-1]["wall_s"]
     print(f"RL wall {t_rl:.1f} s ({t_rl / args.rl_updates:.2f} s/update, {args.batch_size} episodes/update)")
 
 
