@@ -202,14 +202,14 @@ def _trainable(config: dict[str, Any], settings_json: str) -> None:
     params = space.resolve({k: v for k, v in config.items() if k in space.names})
     context = tune.get_context()
     trial_id = context.get_trial_id()
-    with contextlib.ExitStack() as scratch:
-        # Tune runs a trial in its own working dir; without that (RAY_CHDIR_TO_TRIAL_DIR=0) a temporary one
-        work = (
-            Path(os.getcwd())
-            if Path(os.getcwd()).name == context.get_trial_name()
-            else Path(scratch.enter_context(tempfile.TemporaryDirectory(prefix="agentsweep-trial-")))
-        )
-        _run_objective(settings, params, context, trial_id, work)
+    # Tune runs a trial in its own working dir; without that (RAY_CHDIR_TO_TRIAL_DIR=0) a temporary one
+    in_trial_dir = Path(os.getcwd()).name == context.get_trial_name()
+    with (
+        contextlib.nullcontext(os.getcwd())
+        if in_trial_dir
+        else tempfile.TemporaryDirectory(prefix="agentsweep-trial-")
+    ) as work:
+        _run_objective(settings, params, context, trial_id, Path(work))
 
 
 def _run_objective(settings: SweepSettings, params: dict[str, Any], context: Any, trial_id: str,

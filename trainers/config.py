@@ -12,6 +12,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any, Literal
 
 from trainers.envio import families
+from trainers.grpo import LOSS_AGGREGATIONS
 
 __all__ = ["RLConfig", "SFTConfig", "TeacherConfig", "SWEPT_FIELDS"]
 
@@ -170,7 +171,7 @@ class RLConfig:
             )
         if self.group_size < 2 and self.grouped_advantage:
             raise ValueError("grouped_advantage needs group_size >= 2 (a group of one has zero advantage)")
-        if self.loss_aggregation not in ("token", "sequence"):
+        if self.loss_aggregation not in LOSS_AGGREGATIONS:
             raise ValueError(f"loss_aggregation={self.loss_aggregation!r} must be 'token' or 'sequence'")
         if self.warmup_updates < 0:
             raise ValueError(f"warmup_updates={self.warmup_updates} must be >= 0")

@@ -146,13 +146,14 @@ def update(model, optimizer, examples: Sequence[Encoded], advs: Sequence[float],
     `step` (updates done before this one) sets the warm-up learning rate."""
     import torch
 
+    lr = warmup_lr(cfg.learning_rate, step, cfg.warmup_updates)
     if not examples:
         return {"loss": 0.0, "clip_frac": 0.0, "ratio_mean": 1.0, "grad_norm": 0.0, "num_tokens": 0.0,
-                "lr": warmup_lr(cfg.learning_rate, step, cfg.warmup_updates)}  # fmt: skip
+                "lr": lr}  # fmt: skip
+    for group in optimizer.param_groups:
+        group["lr"] = lr
     device = next(model.parameters()).device
     num_tokens = sum(e.num_completion_tokens for e in examples)
-    for group in optimizer.param_groups:
-        group["lr"] = warmup_lr(cfg.learning_rate, step, cfg.warmup_updates)
     mb = cfg.micro_batch_size
     chunks = [
         (examples[k : k + mb], torch.tensor(advs[k : k + mb], device=device))
@@ -185,7 +186,7 @@ def update(model, optimizer, examples: Sequence[Encoded], advs: Sequence[float],
             clip_and_step(model, optimizer, max_grad_norm=cfg.max_grad_norm) / cfg.ppo_epochs
         )
     stats["num_tokens"] = float(num_tokens)
-    stats["lr"] = float(optimizer.param_groups[0]["lr"])
+    stats["lr"] = lr
     return stats
 
 
