@@ -1,0 +1,25 @@
+import numpy as np
+import pytest
+
+from analysis.selection import rolling_mean, select_checkpoint
+
+
+def test_rolling_mean_by_hand():
+    np.testing.assert_allclose(rolling_mean([0.1, 0.9, 0.2, 0.4]), [0.1, 0.5, 0.4, 0.5])
+    np.testing.assert_allclose(rolling_mean([1.0, 2.0, 3.0], window=1), [1.0, 2.0, 3.0])
+
+
+def test_rolling_mean_skips_missing_scores():
+    out = rolling_mean([np.nan, 0.5, np.nan, np.nan, np.nan])
+    assert np.isnan(out[0]) and np.isnan(out[4])
+    np.testing.assert_allclose(out[1:4], [0.5, 0.5, 0.5])
+
+
+def test_select_checkpoint_first_on_ties_and_last_without_scores():
+    assert select_checkpoint([0.0, 1.0, 0.0, 0.0, 1.0, 1.0, 0.0]) == 5
+    assert select_checkpoint([0.5, 0.5, 0.5]) == 0
+    assert select_checkpoint([np.nan, np.nan]) == 1
+    with pytest.raises(ValueError, match="no evaluations"):
+        select_checkpoint([])
+    with pytest.raises(ValueError, match="window"):
+        rolling_mean([1.0], window=0)
