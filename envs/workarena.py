@@ -146,15 +146,20 @@ class WorkArenaHost:
         for handler in [*logging.getLogger().handlers, logging.lastResort]:
             if handler is not None:
                 handler.addFilter(masking)
+        from envs.browser import PersistentBrowser
+
+        self._browser = PersistentBrowser(headless=self.settings.headless)
+        self._classes: dict[str, Any] = {}
+        self._episodes: dict[int, tuple[Any, Any, Any, str, list[dict[str, str]]]] = {}
+
+    def start(self) -> None:
+        """Load WorkArena's task classes and launch the browser (start-up failures surface when the runner opens)."""
         try:
             from browsergym.workarena import ATOMIC_TASKS
         except ImportError as e:
             raise RuntimeError("WorkArena needs `pip install browsergym-workarena` (the `web` extra)") from e
         self._classes = {cls.get_task_id().split(".")[-1]: cls for cls in ATOMIC_TASKS}
-        from envs.browser import PersistentBrowser
-
-        self._browser = PersistentBrowser(headless=self.settings.headless)
-        self._episodes: dict[int, tuple[Any, Any, Any, str, list[dict[str, str]]]] = {}
+        self._guard(self._browser.ensure)
 
     def _guard(self, fn, *args):
         try:
@@ -202,7 +207,11 @@ class WorkArenaHost:
         try:
             getattr(functions, action.name)(*action.args)
         except playwright.sync_api.Error as e:
-            error = redact(f"{type(e).__name__}: {str(e).splitlines()[0][:300]}", self._secrets)
+            if page.is_closed() or not self._browser.alive:
+                raise  # the browser or the page is gone: an env error
+            error = redact(f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:300]}", self._secrets)
+        except (ValueError, TypeError) as e:  # BrowserGym's own checks, e.g. no element with that bid
+            error = redact(f"{type(e).__name__}: {str(e)[:300]}", self._secrets)
         page.wait_for_timeout(self.settings.settle_ms)
         reward, done, message, _ = task_obj.validate(page, chat)
         if message:
