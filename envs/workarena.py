@@ -17,11 +17,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from envs.actions import Action
+from envs.hosts import StepOutcome, step_each
 
 __all__ = ["Secret", "WorkArenaSettings", "WorkArenaHost", "redact", "RedactingFilter", "ENV_VARS"]
 
@@ -87,7 +89,6 @@ class WorkArenaSettings:
     url: str
     username: str
     password: Secret = field(repr=False)
-    observation: Literal["html", "axtree", "compact"] = "axtree"
     settle_ms: int = 500
     action_timeout_ms: int = 5000
     page_timeout_ms: int = 60000
@@ -190,8 +191,11 @@ class WorkArenaHost:
         self._episodes[eid] = (task_obj, context, page, str(goal), chat)
         return self._observe(task, str(goal), page)
 
-    def step(self, eid: int, action: Action) -> tuple[dict[str, Any], float, bool, str]:
+    def step(self, eid: int, action: Action) -> StepOutcome:
         return self._guard(self._step, eid, action)
+
+    def step_many(self, items: Sequence[tuple[int, Action]]) -> list[StepOutcome | Exception]:
+        return step_each(self.step, items)
 
     def _step(self, eid: int, action: Action) -> tuple[dict[str, Any], float, bool, str]:
         import playwright.sync_api

@@ -1,10 +1,11 @@
 """The trainers' only door to `envs`: goals of a split and an episode runner, through the episode protocol.
 
-A runner is anything with `run_episodes(policy, goals, *, temperature, max_new_tokens, gamma, error_log)
--> list[Trajectory]` (same order as `goals`) and `close()`. A goal is anything with `.task` and `.seed`
+A runner is anything with `run_episodes(policy, goals, *, temperature, max_new_tokens, error_log)
+-> list[Trajectory]` (same order as `goals`) and `close()`; trajectories carry success and steps, and the RL
+return is computed here in trainers (`trainers.returns.episode_return`). A goal is anything with `.task` and `.seed`
 (or a `(task, seed)` pair). Tests may pass their own runner and goals to the trainers' functions.
 
-`env` names one family (`toy`, `miniwob`, `workarena`) or several joined by `+` (`toy+miniwob`): a run then
+`env` names one family (`envs.choices.FAMILIES`) or several joined by `+` (`toy+miniwob`): a run then
 trains and evaluates on tasks of every family named (task names carry their family, `miniwob.click-test`), each
 family's episodes run in that family's own worker pool, and `env_options` is keyed by family
 (`{"toy": {"num_distractors": 1}, "miniwob": {"observation": "compact"}}`).
@@ -36,7 +37,6 @@ class Runner(Protocol):
         *,
         temperature: float,
         max_new_tokens: int,
-        gamma: float,
         error_log: bool,
     ) -> list[Trajectory]: ...
 
@@ -51,10 +51,12 @@ def goal_key(goal: Any) -> tuple[str, int]:
 
 
 def families(env: str) -> list[str]:
-    """The env families of `env` (`toy+miniwob` -> [`toy`, `miniwob`]); raises on an empty or repeated name."""
+    """The env families of `env` (`toy+miniwob` -> [`toy`, `miniwob`]); raises on an unknown, empty or repeated name."""
+    from envs.choices import FAMILIES
+
     names = [f.strip() for f in env.split("+")]
-    if not all(names) or len(set(names)) != len(names):
-        raise ValueError(f"env {env!r}: name one family (toy, miniwob, workarena) or several joined by '+'")
+    if not set(names) <= set(FAMILIES) or len(set(names)) != len(names):
+        raise ValueError(f"env {env!r}: name one family ({', '.join(FAMILIES)}) or several joined by '+'")
     return names
 
 

@@ -160,8 +160,13 @@ def collect_teacher_traces(
             policy = _teacher_policy(cfg, counter)
         elif counter is not None:
             policy = _Counted(policy, counter)
-        trajs = runner.run_episodes(policy, played, temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens,
-                                    gamma=1.0, error_log=cfg.error_log)  # fmt: skip
+        trajs = runner.run_episodes(
+            policy,
+            played,
+            temperature=cfg.temperature,
+            max_new_tokens=cfg.max_new_tokens,
+            error_log=cfg.error_log,
+        )
     finally:
         if own_runner:
             runner.close()
