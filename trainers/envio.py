@@ -25,6 +25,7 @@ __all__ = [
     "goal_key",
     "split_goals",
     "open_env_runner",
+    "play_episodes",
     "scripted_policy",
 ]
 
@@ -41,6 +42,26 @@ class Runner(Protocol):
     ) -> list[Trajectory]: ...
 
     def close(self) -> None: ...
+
+
+class EpisodeOptions(Protocol):
+    """The sampling settings a config passes to the runner (`RLConfig`, `TeacherConfig`)."""
+
+    temperature: float
+    max_new_tokens: int
+    error_log: bool
+
+
+def play_episodes(
+    runner: Runner, policy: Policy, goals: Sequence[Any], cfg: EpisodeOptions
+) -> list[Trajectory]:
+    """One episode per goal with `cfg`'s temperature, max_new_tokens and error_log; trajectories in goal order."""
+    trajs = runner.run_episodes(
+        policy, goals, temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens, error_log=cfg.error_log
+    )
+    if len(trajs) != len(goals):
+        raise RuntimeError(f"runner returned {len(trajs)} trajectories for {len(goals)} episodes")
+    return trajs
 
 
 def goal_key(goal: Any) -> tuple[str, int]:

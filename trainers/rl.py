@@ -38,7 +38,7 @@ from trainers.common import (
     token_logprobs,
 )
 from trainers.config import RLConfig
-from trainers.envio import Runner, goal_key, open_env_runner, split_goals
+from trainers.envio import Runner, goal_key, open_env_runner, play_episodes, split_goals
 from trainers.flops import FlopsCounter
 from trainers.grpo import (
     CurriculumState,
@@ -101,15 +101,7 @@ def rollout(runner: Runner, policy, goals: Sequence[Any], cfg: RLConfig) -> list
     """Play each goal `group_size` times; returns (N, G) trajectories, one row per goal."""
     g = cfg.group_size
     played = [goal for goal in goals for _ in range(g)]
-    trajs = runner.run_episodes(
-        policy,
-        played,
-        temperature=cfg.temperature,
-        max_new_tokens=cfg.max_new_tokens,
-        error_log=cfg.error_log,
-    )
-    if len(trajs) != len(played):
-        raise RuntimeError(f"runner returned {len(trajs)} trajectories for {len(played)} episodes")
+    trajs = play_episodes(runner, policy, played, cfg)
     return [trajs[i * g : (i + 1) * g] for i in range(len(goals))]
 
 
@@ -211,13 +203,7 @@ def evaluate(runner: Runner, policy, goals: Sequence[Any], cfg: RLConfig, *, see
         return float("nan")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        trajs = runner.run_episodes(
-            policy,
-            list(goals),
-            temperature=cfg.temperature,
-            max_new_tokens=cfg.max_new_tokens,
-            error_log=cfg.error_log,
-        )
+        trajs = play_episodes(runner, policy, list(goals), cfg)
     ok = [t.success for t in trajs if not t.env_error]
     return float(np.mean(ok)) if ok else float("nan")
 
