@@ -103,7 +103,7 @@ def run_pool(
     with open_runner("miniwob", workers=workers, max_steps=max_steps, observation=observation) as runner:
         t1 = time.monotonic()
         trajs = runner.run_episodes(
-            ScriptedPolicy(), goals, temperature=0.0, max_new_tokens=64, gamma=1.0, error_log=True
+            ScriptedPolicy(), goals, temperature=0.0, max_new_tokens=64, error_log=True
         )
         t2 = time.monotonic()
         pss = [_pss_mib(pid) for pid in runner.worker_pids if pid is not None]

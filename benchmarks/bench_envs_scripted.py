@@ -30,7 +30,7 @@ def main() -> None:
     t0 = time.monotonic()
     with open_runner(family, workers=args.workers, observation=args.observation) as runner:
         trajs = runner.run_episodes(
-            ScriptedPolicy(), goal_list, temperature=0.0, max_new_tokens=64, gamma=1.0, error_log=True
+            ScriptedPolicy(), goal_list, temperature=0.0, max_new_tokens=64, error_log=True
         )
         retried = runner.num_env_errors
     wall_s = time.monotonic() - t0

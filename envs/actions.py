@@ -57,6 +57,12 @@ ACTIONS: dict[str, _Spec] = {
 
 _BUTTONS = ("left", "middle", "right")
 _MAX_ARG_CHARS = 1000
+_MAX_LINE_CHARS = 4 * _MAX_ARG_CHARS
+"""Longest action line parsed (a fill with a 1,000-character value fits); longer lines are refused unparsed."""
+_MAX_TEXT_CHARS = 50_000
+"""Longest completion looked at: hostile text must not cost a worker more than a bounded scan."""
+_MAX_ABS_NUMBER = 10**9
+"""Largest magnitude of a numeric argument (pixels of scroll, ms of wait); bids of more digits are refused."""
 _MAX_WAIT_MS = 5000  # a model must not stall a worker (that would read as an env error)
 
 
@@ -98,16 +104,23 @@ def _literal(node: ast.expr, types: tuple[type, ...], where: str) -> Any:
             and not isinstance(value, bool)
             and str in types
             and int not in types
+            and abs(value) <= _MAX_ABS_NUMBER  # str() of a huge int raises; such a bid is refused below
         ):
             value = str(value)  # click(12) -> click("12"): bids are strings
         if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
             raise ParseError(f"{where} must be {_type_names(types)}, got {value!r}")
         if isinstance(value, str) and len(value) > _MAX_ARG_CHARS:
             raise ParseError(f"{where} is longer than {_MAX_ARG_CHARS} characters")
+        if isinstance(value, int | float) and not abs(value) <= _MAX_ABS_NUMBER:  # also refuses inf and nan
+            raise ParseError(f"{where} must be a number between -{_MAX_ABS_NUMBER} and {_MAX_ABS_NUMBER}")
         return value
-    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub) and int in types:
-        inner = _literal(node.operand, _NUM, where)
-        return -inner
+    if (
+        isinstance(node, ast.UnaryOp)
+        and isinstance(node.op, ast.USub)
+        and isinstance(node.operand, ast.Constant)  # one minus sign, never a nest of them
+        and int in types
+    ):
+        return -_literal(node.operand, _NUM, where)
     if isinstance(node, ast.List) and list in types:
         return [_literal(e, _STR, where) for e in node.elts]
     raise ParseError(f"{where} must be a literal {_type_names(types)}, got `{ast.unparse(node)[:60]}`")
@@ -131,6 +144,10 @@ def _action_line(text: str) -> str:
 def parse_action(text: str) -> Action:
     """Parse the action on the completion's last non-empty line.
 
+    Hostile text cannot crash or stall the caller: the completion and the action line are capped
+    (`_MAX_TEXT_CHARS`, `_MAX_LINE_CHARS`), numbers are bounded (`_MAX_ABS_NUMBER`), and any failure inside
+    parsing (deep nesting, literals Python refuses to convert, NUL bytes, ...) is a `ParseError`.
+
     Args:
         text: the raw completion (reasoning lines, then one action).
 
@@ -140,7 +157,22 @@ def parse_action(text: str) -> Action:
     Raises:
         ParseError: with a message for the agent when the line is not exactly one allowed call with literal args.
     """
+    if len(text) > _MAX_TEXT_CHARS:
+        raise ParseError(f"answer of {len(text)} characters is too long: end a short answer with one action")
     line = _action_line(text)
+    if len(line) > _MAX_LINE_CHARS:
+        raise ParseError(f"action line of {len(line)} characters is longer than {_MAX_LINE_CHARS}")
+    try:
+        return _parse_line(line)
+    except ParseError:
+        raise
+    except (Exception, RecursionError) as e:  # noqa: BLE001 - whatever the text does to ast is the agent's error
+        raise ParseError(
+            f'could not parse `{line[:80]}` ({type(e).__name__}): write exactly one action, e.g. click("12")'
+        ) from None
+
+
+def _parse_line(line: str) -> Action:
     try:
         tree = ast.parse(line, mode="eval")
     except SyntaxError:

@@ -21,9 +21,11 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from envs.actions import Action
+from envs.choices import OBSERVATION_KINDS, ObservationKind, check_choice
+from envs.registry import FAMILY_SPECS
 
 __all__ = [
     "MiniWobSettings",
@@ -98,7 +100,7 @@ def miniwob_url() -> str:
 class MiniWobSettings:
     """Options of the MiniWoB++ host (pass them to `open_runner("miniwob", ...)`)."""
 
-    observation: Literal["html", "axtree", "compact"] = "html"
+    observation: ObservationKind = FAMILY_SPECS["miniwob"].default_observation
     """Which page views to extract besides the element list (html is the study's)."""
     settle_ms: int = 100
     """Wait after an action before validating and observing (BrowserGym waits 600 ms)."""
@@ -109,8 +111,7 @@ class MiniWobSettings:
     headless: bool = True
 
     def __post_init__(self) -> None:
-        if self.observation not in ("html", "axtree", "compact"):
-            raise ValueError(f"observation={self.observation!r}: choose html, axtree or compact")
+        check_choice("observation", self.observation, OBSERVATION_KINDS)
         for name in ("settle_ms", "action_timeout_ms", "page_timeout_ms"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 0")

@@ -7,6 +7,8 @@ import time
 
 import click
 
+from envs.choices import FAMILIES, OBSERVATION_KINDS
+
 __all__ = ["envs"]
 
 
@@ -48,11 +50,10 @@ def list_cmd(show_tasks: bool) -> None:
 @click.option("--max-steps", type=int, default=10, show_default=True)
 @click.option(
     "--observation",
-    type=click.Choice(["html", "axtree", "compact"]),
+    type=click.Choice(OBSERVATION_KINDS),
     default=None,
-    help="Page view in the prompt (default: html for miniwob, axtree for workarena).",
+    help="Page view in the prompt (default: the family's, as `envs.registry.FAMILY_SPECS` declares it).",
 )
-@click.option("--gamma", type=float, default=0.99, show_default=True)
 @click.option(
     "--jsonl", type=click.Path(dir_okay=False), default=None, help="Also write the trajectory here."
 )
@@ -63,15 +64,15 @@ def play(
     policy: str,
     max_steps: int,
     observation: str | None,
-    gamma: float,
     jsonl: str | None,
     show_prompts: bool,
 ) -> None:
     """Play one episode of TASK (e.g. miniwob.click-test, toy.login) and print the trajectory."""
     from rich.console import Console
 
+    from envs.jsonl import write_jsonl
     from envs.registry import family_of
-    from envs.runner import open_runner, write_jsonl
+    from envs.runner import open_runner
     from envs.scripted import ScriptedPolicy
 
     console = Console()
@@ -84,7 +85,6 @@ def play(
                 [(task, seed)],
                 temperature=0.0,
                 max_new_tokens=64,
-                gamma=gamma,
                 error_log=True,
             )
     except (ValueError, RuntimeError) as e:
@@ -100,15 +100,13 @@ def play(
             markup=False,
         )
     status = "success" if traj.success else ("ENV ERROR " + traj.env_error if traj.env_error else "failure")
-    console.print(
-        f"{status}; steps={traj.num_steps} return={traj.episode_return:.3f} wall={traj.wall_s:.2f}s"
-    )
+    console.print(f"{status}; steps={traj.num_steps} wall={traj.wall_s:.2f}s")
     if jsonl:
         write_jsonl([traj], jsonl)
 
 
 @envs.command()
-@click.option("--family", type=click.Choice(["toy", "miniwob"]), default="miniwob", show_default=True)
+@click.option("--family", type=click.Choice(FAMILIES), default="miniwob", show_default=True)
 @click.option(
     "--tasks",
     default="click-test,click-test-2,enter-text,click-link,login-user",
@@ -135,7 +133,7 @@ def bench(family: str, tasks: str, seeds: int, workers: int, episodes_per_worker
             start_s = time.monotonic() - t0
             t1 = time.monotonic()
             trajs = runner.run_episodes(
-                ScriptedPolicy(), goals, temperature=0.0, max_new_tokens=64, gamma=1.0, error_log=True
+                ScriptedPolicy(), goals, temperature=0.0, max_new_tokens=64, error_log=True
             )
             run_s = time.monotonic() - t1
     except (ValueError, RuntimeError) as e:

@@ -9,16 +9,16 @@ action's error. Token counts are estimated at `CHARS_PER_TOKEN` characters per t
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any
 
 from envs.actions import action_space_doc
+from envs.choices import Family, ObservationKind
 from envs.protocol import Prompt
 
-__all__ = ["PROMPT_VERSION", "CHARS_PER_TOKEN", "ObservationKind", "build_prompt", "truncate"]
+__all__ = ["PROMPT_VERSION", "CHARS_PER_TOKEN", "build_prompt", "truncate"]
 
 PROMPT_VERSION = "v1"
 CHARS_PER_TOKEN = 4
-ObservationKind = Literal["html", "axtree", "compact"]
 
 _TOY_SYSTEM = 'Act on the page. Answer with one action: click("bid"), fill("bid", "text") or check("bid").'
 _WEB_ACTIONS = (
@@ -64,11 +64,11 @@ def _page_text(obs: dict[str, Any], kind: ObservationKind) -> str:
 def build_prompt(
     obs: dict[str, Any],
     *,
-    family: str,
+    family: Family,
     history: Sequence[str],
     last_error: str,
     error_log: bool,
-    observation: ObservationKind = "html",
+    observation: ObservationKind | None = None,
     max_obs_tokens: int = 2000,
     max_history: int = 10,
 ) -> Prompt:
@@ -80,13 +80,17 @@ def build_prompt(
         history: canonical past actions (or parse errors), oldest first.
         last_error: the last action's error ("" when none).
         error_log: whether to show `last_error` (the RL hyperparameter `error_log`).
-        observation: which page view to show (toy always shows its page).
+        observation: which page view to show; None is the family's default (`envs.registry.FAMILY_SPECS`). The
+            toy env always shows its page.
         max_obs_tokens: token budget of the page text.
         max_history: how many past actions to show (the most recent).
 
     Returns:
         A `Prompt` whose `observation` is `obs` plus `step`, `history` and `last_action_error`.
     """
+    from envs.registry import family_spec
+
+    observation = observation or family_spec(family).default_observation
     if family == "toy":
         system = _TOY_SYSTEM
     elif observation == "compact":

@@ -20,7 +20,6 @@ __all__ = [
     "Policy",
     "Step",
     "Trajectory",
-    "episode_return",
 ]
 
 Message = dict[str, str]  # {"role": "system"|"user"|"assistant", "content": str}
@@ -92,9 +91,8 @@ class Trajectory:
     goal: str
     steps: list[Step] = field(default_factory=list)
     success: bool = False
-    """True when the environment reported success (reward > 0 at termination)."""
-    episode_return: float = 0.0
-    """+1 on success, -1 otherwise, times gamma**num_steps (see `episode_return`)."""
+    """True when the environment reported success (reward > 0 at termination); the RL return (success, steps and
+    a discount) is the trainers' to compute."""
     env_error: str = ""
     """Infrastructure failure (browser crash, timeout under load); such episodes are not agent failures."""
     wall_s: float = 0.0
@@ -131,21 +129,5 @@ class Trajectory:
             )
             rest = {k: v for k, v in s.items() if k not in ("prompt", "completion")}
             steps.append(Step(prompt=prompt, completion=completion, **rest))
-        fields = {k: v for k, v in d.items() if k not in ("steps", "num_steps")}
-        return cls(steps=steps, **fields)
-
-
-def episode_return(success: bool, num_steps: int, gamma: float) -> float:
-    """The study's episode return: +1 on success, -1 on failure, discounted by gamma per step.
-
-    Args:
-        success: whether the episode succeeded.
-        num_steps: agent steps taken (each parsed or unparsed completion counts as one).
-        gamma: discount in (0, 1].
-
-    Returns:
-        (+1 if success else -1) * gamma**num_steps.
-    """
-    if not 0.0 < gamma <= 1.0:
-        raise ValueError(f"gamma={gamma} must be in (0, 1]")
-    return (1.0 if success else -1.0) * gamma**num_steps
+        fields = {k: v for k, v in d.items() if k not in ("steps", "num_steps", "episode_return")}
+        return cls(steps=steps, **fields)  # episode_return: in files written before envs stopped computing it

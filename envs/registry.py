@@ -1,4 +1,9 @@
-"""Task registry: the study's splits as named goal sets (see SPLITS.md), for MiniWoB++, WorkArena L1 and the toy env.
+"""The env-family registry: one entry per family (host, settings, observations, splits) and the study's goal sets.
+
+Each family is one `FamilySpec` in `FAMILY_SPECS`: its host class (an `envs.hosts.EnvHost`), the settings dataclass
+that checks the host's options, the page views its host can show (the first is the family's default observation),
+and its task splits (see SPLITS.md). Hosts and settings are named as `"module:Name"` and imported only when used,
+so the registry stays light and BrowserGym loads only in the worker processes.
 
 A goal is a `(task, seed)` pair; task names carry their family: `miniwob.<task>`, `workarena.<task>`,
 `toy.<task>`. Splits (seeds are the goal index of the task):
@@ -12,8 +17,10 @@ A goal is a `(task, seed)` pair; task names carry their family: `miniwob.<task>`
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 
+from envs.choices import FAMILIES, Family, ObservationKind, check_choice
 from envs.toy import TOY_HELDOUT_TASKS, TOY_TRAIN_TASKS
 
 __all__ = [
@@ -21,10 +28,14 @@ __all__ = [
     "MINIWOB_TEST_TASKS",
     "WORKARENA_TRAIN_TASKS",
     "WORKARENA_TEST_TASKS",
+    "FamilySpec",
+    "FAMILY_SPECS",
     "SPLITS",
+    "family_spec",
     "family_of",
     "goals",
     "all_tasks",
+    "check_tasks",
 ]
 
 MINIWOB_TRAIN_TASKS: tuple[str, ...] = tuple(
@@ -208,37 +219,115 @@ WORKARENA_TRAIN_TASKS: tuple[str, ...] = tuple(
     and t not in ("multi-chart-value-retrieval", "multi-chart-min-max-retrieval")
 )
 
-# split name -> (family, tasks, seeds)
-SPLITS: dict[str, tuple[str, tuple[str, ...], tuple[int, ...]]] = {
-    "miniwob.train": ("miniwob", MINIWOB_TRAIN_TASKS, tuple(range(3, 10))),
-    "miniwob.heldout_goals": ("miniwob", MINIWOB_TRAIN_TASKS, tuple(range(0, 3))),
-    "miniwob.heldout_tasks": ("miniwob", MINIWOB_TEST_TASKS, tuple(range(0, 10))),
-    "workarena.train": ("workarena", WORKARENA_TRAIN_TASKS, tuple(range(0, 10))),
-    "workarena.test": ("workarena", WORKARENA_TEST_TASKS, tuple(range(0, 10))),
-    "toy.train": ("toy", TOY_TRAIN_TASKS, tuple(range(3, 50))),
-    "toy.heldout_goals": ("toy", TOY_TRAIN_TASKS, tuple(range(0, 3))),
-    "toy.heldout_tasks": ("toy", TOY_HELDOUT_TASKS, tuple(range(0, 10))),
+Split = tuple[tuple[str, ...], tuple[int, ...]]
+"""(task names without the family prefix, seeds)."""
+
+
+@dataclass(frozen=True)
+class FamilySpec:
+    """One env family: where its host lives, how its options are checked, what it shows, which goals it has."""
+
+    family: Family
+    host: str
+    """`module:Class` of the family's `envs.hosts.EnvHost` (one per worker; built with the host options)."""
+    settings: str
+    """`module:Class` of the settings dataclass that checks the host options in the calling process (built with its
+    `from_env(**options)` classmethod when it has one: credentials come from the environment)."""
+    observations: tuple[ObservationKind, ...]
+    """The page views the host shows; the first is the family's default observation."""
+    tasks: tuple[str, ...]
+    """Every task the host can play (bare names, training tasks first); the splits draw from them."""
+    splits: Mapping[str, Split] = field(default_factory=dict)
+    """Split name (without the family prefix) -> (tasks, seeds)."""
+    in_process: bool = False
+    """The hosts live in the calling process (their steps take microseconds), not one worker process each."""
+    worker_index: bool = False
+    """The host takes `worker_index=` (its position in the pool: WorkArena picks its instance from a pool file)."""
+    requires: tuple[tuple[str, str], ...] = ()
+    """(module, what to install) pairs checked before any worker starts."""
+
+    @property
+    def default_observation(self) -> ObservationKind:
+        return self.observations[0]
+
+
+FAMILY_SPECS: dict[Family, FamilySpec] = {
+    spec.family: spec
+    for spec in (
+        FamilySpec(
+            "miniwob",
+            host="envs.browser:MiniWobHost",
+            settings="envs.browser:MiniWobSettings",
+            observations=("html", "axtree", "compact"),
+            tasks=MINIWOB_TRAIN_TASKS + MINIWOB_TEST_TASKS,
+            splits={
+                "train": (MINIWOB_TRAIN_TASKS, tuple(range(3, 10))),
+                "heldout_goals": (MINIWOB_TRAIN_TASKS, tuple(range(0, 3))),
+                "heldout_tasks": (MINIWOB_TEST_TASKS, tuple(range(0, 10))),
+            },
+        ),
+        FamilySpec(
+            "workarena",
+            host="envs.workarena:WorkArenaHost",
+            settings="envs.workarena:WorkArenaSettings",
+            observations=("axtree", "compact"),
+            tasks=_WORKARENA_L1,
+            splits={
+                "train": (WORKARENA_TRAIN_TASKS, tuple(range(0, 10))),
+                "test": (WORKARENA_TEST_TASKS, tuple(range(0, 10))),
+            },
+            worker_index=True,
+            requires=(("browsergym.workarena", "`pip install browsergym-workarena` (the `web` extra)"),),
+        ),
+        FamilySpec(
+            "toy",
+            host="envs.toy:ToyHost",
+            settings="envs.toy:ToySettings",
+            observations=("compact",),
+            tasks=TOY_TRAIN_TASKS + TOY_HELDOUT_TASKS,
+            in_process=True,
+            splits={
+                "train": (TOY_TRAIN_TASKS, tuple(range(3, 50))),
+                "heldout_goals": (TOY_TRAIN_TASKS, tuple(range(0, 3))),
+                "heldout_tasks": (TOY_HELDOUT_TASKS, tuple(range(0, 10))),
+            },
+        ),
+    )
 }
+"""Every env family's entry, the study's families first."""
+
+SPLITS: dict[str, tuple[Family, tuple[str, ...], tuple[int, ...]]] = {
+    f"{spec.family}.{name}": (spec.family, tasks, seeds)
+    for spec in FAMILY_SPECS.values()
+    for name, (tasks, seeds) in spec.splits.items()
+}
+"""Split name (`miniwob.train`) -> (family, tasks, seeds), every family's splits."""
 
 
-def family_of(task: str) -> str:
+def family_spec(family: str) -> FamilySpec:
+    """The registry entry of a family; a ValueError names the families."""
+    check_choice("family", family, FAMILIES)
+    return FAMILY_SPECS[family]  # type: ignore[index]
+
+
+def family_of(task: str) -> Family:
     """`miniwob.click-test` -> `miniwob`; raises for an unknown family."""
     family = task.split(".", 1)[0]
-    if "." not in task or family not in ("miniwob", "workarena", "toy"):
-        raise ValueError(f"task {task!r} must be named <family>.<task> with family miniwob, workarena or toy")
-    return family
+    if "." not in task or family not in FAMILIES:
+        raise ValueError(f"task {task!r} must be named <family>.<task> with family {', '.join(FAMILIES)}")
+    return family  # type: ignore[return-value]
 
 
 def all_tasks(family: str) -> tuple[str, ...]:
     """Every registered task of a family, full names, training tasks first."""
-    names = {
-        "miniwob": MINIWOB_TRAIN_TASKS + MINIWOB_TEST_TASKS,
-        "workarena": _WORKARENA_L1,
-        "toy": TOY_TRAIN_TASKS + TOY_HELDOUT_TASKS,
-    }.get(family)
-    if names is None:
-        raise ValueError(f"unknown env family {family!r}; choose miniwob, workarena or toy")
-    return tuple(f"{family}.{t}" for t in names)
+    return tuple(f"{family}.{t}" for t in family_spec(family).tasks)
+
+
+def check_tasks(family: str, tasks: Iterable[str]) -> None:
+    """Raise a ValueError naming the tasks that are not registered tasks of `family`."""
+    unknown = sorted(set(tasks) - set(all_tasks(family)))
+    if unknown:
+        raise ValueError(f"unknown {family} task(s) {unknown[:5]}; `agentsweep envs list` shows the tasks")
 
 
 def goals(split: str, *, tasks: Sequence[str] | None = None) -> list[tuple[str, int]]:

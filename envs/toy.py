@@ -32,20 +32,27 @@ not fit the element (fill on a button), give an action error and change nothing;
 from __future__ import annotations
 
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Literal, get_args
 
 import numpy as np
 
 from envs.actions import Action
+from envs.choices import check_choice
+from envs.hosts import StepOutcome, step_each
 
 __all__ = [
+    "BidMode",
     "BID_MODES",
     "TOY_TASKS",
     "TOY_TRAIN_TASKS",
     "TOY_HELDOUT_TASKS",
     "ToyEnv",
     "ToyElement",
+    "ToySettings",
     "ToyHost",
+    "sample_corpus",
 ]
 
 TOY_TRAIN_TASKS = ("click-button", "click-sequence", "fill-text", "check-boxes", "login")
@@ -80,7 +87,9 @@ _WORDS = (
 )
 _FIELDS = ("name", "city", "email", "note", "code")
 _FIXED_LABELS = ("submit", "username", "password", "login")
-BID_MODES = ("random", "stable")
+BidMode = Literal["random", "stable"]
+"""Toy bids: drawn per seed (`random`), or one fixed bid per label on every page (`stable`)."""
+BID_MODES: tuple[BidMode, ...] = get_args(BidMode)
 # bids="stable": one bid per label for every page, a fixed permutation (never changes: it defines the toy site)
 _LABELS = _WORDS + _FIELDS + _FIXED_LABELS
 _STABLE_BIDS = {
@@ -114,7 +123,7 @@ class ToyEnv:
 
     num_distractors: int = 1
     num_steps: int = 2
-    bids: str = "random"
+    bids: BidMode = "random"
     task: str = ""
     seed: int = 0
     goal: str = ""
@@ -127,8 +136,7 @@ class ToyEnv:
             raise ValueError(f"num_distractors={self.num_distractors} must be >= 0")
         if self.num_steps < 1:
             raise ValueError(f"num_steps={self.num_steps} must be >= 1")
-        if self.bids not in BID_MODES:
-            raise ValueError(f"bids={self.bids!r}: use one of {', '.join(BID_MODES)}")
+        check_choice("bids", self.bids, BID_MODES)
 
     def reset(self, task: str, seed: int) -> dict:
         name = task.removeprefix("toy.")
@@ -278,16 +286,34 @@ class ToyEnv:
         return True
 
 
-class ToyHost:
-    """Holds the live toy episodes of one worker (the runner's host interface)."""
+@dataclass(frozen=True)
+class ToySettings:
+    """Options of the toy host (pass them to `open_runner("toy", ...)`)."""
 
-    def __init__(self, *, num_distractors: int = 1, num_steps: int = 2, bids: str = "random") -> None:
-        ToyEnv(num_distractors=num_distractors, num_steps=num_steps, bids=bids)  # validates
-        self.num_distractors, self.num_steps, self.bids = num_distractors, num_steps, bids
+    num_distractors: int = 1
+    """Extra elements per page."""
+    num_steps: int = 2
+    """Length of the multi-step tasks (clicks in a sequence, boxes to tick + 1)."""
+    bids: BidMode = "random"
+    """`random` bids per seed, or `stable` bids fixed per label."""
+
+    def __post_init__(self) -> None:
+        ToyEnv(num_distractors=self.num_distractors, num_steps=self.num_steps, bids=self.bids)  # validates
+
+
+class ToyHost:
+    """Holds the live toy episodes of one worker (an `envs.hosts.EnvHost`)."""
+
+    def __init__(self, **options: object) -> None:
+        self.settings = ToySettings(**options)  # type: ignore[arg-type]
         self._envs: dict[int, ToyEnv] = {}
 
+    def start(self) -> None:
+        """Nothing to launch."""
+
     def reset(self, eid: int, task: str, seed: int) -> dict:
-        env = ToyEnv(num_distractors=self.num_distractors, num_steps=self.num_steps, bids=self.bids)
+        s = self.settings
+        env = ToyEnv(num_distractors=s.num_distractors, num_steps=s.num_steps, bids=s.bids)
         obs = env.reset(task, seed)
         self._envs[eid] = env
         return obs
@@ -295,8 +321,37 @@ class ToyHost:
     def step(self, eid: int, action: Action) -> tuple[dict, float, bool, str]:
         return self._envs[eid].step(action)
 
+    def step_many(self, items: Sequence[tuple[int, Action]]) -> list[StepOutcome | Exception]:
+        return step_each(self.step, items)
+
     def close(self, eid: int) -> None:
         self._envs.pop(eid, None)
 
     def shutdown(self) -> None:
         self._envs.clear()
+
+
+def sample_corpus(*, num_seeds: int, num_distractors: int, num_steps: int) -> list[str]:
+    """Text of toy episodes' first steps: per task and seed, the prompt's messages and the scripted answer.
+
+    For training a tokenizer on what toy agents read and write (trainers' tiny tokenizer).
+
+    Args:
+        num_seeds: seeds 0..num_seeds-1 of every toy task.
+        num_distractors, num_steps: the toy difficulty (`ToySettings`).
+
+    Returns:
+        [system, user, "<reasoning>\n<action>", ...], three strings per (task, seed), task-major.
+    """
+    from envs.prompts import build_prompt
+    from envs.scripted import solve_toy
+
+    lines: list[str] = []
+    for task in TOY_TASKS:
+        env = ToyEnv(num_distractors=num_distractors, num_steps=num_steps)
+        for seed in range(num_seeds):
+            obs = env.reset(f"toy.{task}", seed)
+            prompt = build_prompt(obs, family="toy", history=[], last_error="", error_log=False)
+            reasoning, action = solve_toy(prompt.observation)
+            lines += [m["content"] for m in prompt.messages] + [f"{reasoning}\n{action}"]
+    return lines

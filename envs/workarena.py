@@ -17,11 +17,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from envs.actions import Action
+from envs.hosts import StepOutcome, step_each
 
 __all__ = ["Secret", "WorkArenaSettings", "WorkArenaHost", "redact", "RedactingFilter", "ENV_VARS"]
 
@@ -87,7 +89,6 @@ class WorkArenaSettings:
     url: str
     username: str
     password: Secret = field(repr=False)
-    observation: Literal["html", "axtree", "compact"] = "axtree"
     settle_ms: int = 500
     action_timeout_ms: int = 5000
     page_timeout_ms: int = 60000
@@ -146,15 +147,20 @@ class WorkArenaHost:
         for handler in [*logging.getLogger().handlers, logging.lastResort]:
             if handler is not None:
                 handler.addFilter(masking)
+        from envs.browser import PersistentBrowser
+
+        self._browser = PersistentBrowser(headless=self.settings.headless)
+        self._classes: dict[str, Any] = {}
+        self._episodes: dict[int, tuple[Any, Any, Any, str, list[dict[str, str]]]] = {}
+
+    def start(self) -> None:
+        """Load WorkArena's task classes and launch the browser (start-up failures surface when the runner opens)."""
         try:
             from browsergym.workarena import ATOMIC_TASKS
         except ImportError as e:
             raise RuntimeError("WorkArena needs `pip install browsergym-workarena` (the `web` extra)") from e
         self._classes = {cls.get_task_id().split(".")[-1]: cls for cls in ATOMIC_TASKS}
-        from envs.browser import PersistentBrowser
-
-        self._browser = PersistentBrowser(headless=self.settings.headless)
-        self._episodes: dict[int, tuple[Any, Any, Any, str, list[dict[str, str]]]] = {}
+        self._guard(self._browser.ensure)
 
     def _guard(self, fn, *args):
         try:
@@ -185,8 +191,11 @@ class WorkArenaHost:
         self._episodes[eid] = (task_obj, context, page, str(goal), chat)
         return self._observe(task, str(goal), page)
 
-    def step(self, eid: int, action: Action) -> tuple[dict[str, Any], float, bool, str]:
+    def step(self, eid: int, action: Action) -> StepOutcome:
         return self._guard(self._step, eid, action)
+
+    def step_many(self, items: Sequence[tuple[int, Action]]) -> list[StepOutcome | Exception]:
+        return step_each(self.step, items)
 
     def _step(self, eid: int, action: Action) -> tuple[dict[str, Any], float, bool, str]:
         import playwright.sync_api
@@ -202,7 +211,11 @@ class WorkArenaHost:
         try:
             getattr(functions, action.name)(*action.args)
         except playwright.sync_api.Error as e:
-            error = redact(f"{type(e).__name__}: {str(e).splitlines()[0][:300]}", self._secrets)
+            if page.is_closed() or not self._browser.alive:
+                raise  # the browser or the page is gone: an env error
+            error = redact(f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:300]}", self._secrets)
+        except (ValueError, TypeError) as e:  # BrowserGym's own checks, e.g. no element with that bid
+            error = redact(f"{type(e).__name__}: {str(e)[:300]}", self._secrets)
         page.wait_for_timeout(self.settings.settle_ms)
         reward, done, message, _ = task_obj.validate(page, chat)
         if message:

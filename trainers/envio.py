@@ -1,10 +1,11 @@
 """The trainers' only door to `envs`: goals of a split and an episode runner, through the episode protocol.
 
-A runner is anything with `run_episodes(policy, goals, *, temperature, max_new_tokens, gamma, error_log)
--> list[Trajectory]` (same order as `goals`) and `close()`. A goal is anything with `.task` and `.seed`
+A runner is anything with `run_episodes(policy, goals, *, temperature, max_new_tokens, error_log)
+-> list[Trajectory]` (same order as `goals`) and `close()`; trajectories carry success and steps, and the RL
+return is computed here in trainers (`trainers.returns.episode_return`). A goal is anything with `.task` and `.seed`
 (or a `(task, seed)` pair). Tests may pass their own runner and goals to the trainers' functions.
 
-`env` names one family (`toy`, `miniwob`, `workarena`) or several joined by `+` (`toy+miniwob`): a run then
+`env` names one family (`envs.choices.FAMILIES`) or several joined by `+` (`toy+miniwob`): a run then
 trains and evaluates on tasks of every family named (task names carry their family, `miniwob.click-test`), each
 family's episodes run in that family's own worker pool, and `env_options` is keyed by family
 (`{"toy": {"num_distractors": 1}, "miniwob": {"observation": "compact"}}`).
@@ -24,6 +25,7 @@ __all__ = [
     "goal_key",
     "split_goals",
     "open_env_runner",
+    "play_episodes",
     "scripted_policy",
 ]
 
@@ -36,11 +38,30 @@ class Runner(Protocol):
         *,
         temperature: float,
         max_new_tokens: int,
-        gamma: float,
         error_log: bool,
     ) -> list[Trajectory]: ...
 
     def close(self) -> None: ...
+
+
+class EpisodeOptions(Protocol):
+    """The sampling settings a config passes to the runner (`RLConfig`, `TeacherConfig`)."""
+
+    temperature: float
+    max_new_tokens: int
+    error_log: bool
+
+
+def play_episodes(
+    runner: Runner, policy: Policy, goals: Sequence[Any], cfg: EpisodeOptions
+) -> list[Trajectory]:
+    """One episode per goal with `cfg`'s temperature, max_new_tokens and error_log; trajectories in goal order."""
+    trajs = runner.run_episodes(
+        policy, goals, temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens, error_log=cfg.error_log
+    )
+    if len(trajs) != len(goals):
+        raise RuntimeError(f"runner returned {len(trajs)} trajectories for {len(goals)} episodes")
+    return trajs
 
 
 def goal_key(goal: Any) -> tuple[str, int]:
@@ -51,10 +72,12 @@ def goal_key(goal: Any) -> tuple[str, int]:
 
 
 def families(env: str) -> list[str]:
-    """The env families of `env` (`toy+miniwob` -> [`toy`, `miniwob`]); raises on an empty or repeated name."""
+    """The env families of `env` (`toy+miniwob` -> [`toy`, `miniwob`]); raises on an unknown, empty or repeated name."""
+    from envs.choices import FAMILIES
+
     names = [f.strip() for f in env.split("+")]
-    if not all(names) or len(set(names)) != len(names):
-        raise ValueError(f"env {env!r}: name one family (toy, miniwob, workarena) or several joined by '+'")
+    if not set(names) <= set(FAMILIES) or len(set(names)) != len(names):
+        raise ValueError(f"env {env!r}: name one family ({', '.join(FAMILIES)}) or several joined by '+'")
     return names
 
 

@@ -52,21 +52,12 @@ TOKENIZER_VERSION = 2
 
 def _corpus() -> list[str]:
     """The tiny tokenizer's training text: `_CORPUS`, every bid a page can show, and the toy envs' own prompts and
-    scripted answers (all tasks, a few seeds, with distractors), so page words and bids become single tokens and a
-    tiny model can copy a bid in one step instead of digit by digit."""
-    from envs.prompts import build_prompt
-    from envs.scripted import solve_toy
-    from envs.toy import TOY_TASKS, ToyEnv
+    scripted answers (`envs.toy.sample_corpus`: all tasks, a few seeds, with distractors), so page words and bids
+    become single tokens and a tiny model can copy a bid in one step instead of digit by digit."""
+    from envs.toy import sample_corpus
 
-    lines = list(_CORPUS) + [" ".join(f'[{i}] click("{i}")' for i in range(200))]
-    for task in TOY_TASKS:
-        env = ToyEnv(num_distractors=3, num_steps=3)
-        for seed in range(8):
-            obs = env.reset(f"toy.{task}", seed)
-            prompt = build_prompt(obs, family="toy", history=[], last_error="", error_log=False)
-            reasoning, action = solve_toy(prompt.observation)
-            lines += [m["content"] for m in prompt.messages] + [f"{reasoning}\n{action}"]
-    return lines
+    bids = " ".join(f'[{i}] click("{i}")' for i in range(200))
+    return [*_CORPUS, bids, *sample_corpus(num_seeds=8, num_distractors=3, num_steps=3)]
 
 
 def cache_dir() -> Path:

@@ -38,7 +38,7 @@ from trainers.common import (
     token_logprobs,
 )
 from trainers.config import RLConfig
-from trainers.envio import Runner, goal_key, open_env_runner, split_goals
+from trainers.envio import Runner, goal_key, open_env_runner, play_episodes, split_goals
 from trainers.flops import FlopsCounter
 from trainers.grpo import (
     CurriculumState,
@@ -101,17 +101,21 @@ def rollout(runner: Runner, policy, goals: Sequence[Any], cfg: RLConfig) -> list
     """Play each goal `group_size` times; returns (N, G) trajectories, one row per goal."""
     g = cfg.group_size
     played = [goal for goal in goals for _ in range(g)]
-    trajs = runner.run_episodes(policy, played, temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens,
-                                gamma=cfg.gamma, error_log=cfg.error_log)  # fmt: skip
-    if len(trajs) != len(played):
-        raise RuntimeError(f"runner returned {len(trajs)} trajectories for {len(played)} episodes")
+    trajs = play_episodes(runner, policy, played, cfg)
     return [trajs[i * g : (i + 1) * g] for i in range(len(goals))]
 
 
-def group_returns(groups: Sequence[Sequence[Trajectory]]) -> np.ndarray:
-    """(N, G) episode returns; NaN for episodes lost to an env error."""
+def group_returns(groups: Sequence[Sequence[Trajectory]], gamma: float) -> np.ndarray:
+    """(N, G) episode returns (`trainers.returns.episode_return` with discount `gamma`); NaN for episodes lost to
+    an env error."""
+    from trainers.returns import episode_return
+
     return np.array(
-        [[np.nan if t.env_error else t.episode_return for t in row] for row in groups], dtype=np.float64
+        [
+            [np.nan if t.env_error else episode_return(t.success, t.num_steps, gamma) for t in row]
+            for row in groups
+        ],
+        dtype=np.float64,
     )
 
 
@@ -199,8 +203,7 @@ def evaluate(runner: Runner, policy, goals: Sequence[Any], cfg: RLConfig, *, see
         return float("nan")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        trajs = runner.run_episodes(policy, list(goals), temperature=cfg.temperature,
-                                    max_new_tokens=cfg.max_new_tokens, gamma=cfg.gamma, error_log=cfg.error_log)  # fmt: skip
+        trajs = play_episodes(runner, policy, list(goals), cfg)
     ok = [t.success for t in trajs if not t.env_error]
     return float(np.mean(ok)) if ok else float("nan")
 
@@ -281,7 +284,7 @@ def train_rl(cfg: RLConfig, report: Callable[..., None] | None = None, *, runner
             goals = sample_goals(train_goals, cfg.goals_per_update, rng, curriculum=curriculum,
                                  target_return=cfg.curriculum_target_return, temperature=cfg.curriculum_temperature)  # fmt: skip
             groups = rollout(runner, policy, goals, cfg)
-            returns = group_returns(groups)
+            returns = group_returns(groups, cfg.gamma)
             adv = advantages(
                 returns, grouped=cfg.grouped_advantage, std_normalize=cfg.std_normalize, eps=cfg.adv_eps
             )

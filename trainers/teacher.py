@@ -19,7 +19,7 @@ from typing import Any
 
 from envs.protocol import Trajectory
 from trainers.config import TeacherConfig
-from trainers.envio import Runner, goal_key, open_env_runner, scripted_policy, split_goals
+from trainers.envio import Runner, goal_key, open_env_runner, play_episodes, scripted_policy, split_goals
 from trainers.flops import FlopsCounter
 
 __all__ = ["SFTExample", "TraceSet", "collect_teacher_traces", "examples_from_trajectories"]
@@ -160,8 +160,7 @@ def collect_teacher_traces(
             policy = _teacher_policy(cfg, counter)
         elif counter is not None:
             policy = _Counted(policy, counter)
-        trajs = runner.run_episodes(policy, played, temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens,
-                                    gamma=1.0, error_log=cfg.error_log)  # fmt: skip
+        trajs = play_episodes(runner, policy, played, cfg)
     finally:
         if own_runner:
             runner.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from envs.actions import Action, ParseError, parse_action
@@ -66,3 +68,96 @@ def test_code_is_built_from_literals_with_repr() -> None:
     assert code == "fill('3', 'a\") ; import os ; (\"')"
     # the code string is one call whose arguments are exactly the validated literals
     assert parse_action(code) == action
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "scroll(" + "-" * 1000 + "1, 0)",  # RecursionError before: nested unary minus
+        "noop(0x" + "f" * 3600 + ")",  # ValueError before: integer string conversion limit
+        "click(" + "9" * 5000 + ")",
+        "scroll(1e308, -1e308)",
+        "scroll(1e999, 0)",
+        "noop(" + "(" * 300 + "1" + ")" * 300 + ")",
+        'fill("1", "' + "x" * 100_000 + '")',
+        "```" * 20_000,
+        'click("1\x00")',
+        "click(\ud800)",
+    ],
+)
+def test_hostile_completions_are_parse_errors_not_crashes(text: str) -> None:
+    with pytest.raises(ParseError):
+        parse_action(text)
+
+
+def _fuzz_strings(rng: random.Random, n: int) -> list[str]:
+    """Deep nesting, huge literals, unicode, NUL bytes and near misses of valid actions."""
+    valid = [
+        'click("12")',
+        'fill("3", "hello")',
+        "scroll(0, -200)",
+        'select_option("7", ["a", "b"])',
+        'click(bid="9", button="right")',
+        "noop(500)",
+        'press("5", "Enter")',
+    ]
+    alphabet = "()[]{},.\"'-+*=_x0123456789e \n\t\\`#;:"
+    out: list[str] = []
+    for k in range(n):
+        kind = k % 6
+        base = rng.choice(valid)
+        if kind == 0:  # near miss: a few random edits of a valid action
+            chars = list(base)
+            for _ in range(rng.randint(1, 4)):
+                pos = rng.randrange(len(chars) + 1)
+                op = rng.randrange(3)
+                if op == 0 and chars:
+                    del chars[min(pos, len(chars) - 1)]
+                elif op == 1:
+                    chars.insert(pos, rng.choice(alphabet))
+                elif chars:
+                    chars[min(pos, len(chars) - 1)] = rng.choice(alphabet)
+            out.append("".join(chars))
+        elif kind == 1:  # deep nesting of brackets, parens, unary operators or calls
+            depth = rng.choice([10, 100, 1000, 5000])
+            opener, closer = rng.choice(
+                [("(", ")"), ("[", "]"), ("-", ""), ("~", ""), ("not ", ""), ("f(", ")")]
+            )
+            out.append(f"{rng.choice(['scroll', 'noop', 'click'])}({opener * depth}1{closer * depth}, 0)")
+        elif kind == 2:  # huge literals
+            digits = rng.choice([100, 4000, 5000, 20_000])
+            lit = rng.choice(
+                [
+                    "9" * digits,
+                    "0x" + "f" * digits,
+                    "1e" + "9" * min(digits, 400),
+                    "1." + "5" * digits,
+                    '"' + "a" * digits + '"',
+                    "0b" + "1" * digits,
+                    "1_" * (digits // 2) + "1",
+                ]
+            )
+            out.append(f"{rng.choice(['scroll', 'noop', 'click', 'fill'])}({lit}, {lit})")
+        elif kind == 3:  # unicode, including lone surrogates and control characters
+            text = "".join(chr(rng.randrange(0x110000)) for _ in range(rng.randint(1, 40)))
+            out.append(rng.choice([text, f'click("{text}")', f"click({text})", base + text]))
+        elif kind == 4:  # NUL bytes and other control characters anywhere
+            pos = rng.randrange(len(base) + 1)
+            out.append(base[:pos] + rng.choice(["\x00", "\x00" * 10, "\x1b", "\r", "\u2028"]) + base[pos:])
+        else:  # random junk from the syntax alphabet, sometimes fenced
+            junk = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 80)))
+            out.append(rng.choice([junk, f"```python\n{junk}\n```", f"{junk}\n{base}", f"{base}({junk})"]))
+    return out
+
+
+def test_fuzzed_completions_give_actions_or_parse_errors_only() -> None:
+    strings = _fuzz_strings(random.Random(20261201), 10_000)
+    num_actions = 0
+    for text in strings:
+        try:
+            action = parse_action(text)
+        except ParseError:
+            continue
+        num_actions += 1
+        assert parse_action(str(action)) == action  # an accepted action is canonical and re-parses
+    assert len(strings) == 10_000 and 0 < num_actions < len(strings)

@@ -9,7 +9,7 @@ import sys
 from click.testing import CliRunner
 
 from envs.cli import envs
-from envs.runner import read_jsonl
+from envs.jsonl import read_jsonl
 
 
 def test_list_shows_split_sizes() -> None:

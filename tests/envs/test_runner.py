@@ -1,4 +1,5 @@
-"""The episode runner on the toy env: lockstep batching, returns, error log, retries, JSONL."""
+"""The episode runner on the toy env: lockstep batching, success and steps (returns: trainers), error log, retries,
+JSONL."""
 
 from __future__ import annotations
 
@@ -6,11 +7,13 @@ from collections.abc import Sequence
 
 import pytest
 
-from envs.protocol import Completion, Prompt, episode_return
+from envs.jsonl import read_jsonl, write_jsonl
+from envs.protocol import Completion, Prompt
 from envs.registry import goals
-from envs.runner import open_runner, read_jsonl, write_jsonl
+from envs.runner import open_runner
 from envs.scripted import ScriptedPolicy
 from envs.toy import ToyHost
+from trainers.returns import episode_return
 
 
 class CountingPolicy:
@@ -34,14 +37,10 @@ def _run(policy, goal_list, **kw):
     with open_runner(
         "toy", workers=kw.pop("workers", 2), max_steps=kw.pop("max_steps", 10), **opts
     ) as runner:
-        return runner.run_episodes(
-            policy,
-            goal_list,
-            temperature=1.0,
-            max_new_tokens=32,
-            gamma=kw.pop("gamma", 0.9),
-            error_log=kw.pop("error_log", True),
+        trajs = runner.run_episodes(
+            policy, goal_list, temperature=1.0, max_new_tokens=32, error_log=kw.pop("error_log", True)
         )
+    return trajs
 
 
 def test_scripted_policy_solves_all_toy_splits_in_lockstep() -> None:
@@ -54,7 +53,7 @@ def test_scripted_policy_solves_all_toy_splits_in_lockstep() -> None:
     assert len(policy.batches) == longest  # one generate call per round of steps
     assert policy.batches[0] == len(goal_list)
     for t in trajs:
-        assert t.episode_return == pytest.approx(0.9**t.num_steps)
+        assert episode_return(t.success, t.num_steps, 0.9) == pytest.approx(0.9**t.num_steps)
 
 
 def test_parse_errors_count_as_steps_and_reach_the_prompt_only_with_error_log() -> None:
@@ -66,7 +65,7 @@ def test_parse_errors_count_as_steps_and_reach_the_prompt_only_with_error_log() 
             assert t.steps[0].action is None and t.steps[0].action_error.startswith("parse error")
             second = t.steps[1].prompt.messages[1]["content"]
             assert ("Last action error: parse error" in second) == error_log
-            assert t.episode_return == pytest.approx(0.9**2)
+            assert episode_return(t.success, t.num_steps, 0.9) == pytest.approx(0.9**2)
 
 
 def test_step_limit_ends_failed_episodes_with_negative_return() -> None:
@@ -74,9 +73,9 @@ def test_step_limit_ends_failed_episodes_with_negative_return() -> None:
         def generate(self, prompts, *, temperature, max_new_tokens):
             return [Completion(text="noop()") for _ in prompts]
 
-    trajs = _run(Noop(), goals("toy.heldout_goals", tasks=["login"]), max_steps=4, gamma=0.5)
+    trajs = _run(Noop(), goals("toy.heldout_goals", tasks=["login"]), max_steps=4)
     assert all(not t.success and t.num_steps == 4 for t in trajs)
-    assert all(t.episode_return == episode_return(False, 4, 0.5) == -(0.5**4) for t in trajs)
+    assert all(episode_return(t.success, t.num_steps, 0.5) == -(0.5**4) for t in trajs)
 
 
 def test_env_errors_are_retried_then_reported_not_counted_as_failures(monkeypatch) -> None:
@@ -109,7 +108,7 @@ def test_unknown_tasks_and_bad_options_fail_early() -> None:
     with pytest.raises(ValueError, match="max_steps=0"):
         open_runner("toy", max_steps=0)
     with pytest.raises(ValueError, match="gamma=0"):
-        _run(ScriptedPolicy(), goals("toy.heldout_goals")[:1], gamma=0.0)
+        episode_return(True, 0, 0.0)  # the discount is the trainers' (envs report success and steps)
 
 
 def test_jsonl_round_trip(tmp_path) -> None:

@@ -71,7 +71,6 @@ def test_toy_prompts_are_short() -> None:
             goals("toy.train")[::7],
             temperature=1.0,
             max_new_tokens=16,
-            gamma=1.0,
             error_log=True,
         )
     sizes = [sum(len(m["content"]) for m in s.prompt.messages) for t in trajs for s in t.steps]
@@ -103,8 +102,9 @@ def test_stable_bids_are_fixed_per_label_and_random_bids_are_not() -> None:
     with pytest.raises(ValueError, match="bids='fixed'"):
         ToyEnv(bids="fixed")
     with open_runner("toy", bids="stable", max_steps=3) as runner:
-        (traj,) = runner.run_episodes(ScriptedPolicy(), [("toy.click-button", 1)], temperature=1.0,
-                                      max_new_tokens=16, gamma=1.0, error_log=True)  # fmt: skip
+        (traj,) = runner.run_episodes(
+            ScriptedPolicy(), [("toy.click-button", 1)], temperature=1.0, max_new_tokens=16, error_log=True
+        )
     assert traj.success and all(
         e["bid"] == next(iter(stable[e["text"]])) for e in traj.steps[0].prompt.observation["elements"]
     )

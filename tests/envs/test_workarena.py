@@ -75,3 +75,73 @@ def test_redaction_of_texts_and_log_records(caplog) -> None:
     finally:
         caplog.handler.removeFilter(handler_filter)
     assert PASSWORD not in caplog.text and "auth header *** rejected" in caplog.text
+
+
+class _NoElements:
+    """A playwright locator that matches nothing."""
+
+    def count(self) -> int:
+        return 0
+
+
+class _FakePage:
+    """Just enough of a playwright page for BrowserGym's action functions: no element has any bid."""
+
+    url = "https://fake-instance.service-now.invalid/now/nav/ui"
+
+    def __init__(self) -> None:
+        self.closed = False
+
+    def get_by_test_id(self, bid: str) -> _NoElements:
+        return _NoElements()
+
+    def is_closed(self) -> bool:
+        return self.closed
+
+    def wait_for_timeout(self, ms: float) -> None:
+        if self.closed:
+            raise RuntimeError("Target page, context or browser has been closed")
+
+
+class _FakeTask:
+    def validate(self, page, chat):
+        return 0.0, False, "", {}
+
+    def get_task_id(self) -> str:
+        return "workarena.servicenow.create-user"
+
+
+@pytest.fixture
+def fake_episode(no_snow_env, monkeypatch):
+    from envs.workarena import WorkArenaHost
+
+    monkeypatch.setenv("SNOW_INSTANCE_URL", "https://fake-instance.service-now.invalid")
+    monkeypatch.setenv("SNOW_INSTANCE_UNAME", "admin")
+    monkeypatch.setenv("SNOW_INSTANCE_PWD", PASSWORD)
+    monkeypatch.setattr(
+        WorkArenaHost, "_observe", lambda self, task, goal, page: {"task": task, "goal": goal}
+    )
+    host = WorkArenaHost(settle_ms=0)
+    page = _FakePage()
+    host._episodes[0] = (_FakeTask(), None, page, "Create a user", [])
+    return host, page
+
+
+def test_a_missing_bid_is_an_action_error_not_an_env_error(fake_episode) -> None:
+    from envs.actions import parse_action
+
+    host, _ = fake_episode
+    obs, reward, done, error = host.step(
+        0, parse_action('click("999")')
+    )  # BrowserGym raises a plain ValueError
+    assert error == 'ValueError: Could not find element with bid "999"'
+    assert (reward, done, obs["task"]) == (0.0, False, "workarena.create-user")
+
+
+def test_a_closed_page_is_still_an_env_error(fake_episode) -> None:
+    from envs.actions import parse_action
+
+    host, page = fake_episode
+    page.closed = True
+    with pytest.raises(RuntimeError, match="closed"):
+        host.step(0, parse_action('click("999")'))

@@ -100,16 +100,20 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path):
 
 @pytest.mark.parametrize(("knob", "value"), [("temperature", 0.25), ("error_log", False), ("gamma", 0.5)])
 def test_rollout_knobs_reach_the_runner(tmp_path, knob, value):
+    from trainers.rl import group_returns
+
     rec = Recorder()
-    _run(_cfg(tmp_path, num_updates=1, **{knob: value}), rec)
-    assert {c[knob] for c in rec.calls_log} == {value}
+    _, reports = _run(_cfg(tmp_path, num_updates=1, **{knob: value}), rec)
+    if knob != "gamma":  # the discount stays in trainers: the runner reports success and steps
+        assert {c[knob] for c in rec.calls_log} == {value}
     train = next(c for c in rec.calls_log if len(c["goals"]) == 8)
-    for t in train["trajs"]:
-        assert t.episode_return == pytest.approx(
-            (1 if t.success else -1) * (value if knob == "gamma" else 0.9) ** t.num_steps
-        )
+    gamma = value if knob == "gamma" else 0.9
+    returns = group_returns([train["trajs"]], gamma)[0]
+    for t, r in zip(train["trajs"], returns, strict=True):
+        assert r == pytest.approx((1 if t.success else -1) * gamma**t.num_steps)
         if knob == "error_log" and t.num_steps > 1:
             assert "Last action error" not in t.steps[1].prompt.messages[-1]["content"]
+    assert reports[-1][0]["train_return"] == pytest.approx(returns.mean())  # the run's return used this gamma
 
 
 def test_error_log_on_shows_the_error(tmp_path):
@@ -133,11 +137,10 @@ def test_batch_size_is_episodes_per_update_in_groups(tmp_path):
 class ThreeOfFour(LetterRunner):
     """Marks rollouts 0-2 of every 4 successful and the 4th failed, whatever the policy said (mixed groups)."""
 
-    def run_episodes(self, policy, goals, *, gamma, **kw):
-        trajs = super().run_episodes(policy, goals, gamma=gamma, **kw)
+    def run_episodes(self, policy, goals, **kw):
+        trajs = super().run_episodes(policy, goals, **kw)
         for i, t in enumerate(trajs):
-            t.success = i % 4 != 3
-            t.episode_return = (1 if t.success else -1) * gamma**t.num_steps
+            t.success = i % 4 != 3  # the trainers' return follows (+1/-1 times gamma**steps)
         return trajs
 
 

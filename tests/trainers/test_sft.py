@@ -72,7 +72,7 @@ def test_sft_learns_and_registers_branch_points_by_flops(traces, tmp_path):
     model, tok = load_student(branches[-1].path)
     runner = LetterRunner(max_steps=1)
     trajs = runner.run_episodes(HFPolicy(model, tok), goals(["letter-0", "letter-1"], range(6, 10)), temperature=0.0,
-                                max_new_tokens=4, gamma=1.0, error_log=False)  # fmt: skip
+                                max_new_tokens=4, error_log=False)  # fmt: skip
     assert sum(t.success for t in trajs) >= 6  # the untrained student: ~1/4 by chance
 
 

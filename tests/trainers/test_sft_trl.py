@@ -46,7 +46,7 @@ def test_trl_engine_learns_with_the_native_branch_points_and_flops(traces, tmp_p
 
     model, tok = load_student(branches[-1].path)
     trajs = LetterRunner(max_steps=1).run_episodes(HFPolicy(model, tok), goals(["letter-0", "letter-1"], range(6, 10)),
-                                                   temperature=0.0, max_new_tokens=4, gamma=1.0, error_log=False)  # fmt: skip
+                                                   temperature=0.0, max_new_tokens=4, error_log=False)  # fmt: skip
     assert sum(t.success for t in trajs) >= 6  # the untrained student: ~1/4 by chance
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from envs.protocol import Prompt, Step, Trajectory, episode_return
+from envs.protocol import Prompt, Step, Trajectory
 
 LETTERS = "abcd"
 
@@ -36,7 +36,7 @@ class LetterRunner:
             user += f" Last action error: {error}"
         return Prompt(messages=({"role": "user", "content": user},), task=task, seed=seed)
 
-    def run_episodes(self, policy, goals, *, temperature, max_new_tokens, gamma, error_log):
+    def run_episodes(self, policy, goals, *, temperature, max_new_tokens, error_log):
         self.calls += 1
         trajs = [Trajectory(task=t, seed=s, goal=f"answer {target(t, s)}") for t, s in goals]
         errors = ["" for _ in goals]
@@ -64,6 +64,4 @@ class LetterRunner:
                 else:
                     still.append(i)
             live = still
-        for t in trajs:
-            t.episode_return = episode_return(t.success, t.num_steps, gamma)
         return trajs
