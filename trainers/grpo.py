@@ -1,5 +1,6 @@
-"""The numerical core of multi-turn GRPO: advantages, zero-advantage filtering, the policy loss, the curriculum,
-checkpoint selection. Pure functions, data in, numbers out; the loop in `trainers.rl` joins them.
+"""The numerical core of multi-turn GRPO: advantages, zero-advantage filtering, the policy loss, the curriculum.
+Pure functions, data in, numbers out; the loop in `trainers.rl` joins them (checkpoint selection is the study's
+rule in `analysis.selection`, the warm-up `trainers.common.warmup_lr`).
 
 Shapes: G = group_size (rollouts per goal), N = number of goals in a batch, T = tokens of one sequence.
 """
@@ -9,21 +10,22 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 
+from trainers.common import check_choice
+
 __all__ = [
+    "LossAggregation",
     "advantages",
-    "nonzero_mask",
+    "kept_episodes",
     "policy_loss",
-    "warmup_lr",
     "CurriculumState",
     "curriculum_weights",
-    "rolling_mean",
-    "select_checkpoint",
 ]
 
-LOSS_AGGREGATIONS = ("token", "sequence")
+LossAggregation = Literal["token", "sequence"]
 """How `policy_loss` averages: over all tokens of the batch (the study) or per completion, then over completions."""
 
 ZERO_ADV_TOL = 1e-8
@@ -56,10 +58,14 @@ def advantages(returns: np.ndarray, *, grouped: bool, std_normalize: bool, eps: 
     return adv
 
 
-def nonzero_mask(adv: np.ndarray, *, zero_adv_filter: bool) -> np.ndarray:
-    """Which episodes enter the loss: all of them, or (filtering on) those with a non-zero advantage.
+def kept_episodes(adv: np.ndarray, *, zero_adv_filter: bool) -> np.ndarray:
+    """Which episodes enter the loss: every episode with an advantage (zero ones included) when filtering is off,
+    only those with a non-zero advantage when it is on; never an env-error episode (NaN advantage).
 
     Filtering changes the token-level mean's denominator: the surviving tokens carry the whole batch's weight.
+
+    Returns:
+        (N, G) bool, True where the episode is trained on.
     """
     adv = np.asarray(adv, dtype=np.float64)
     if not zero_adv_filter:
@@ -76,7 +82,7 @@ def policy_loss(
     importance_ratio: bool,
     clip_eps: float,
     num_tokens: float,
-    aggregation: str = "token",
+    aggregation: LossAggregation = "token",
     num_sequences: float | None = None,
 ):
     """Policy-gradient loss (to minimise) over the given tokens.
@@ -107,6 +113,7 @@ def policy_loss(
     """
     import torch
 
+    check_choice("aggregation", aggregation, LossAggregation)
     mask = mask.to(logprobs.dtype)
     a = adv if adv.dim() == 2 else adv[:, None]
     a = a.to(logprobs.dtype)
@@ -124,22 +131,12 @@ def policy_loss(
         clip_frac, ratio_mean = 0.0, 1.0
     if aggregation == "token":
         loss = (per_token * mask).sum() / max(float(num_tokens), 1.0)
-    elif aggregation == "sequence":
+    else:
         if num_sequences is None:
             raise ValueError("aggregation='sequence' needs num_sequences (sequences in the whole batch)")
         per_seq = (per_token * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
         loss = per_seq.sum() / max(float(num_sequences), 1.0)
-    else:
-        raise ValueError(f"aggregation={aggregation!r} must be one of {LOSS_AGGREGATIONS}")
     return loss, {"clip_frac": clip_frac, "ratio_mean": ratio_mean}
-
-
-def warmup_lr(learning_rate: float, update: int, warmup_updates: int) -> float:
-    """Learning rate of optimiser update `update` (0-based): a linear ramp from lr / W up to lr over the first
-    W = `warmup_updates` updates, then constant (W = 0: constant from the start, the study's setting)."""
-    if warmup_updates <= 0 or update >= warmup_updates:
-        return learning_rate
-    return learning_rate * (update + 1) / warmup_updates
 
 
 @dataclass
@@ -208,23 +205,3 @@ def curriculum_weights(
     z -= z.max()
     w = np.exp(z)
     return w / w.sum()
-
-
-def rolling_mean(values: Sequence[float], window: int = 3) -> np.ndarray:
-    """Trailing rolling mean; the first window-1 entries average what is available."""
-    v = np.asarray(values, dtype=np.float64)
-    out = np.empty_like(v)
-    for i in range(len(v)):
-        out[i] = v[max(0, i - window + 1) : i + 1].mean()
-    return out
-
-
-def select_checkpoint(heldout_goal_success: Sequence[float], window: int = 3) -> int:
-    """The study's checkpoint selection: argmax of the rolling mean (window 3) of held-out-goal success.
-
-    Returns:
-        The index of the chosen evaluation (the first one on ties); report its raw scores.
-    """
-    if not len(heldout_goal_success):
-        raise ValueError("no evaluations to select from")
-    return int(np.argmax(rolling_mean(heldout_goal_success, window)))

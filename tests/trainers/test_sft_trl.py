@@ -26,8 +26,16 @@ def traces(tmp_path) -> TraceSet:
 
 def test_trl_engine_learns_with_the_native_branch_points_and_flops(traces, tmp_path):
     reports = []
-    base = SFTConfig(traces=traces.path, output_dir=str(tmp_path / "native"), learning_rate=3e-3, batch_size=5,
-                     micro_batch_size=5, num_epochs=30, checkpoint_every_flops=5e10, warmup_ratio=0.0)  # fmt: skip
+    base = SFTConfig(
+        traces=traces.path,
+        output_dir=str(tmp_path / "native"),
+        learning_rate=3e-3,
+        batch_size=5,
+        micro_batch_size=5,
+        num_epochs=30,
+        checkpoint_every_flops=5e10,
+        warmup_ratio=0.0,
+    )
     native = train_sft(base)
     cfg = dataclasses.replace(base, engine="trl", output_dir=str(tmp_path / "trl"))
     branches = train_sft(cfg, lambda m, checkpoint=None: reports.append((m, checkpoint)))
@@ -45,8 +53,14 @@ def test_trl_engine_learns_with_the_native_branch_points_and_flops(traces, tmp_p
     from trainers.models import load_student
 
     model, tok = load_student(branches[-1].path)
-    trajs = LetterRunner(max_steps=1).run_episodes(HFPolicy(model, tok), goals(["letter-0", "letter-1"], range(6, 10)),
-                                                   temperature=0.0, max_new_tokens=4, gamma=1.0, error_log=False)  # fmt: skip
+    trajs = LetterRunner(max_steps=1).run_episodes(
+        HFPolicy(model, tok),
+        goals(["letter-0", "letter-1"], range(6, 10)),
+        temperature=0.0,
+        max_new_tokens=4,
+        gamma=1.0,
+        error_log=False,
+    )
     assert sum(t.success for t in trajs) >= 6  # the untrained student: ~1/4 by chance
 
 
@@ -57,9 +71,20 @@ def test_trl_engine_resumes_a_killed_run(traces, tmp_path, lora):
     from trainers.models import load_student
 
     def cfg(out: str) -> SFTConfig:
-        return SFTConfig(traces=traces.path, output_dir=str(tmp_path / out), learning_rate=3e-3, batch_size=5,
-                         micro_batch_size=5, num_epochs=4, checkpoint_every_steps=4, resume_every_steps=3,
-                         warmup_ratio=0.2, engine="trl", lora=lora, lora_rank=4)  # fmt: skip
+        return SFTConfig(
+            traces=traces.path,
+            output_dir=str(tmp_path / out),
+            learning_rate=3e-3,
+            batch_size=5,
+            micro_batch_size=5,
+            num_epochs=4,
+            checkpoint_every_steps=4,
+            resume_every_steps=3,
+            warmup_ratio=0.2,
+            engine="trl",
+            lora=lora,
+            lora_rank=4,
+        )
 
     straight = train_sft(cfg("a"))
     assert [b.step for b in straight] == [4, 8, 12]
