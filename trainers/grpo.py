@@ -1,6 +1,7 @@
-"""The numerical core of multi-turn GRPO: advantages, zero-advantage filtering, the policy loss, the curriculum.
-Pure functions, data in, numbers out; the loop in `trainers.rl` joins them (checkpoint selection is the study's
-rule in `analysis.selection`, the warm-up `trainers.common.warmup_lr`).
+"""The numerical core of multi-turn GRPO: advantages, zero-advantage filtering, the loss's batch, the policy loss
+and the update it drives, the curriculum. Functions, data in, numbers out (`update` steps the model it is given);
+the loop in `trainers.rl` joins them (checkpoint selection is the study's rule in `analysis.selection`, the
+warm-up `trainers.common.warmup_lr`).
 
 Shapes: G = group_size (rollouts per goal), N = number of goals in a batch, T = tokens of one sequence.
 """
@@ -10,17 +11,33 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from trainers.common import check_choice
+from trainers.common import (
+    Encoded,
+    check_choice,
+    clip_and_step,
+    collate,
+    encode_example,
+    set_learning_rate,
+    token_logprobs,
+    warmup_lr,
+)
+
+if TYPE_CHECKING:  # config imports LossAggregation from here
+    from envs.protocol import Trajectory
+    from trainers.config import RLConfig
+    from trainers.flops import FlopsCounter
 
 __all__ = [
     "LossAggregation",
     "advantages",
     "kept_episodes",
     "policy_loss",
+    "build_batch",
+    "update",
     "CurriculumState",
     "curriculum_weights",
 ]
@@ -137,6 +154,105 @@ def policy_loss(
         per_seq = (per_token * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
         loss = per_seq.sum() / max(float(num_sequences), 1.0)
     return loss, {"clip_frac": clip_frac, "ratio_mean": ratio_mean}
+
+
+def build_batch(
+    groups: Sequence[Sequence[Trajectory]], adv: np.ndarray, keep: np.ndarray, tokenizer, *, max_seq_len: int
+) -> tuple[list[Encoded], list[float]]:
+    """Tokenised agent steps of the kept episodes, each with its episode's advantage.
+
+    Completions are encoded from the sampler's token ids when the backend gave them (exactly what was
+    sampled), else from the text plus eos.
+
+    Returns:
+        (examples, advantages): one entry per agent step with at least one completion token.
+    """
+    examples, advs = [], []
+    for i, row in enumerate(groups):
+        for j, traj in enumerate(row):
+            if not keep[i, j]:
+                continue
+            for step in traj.steps:
+                ids = step.completion.token_ids
+                completion = ids if ids is not None else step.completion.text
+                enc = encode_example(
+                    tokenizer, step.prompt.messages, completion, max_seq_len=max_seq_len, add_eos=ids is None
+                )
+                if enc.num_completion_tokens:
+                    examples.append(enc)
+                    advs.append(float(adv[i, j]))
+    return examples, advs
+
+
+def update(
+    model,
+    optimizer,
+    examples: Sequence[Encoded],
+    advs: Sequence[float],
+    cfg: RLConfig,
+    *,
+    pad_id: int,
+    counter: FlopsCounter,
+    step: int = 0,
+) -> dict[str, float]:
+    """One optimiser update per PPO epoch over the whole batch (gradient accumulation over micro-batches);
+    `step` (updates done before this one) sets the warm-up learning rate."""
+    import torch
+
+    lr = warmup_lr(cfg.learning_rate, step, cfg.warmup_updates)
+    if not examples:
+        return {
+            "loss": 0.0,
+            "clip_frac": 0.0,
+            "ratio_mean": 1.0,
+            "grad_norm": 0.0,
+            "num_tokens": 0.0,
+            "lr": lr,
+        }
+    set_learning_rate(optimizer, lr)
+    device = next(model.parameters()).device
+    num_tokens = sum(e.num_completion_tokens for e in examples)
+    mb = cfg.micro_batch_size
+    chunks = [
+        (examples[k : k + mb], torch.tensor(advs[k : k + mb], device=device))
+        for k in range(0, len(examples), mb)
+    ]
+    old: list[Any] = [None] * len(chunks)
+    if cfg.importance_ratio:  # pi_old: the policy that sampled, before this update's steps
+        with torch.no_grad():
+            for c, (micro, _) in enumerate(chunks):
+                old[c] = token_logprobs(
+                    model, *collate(micro, pad_id, device=device)[:2], temperature=cfg.temperature
+                )
+                counter.add_sequences([len(e.input_ids) for e in micro], trained=False)
+    stats = {"loss": 0.0, "clip_frac": 0.0, "ratio_mean": 0.0, "grad_norm": 0.0}
+    for _ in range(cfg.ppo_epochs):
+        for c, (micro, a) in enumerate(chunks):
+            ids, attn, comp = collate(micro, pad_id, device=device)
+            lp = token_logprobs(model, ids, attn, temperature=cfg.temperature)
+            loss, st = policy_loss(
+                lp,
+                old[c] if old[c] is not None else lp.detach(),
+                a,
+                comp,
+                importance_ratio=cfg.importance_ratio,
+                clip_eps=cfg.clip_eps,
+                num_tokens=num_tokens,
+                aggregation=cfg.loss_aggregation,
+                num_sequences=len(examples),
+            )
+            loss.backward()
+            counter.add_sequences([len(e.input_ids) for e in micro], trained=True)
+            share = sum(e.num_completion_tokens for e in micro) / num_tokens / cfg.ppo_epochs
+            stats["loss"] += float(loss.detach()) / cfg.ppo_epochs
+            stats["clip_frac"] += st["clip_frac"] * share
+            stats["ratio_mean"] += st["ratio_mean"] * share
+        stats["grad_norm"] += (
+            clip_and_step(model, optimizer, max_grad_norm=cfg.max_grad_norm) / cfg.ppo_epochs
+        )
+    stats["num_tokens"] = float(num_tokens)
+    stats["lr"] = lr
+    return stats
 
 
 @dataclass

@@ -27,23 +27,11 @@ import numpy as np
 
 from analysis.selection import CHECKPOINT_METRIC, select_checkpoint
 from envs.protocol import Trajectory
-from trainers.common import (
-    Encoded,
-    clip_and_step,
-    collate,
-    encode_example,
-    load_checkpoint,
-    make_optimizer,
-    save_checkpoint,
-    seed_everything,
-    set_learning_rate,
-    token_logprobs,
-    warmup_lr,
-)
+from trainers.common import load_checkpoint, make_optimizer, save_checkpoint, seed_everything
 from trainers.config import RLConfig
 from trainers.envio import Runner, goal_key, open_env_runner, split_goals
-from trainers.flops import FlopsCounter
-from trainers.grpo import CurriculumState, advantages, curriculum_weights, kept_episodes, policy_loss
+from trainers.flops import FlopsCounter, gpu_metrics
+from trainers.grpo import CurriculumState, advantages, build_batch, curriculum_weights, kept_episodes, update
 from trainers.models import load_student, resolve_device
 
 __all__ = [
@@ -51,8 +39,6 @@ __all__ = [
     "train_rl",
     "rollout",
     "group_returns",
-    "build_batch",
-    "update",
     "sample_goals",
     "evaluate",
 ]
@@ -117,105 +103,6 @@ def group_returns(groups: Sequence[Sequence[Trajectory]]) -> np.ndarray:
     )
 
 
-def build_batch(
-    groups: Sequence[Sequence[Trajectory]], adv: np.ndarray, keep: np.ndarray, tokenizer, *, max_seq_len: int
-) -> tuple[list[Encoded], list[float]]:
-    """Tokenised agent steps of the kept episodes, each with its episode's advantage.
-
-    Completions are encoded from the sampler's token ids when the backend gave them (exactly what was
-    sampled), else from the text plus eos.
-
-    Returns:
-        (examples, advantages): one entry per agent step with at least one completion token.
-    """
-    examples, advs = [], []
-    for i, row in enumerate(groups):
-        for j, traj in enumerate(row):
-            if not keep[i, j]:
-                continue
-            for step in traj.steps:
-                ids = step.completion.token_ids
-                completion = ids if ids is not None else step.completion.text
-                enc = encode_example(
-                    tokenizer, step.prompt.messages, completion, max_seq_len=max_seq_len, add_eos=ids is None
-                )
-                if enc.num_completion_tokens:
-                    examples.append(enc)
-                    advs.append(float(adv[i, j]))
-    return examples, advs
-
-
-def update(
-    model,
-    optimizer,
-    examples: Sequence[Encoded],
-    advs: Sequence[float],
-    cfg: RLConfig,
-    *,
-    pad_id: int,
-    counter: FlopsCounter,
-    step: int = 0,
-) -> dict[str, float]:
-    """One optimiser update per PPO epoch over the whole batch (gradient accumulation over micro-batches);
-    `step` (updates done before this one) sets the warm-up learning rate."""
-    import torch
-
-    lr = warmup_lr(cfg.learning_rate, step, cfg.warmup_updates)
-    if not examples:
-        return {
-            "loss": 0.0,
-            "clip_frac": 0.0,
-            "ratio_mean": 1.0,
-            "grad_norm": 0.0,
-            "num_tokens": 0.0,
-            "lr": lr,
-        }
-    set_learning_rate(optimizer, lr)
-    device = next(model.parameters()).device
-    num_tokens = sum(e.num_completion_tokens for e in examples)
-    mb = cfg.micro_batch_size
-    chunks = [
-        (examples[k : k + mb], torch.tensor(advs[k : k + mb], device=device))
-        for k in range(0, len(examples), mb)
-    ]
-    old: list[Any] = [None] * len(chunks)
-    if cfg.importance_ratio:  # pi_old: the policy that sampled, before this update's steps
-        with torch.no_grad():
-            for c, (micro, _) in enumerate(chunks):
-                old[c] = token_logprobs(
-                    model, *collate(micro, pad_id, device=device)[:2], temperature=cfg.temperature
-                )
-                counter.add_sequences([len(e.input_ids) for e in micro], trained=False)
-    stats = {"loss": 0.0, "clip_frac": 0.0, "ratio_mean": 0.0, "grad_norm": 0.0}
-    for _ in range(cfg.ppo_epochs):
-        for c, (micro, a) in enumerate(chunks):
-            ids, attn, comp = collate(micro, pad_id, device=device)
-            lp = token_logprobs(model, ids, attn, temperature=cfg.temperature)
-            loss, st = policy_loss(
-                lp,
-                old[c] if old[c] is not None else lp.detach(),
-                a,
-                comp,
-                importance_ratio=cfg.importance_ratio,
-                clip_eps=cfg.clip_eps,
-                num_tokens=num_tokens,
-                aggregation=cfg.loss_aggregation,
-                num_sequences=len(examples),
-            )
-            loss.backward()
-            counter.add_sequences([len(e.input_ids) for e in micro], trained=True)
-            share = sum(e.num_completion_tokens for e in micro) / num_tokens / cfg.ppo_epochs
-            stats["loss"] += float(loss.detach()) / cfg.ppo_epochs
-            stats["clip_frac"] += st["clip_frac"] * share
-            stats["ratio_mean"] += st["ratio_mean"] * share
-        stats["grad_norm"] += (
-            clip_and_step(model, optimizer, max_grad_norm=cfg.max_grad_norm) / cfg.ppo_epochs
-        )
-    stats["num_tokens"] = float(num_tokens)
-    stats["lr"] = lr
-    return stats
-
-
 def evaluate(runner: Runner, policy, goals: Sequence[Any], cfg: RLConfig, *, seed: int) -> float:
     """Success rate on `goals` (one episode each) at the run's temperature; sampling seeded by `seed` and
     isolated from the training RNG stream. NaN when there are no goals; env-error episodes are left out."""
@@ -251,6 +138,10 @@ class _Run:
     returns_since_eval: list[float] = field(default_factory=list)
     stats_since_eval: list[dict[str, float]] = field(default_factory=list)
     wall_s: float = 0.0
+
+    def best(self) -> int:
+        """Index of the chosen evaluation: the study's rule (`analysis.selection`) over the history."""
+        return select_checkpoint([h[CHECKPOINT_METRIC] for h in self.history])
 
 
 @dataclass
@@ -333,7 +224,6 @@ def train_rl(
     runner = runner or open_env_runner(
         cfg.env, workers=cfg.workers, max_steps=cfg.max_steps, options=cfg.env_options
     )
-    wall0 = t_start - run.wall_s  # wall-clock origin: time spent before a resume counts
     loop = _Loop(
         cfg=cfg,
         run=run,
@@ -347,7 +237,7 @@ def train_rl(
         eval_counter=eval_counter,
         rng=rng,
         curriculum=curriculum,
-        wall0=wall0,
+        wall0=t_start - run.wall_s,  # time spent before a resume counts
         report=report,
     )
     try:
@@ -360,7 +250,7 @@ def train_rl(
     finally:
         if own_runner:
             runner.close()
-    best = _best(run.history)
+    best = run.best()
     return RLResult(best, dict(run.history[best]), run.checkpoints[best], list(run.history))
 
 
@@ -382,15 +272,9 @@ def _train_step(loop: _Loop, train_goals: Sequence[Any]) -> None:
     if loop.curriculum is not None:
         loop.curriculum.update(_task_returns(groups, returns))
     examples, advs = build_batch(groups, adv, keep, loop.tok, max_seq_len=cfg.max_seq_len)
+    pad_id = loop.tok.pad_token_id
     stats = update(
-        loop.model,
-        loop.optimizer,
-        examples,
-        advs,
-        cfg,
-        pad_id=loop.tok.pad_token_id,
-        counter=loop.counter,
-        step=run.step,
+        loop.model, loop.optimizer, examples, advs, cfg, pad_id=pad_id, counter=loop.counter, step=run.step
     )
     if hasattr(loop.policy, "push_weights"):
         loop.policy.push_weights(loop.model)
@@ -401,18 +285,14 @@ def _train_step(loop: _Loop, train_goals: Sequence[Any]) -> None:
 
 
 def _registry_splits(cfg: RLConfig) -> dict[str, list[Any]]:
+    def goals(split: str | None, tasks: Sequence[str] | None) -> list[Any]:
+        return split_goals(cfg.env, split, tasks) if split else []
+
     return {
-        "train": split_goals(cfg.env, cfg.train_split, cfg.tasks),
-        "heldout_goals": split_goals(cfg.env, cfg.eval_goal_split, cfg.tasks) if cfg.eval_goal_split else [],
-        "heldout_tasks": split_goals(cfg.env, cfg.eval_task_split, cfg.eval_tasks)
-        if cfg.eval_task_split
-        else [],
+        "train": goals(cfg.train_split, cfg.tasks),
+        "heldout_goals": goals(cfg.eval_goal_split, cfg.tasks),
+        "heldout_tasks": goals(cfg.eval_task_split, cfg.eval_tasks),
     }
-
-
-def _best(history: Sequence[dict[str, float]]) -> int:
-    """The study's checkpoint rule (`analysis.selection`) over the evaluation history."""
-    return select_checkpoint([h[CHECKPOINT_METRIC] for h in history])
 
 
 def _make_policy(cfg: RLConfig, model, tok, counter: FlopsCounter, model_dir: str):
@@ -470,7 +350,8 @@ def _evaluate_and_checkpoint(loop: _Loop) -> None:
     }
     for key in ("loss", "clip_frac", "ratio_mean", "grad_norm", "kept_frac", "lr"):
         metrics[key] = float(np.mean([x[key] for x in s])) if s else float("nan")
-    metrics.update(_gpu_metrics(policy, counter, metrics["wall_s"]))
+    gen = {"gen_tokens": getattr(policy, "num_tokens", 0), "gen_s": getattr(policy, "gen_s", 0.0)}  # vLLM's
+    metrics.update(gpu_metrics(counter.flops, metrics["wall_s"], **gen))
     run.history.append(metrics)
     run.returns_since_eval, run.stats_since_eval = [], []
     run.wall_s = metrics["wall_s"]
@@ -502,26 +383,12 @@ def _evaluate_and_checkpoint(loop: _Loop) -> None:
 
 def _prune(cfg: RLConfig, run: _Run) -> None:
     """Keep the last `keep_checkpoints` checkpoints and the currently chosen one; delete the rest."""
-    best = _best(run.history)
+    best = run.best()
     keep = set(range(max(0, len(run.checkpoints) - cfg.keep_checkpoints), len(run.checkpoints))) | {best}
     for i, p in enumerate(run.checkpoints):
         if p is not None and i not in keep:
             shutil.rmtree(p, ignore_errors=True)
             run.checkpoints[i] = None
-
-
-def _gpu_metrics(policy, counter: FlopsCounter, wall_s: float) -> dict[str, float]:
-    """Generation tokens/s and model FLOPs utilisation on GPU (empty on CPU)."""
-    import torch
-
-    if not torch.cuda.is_available() or wall_s <= 0:
-        return {}
-    peak = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12}  # dense bf16 FLOP/s
-    name = torch.cuda.get_device_name()
-    out = {"mfu": next((counter.flops / wall_s / v for k, v in peak.items() if k in name), float("nan"))}
-    if getattr(policy, "gen_s", 0) > 0:
-        out["gen_tokens_per_s"] = policy.num_tokens / policy.gen_s
-    return out
 
 
 def _write_samples(cfg: RLConfig, groups, step: int) -> None:

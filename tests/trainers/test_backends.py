@@ -57,7 +57,20 @@ def test_hf_policy_is_seeded(tiny):
     assert greedy[0] == greedy[1]
 
 
-class _Server:
+class _Local:
+    """An HTTP server on 127.0.0.1 (a free port) in a daemon thread; `url` is its `/v1` base URL."""
+
+    def _serve(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class _Server(_Local):
     """A chat-completions endpoint: fails the first `fail` requests with `status`, sleeps `delay_s` per request."""
 
     def __init__(self, *, fail: int = 0, status: int = 500, delay_s: float = 0.0):
@@ -103,13 +116,7 @@ class _Server:
                 self.end_headers()
                 self.wfile.write(raw)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self._serve(Handler)
 
 
 @pytest.fixture
@@ -170,7 +177,7 @@ def test_openai_policy_times_out(server):
         policy.generate(PROMPTS[:1], temperature=0.0, max_new_tokens=8)
 
 
-class _Redirect:
+class _Redirect(_Local):
     """Answers every request with `status` and a Location on another host name and port (`target`), and records
     the Authorization header of every request it gets, whatever the method."""
 
@@ -193,13 +200,7 @@ class _Redirect:
 
             do_GET = do_POST = do_HEAD = _any
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self._serve(Handler)
 
 
 @pytest.mark.parametrize("status", [302, 307])

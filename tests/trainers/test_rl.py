@@ -229,7 +229,7 @@ def _update_on(tiny, completions, advs, **kw):
 
     from trainers.common import encode_example
     from trainers.flops import FlopsCounter
-    from trainers.rl import update
+    from trainers.grpo import update
 
     base, tok = tiny
     model = copy.deepcopy(base)
