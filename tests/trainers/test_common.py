@@ -22,6 +22,7 @@ from trainers.common import (
     rng_state,
     save_checkpoint,
     token_logprobs,
+    warmup_lr,
 )
 from trainers.models import load_student
 
@@ -92,6 +93,13 @@ def test_checkpoint_round_trip_restores_weights_optimiser_rng(tiny, tmp_path):
     torch.testing.assert_close(s1[0]["exp_avg"], s2[0]["exp_avg"])
     with pytest.raises(ValueError, match="state.json"):
         load_checkpoint(tmp_path)
+
+
+def test_warmup_then_cosine_by_hand():
+    # W = 2 warm-up updates of 6: 1/2, 1, then cos decay over the 4 left: (1 + cos(pi * k / 4)) / 2, k = 0..4
+    rates = [warmup_lr(1.0, u, 2, total_updates=6) for u in range(7)]
+    assert rates == pytest.approx([0.5, 1.0, 1.0, 0.8535534, 0.5, 0.1464466, 0.0], abs=1e-7)
+    assert warmup_lr(1e-3, 5, 2) == 1e-3  # without total_updates (RL): constant after the ramp
 
 
 class _RunsCode:

@@ -294,6 +294,17 @@ def test_config_checks_name_the_fix():
         RLConfig(warmup_updates=-1)
 
 
+def test_every_choice_field_is_checked_against_its_literal():
+    from trainers.config import SFTConfig, TeacherConfig
+
+    with pytest.raises(ValueError, match="RLConfig.backend='tpu' must be 'hf' or 'vllm'"):
+        RLConfig(backend="tpu")
+    with pytest.raises(ValueError, match="TeacherConfig.teacher='gpt' must be 'scripted', 'hf' or 'openai'"):
+        TeacherConfig(teacher="gpt")
+    with pytest.raises(ValueError, match="SFTConfig.engine='axolotl' must be 'native' or 'trl'"):
+        SFTConfig(traces="x", engine="axolotl")
+
+
 def test_swept_fields_are_the_paper_space():
     import yaml
 
