@@ -27,6 +27,9 @@ import dataclasses
 import logging
 import time
 from pathlib import Path
+from typing import get_args
+
+from trainers.grpo import LossAggregation  # numpy only: --help stays fast
 
 
 def _drop_reasoning(traces: Path) -> None:
@@ -69,7 +72,7 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=40)
     ap.add_argument(
         "--loss-aggregation",
-        choices=("token", "sequence"),
+        choices=get_args(LossAggregation),
         default="token",
         help="RL loss average: over the batch's tokens (the study) or per completion",
     )
