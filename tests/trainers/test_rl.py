@@ -184,22 +184,9 @@ def test_zero_adv_filter_drops_constant_groups(tmp_path):
 
 
 def test_importance_ratio_clips_on_later_ppo_epochs(tmp_path):
-    on, _ = _one_update(
-        tmp_path / "a",
-        importance_ratio=True,
-        ppo_epochs=3,
-        learning_rate=3e-2,
-        zero_adv_filter=False,
-        grouped_advantage=False,
-    )
-    off, _ = _one_update(
-        tmp_path / "b",
-        importance_ratio=False,
-        ppo_epochs=3,
-        learning_rate=3e-2,
-        zero_adv_filter=False,
-        grouped_advantage=False,
-    )
+    same = {"ppo_epochs": 3, "learning_rate": 3e-2, "zero_adv_filter": False, "grouped_advantage": False}
+    on, _ = _one_update(tmp_path / "a", importance_ratio=True, **same)
+    off, _ = _one_update(tmp_path / "b", importance_ratio=False, **same)
     assert on["clip_frac"] > 0 and on["ratio_mean"] != 1.0
     assert off["clip_frac"] == 0 and off["ratio_mean"] == 1.0
 

@@ -33,6 +33,49 @@ class Oracle:
         ]
 
 
+def sft_cfg(traces: TraceSet, out: Path, **fields) -> SFTConfig:
+    """The tests' SFT runs on `traces`: updates of 5 examples at rate 3e-3, unless `fields` say otherwise."""
+    return SFTConfig(
+        **{
+            "traces": traces.path,
+            "output_dir": str(out),
+            "learning_rate": 3e-3,
+            "batch_size": 5,
+            "micro_batch_size": 5,
+            **fields,
+        }
+    )
+
+
+LEARNING_RUN = {"num_epochs": 30, "checkpoint_every_flops": 5e10, "warmup_ratio": 0.0}
+"""Long enough to learn the letters, branch points by FLOPs."""
+RESUMED_RUN = {
+    "num_epochs": 4,
+    "checkpoint_every_steps": 4,
+    "resume_every_steps": 3,
+    "lora_rank": 4,
+    "warmup_ratio": 0.2,
+}
+"""12 updates, a branch point every 4, the resume state every 3 (and at branch points)."""
+
+
+def held_out_successes(branch) -> int:
+    """Greedy one-step episodes a branch point solves among 8 held-out goals (seeds 6-9 of two tasks)."""
+    from trainers.backends import HFPolicy
+    from trainers.models import load_student
+
+    model, tok = load_student(branch.path)
+    trajs = LetterRunner(max_steps=1).run_episodes(
+        HFPolicy(model, tok),
+        goals(["letter-0", "letter-1"], range(6, 10)),
+        temperature=0.0,
+        max_new_tokens=4,
+        gamma=1.0,
+        error_log=False,
+    )
+    return sum(t.success for t in trajs)
+
+
 @pytest.fixture
 def traces(tmp_path) -> TraceSet:
     cfg = TeacherConfig(
@@ -62,16 +105,7 @@ def test_only_successful_episodes_become_examples_but_all_tokens_count(traces):
 
 def test_sft_learns_and_registers_branch_points_by_flops(traces, tmp_path):
     reports = []
-    cfg = SFTConfig(
-        traces=traces.path,
-        output_dir=str(tmp_path / "sft"),
-        learning_rate=3e-3,
-        batch_size=5,
-        micro_batch_size=5,
-        num_epochs=30,
-        checkpoint_every_flops=5e10,
-        warmup_ratio=0.0,
-    )
+    cfg = sft_cfg(traces, tmp_path / "sft", **LEARNING_RUN)
     branches = train_sft(cfg, lambda m, checkpoint=None: reports.append((m, checkpoint)))
     assert 3 <= len(branches) <= 12 and branches == load_branch_points(cfg.output_dir)
     flops = [b.flops for b in branches]
@@ -83,20 +117,7 @@ def test_sft_learns_and_registers_branch_points_by_flops(traces, tmp_path):
     assert [m["flops"] for m, _ in reports] == flops and [c for _, c in reports] == [b.path for b in branches]
     assert reports[-1][0]["train_loss"] < reports[0][0]["train_loss"] * 0.5
     # the last branch point answers the held-out seed's letter (SFT learned the task)
-    from trainers.backends import HFPolicy
-    from trainers.models import load_student
-
-    model, tok = load_student(branches[-1].path)
-    runner = LetterRunner(max_steps=1)
-    trajs = runner.run_episodes(
-        HFPolicy(model, tok),
-        goals(["letter-0", "letter-1"], range(6, 10)),
-        temperature=0.0,
-        max_new_tokens=4,
-        gamma=1.0,
-        error_log=False,
-    )
-    assert sum(t.success for t in trajs) >= 6  # the untrained student: ~1/4 by chance
+    assert held_out_successes(branches[-1]) >= 6  # the untrained student: ~1/4 by chance
 
 
 def test_lora_trains_adapters_and_saves_merged_model(traces, tmp_path):
@@ -139,19 +160,7 @@ def test_killed_sft_resumes_to_the_uninterrupted_numbers(traces, tmp_path, lora)
     from trainers.models import load_student
 
     def cfg(out: str) -> SFTConfig:
-        return SFTConfig(
-            traces=traces.path,
-            output_dir=str(tmp_path / out),
-            learning_rate=3e-3,
-            batch_size=5,
-            micro_batch_size=5,
-            num_epochs=4,
-            checkpoint_every_steps=4,
-            resume_every_steps=3,
-            lora=lora,
-            lora_rank=4,
-            warmup_ratio=0.2,
-        )
+        return sft_cfg(traces, tmp_path / out, lora=lora, **RESUMED_RUN)
 
     straight = train_sft(cfg("a"))
     assert len(straight) == 3 and not (tmp_path / "a" / RESUME_DIR).exists()  # 12 updates, branch every 4
