@@ -49,11 +49,20 @@ def main() -> None:
     train = [("toy.click-button", s) for s in range(1000, 1400)]
     heldout = [("toy.click-button", s) for s in range(40)]
     runner = open_runner("toy", workers=1, max_steps=2, num_distractors=3, bids=args.bids)
-    traces = collect_teacher_traces(TeacherConfig(env="toy", output_dir=str(out / "teacher")), runner=runner,
-                                    goals=train)  # fmt: skip
-    base = SFTConfig(traces=traces.path, student=args.student, learning_rate=3e-3, batch_size=8, micro_batch_size=8,
-                     num_epochs=args.steps * 8 / len(traces.examples), warmup_ratio=0.0, cpu_threads=args.threads,
-                     resume=False)  # fmt: skip
+    traces = collect_teacher_traces(
+        TeacherConfig(env="toy", output_dir=str(out / "teacher")), runner=runner, goals=train
+    )
+    base = SFTConfig(
+        traces=traces.path,
+        student=args.student,
+        learning_rate=3e-3,
+        batch_size=8,
+        micro_batch_size=8,
+        num_epochs=args.steps * 8 / len(traces.examples),
+        warmup_ratio=0.0,
+        cpu_threads=args.threads,
+        resume=False,
+    )
     eval_cfg = RLConfig(env="toy", temperature=0.0, max_new_tokens=24, max_steps=2)
     rows: dict[str, list[tuple[float, float, float, float]]] = {"native": [], "trl": []}
     for r in range(args.rounds):
@@ -67,13 +76,18 @@ def main() -> None:
             with torch.no_grad():
                 ok = evaluate(runner, HFPolicy(model, tok), heldout, eval_cfg, seed=0)
             rows[engine].append((wall, bp.flops, losses[-1], ok))
-            print(f"round {r} {engine:<6} wall {wall:6.1f} s  FLOPs {bp.flops:.4e}  loss {losses[-1]:.4f}  "
-                  f"held-out greedy {ok:.3f}", flush=True)  # fmt: skip
+            print(
+                f"round {r} {engine:<6} wall {wall:6.1f} s  FLOPs {bp.flops:.4e}  loss {losses[-1]:.4f}  "
+                f"held-out greedy {ok:.3f}",
+                flush=True,
+            )
     runner.close()
     mean = {k: sum(w for w, *_ in v) / len(v) for k, v in rows.items()}
     print(f"## SFT engines, {args.student}, {args.steps} updates of 8, {args.rounds} rounds")
-    print(f"mean wall: native {mean['native']:.1f} s, trl {mean['trl']:.1f} s, ratio trl/native "
-          f"{mean['trl'] / mean['native']:.2f}")  # fmt: skip
+    print(
+        f"mean wall: native {mean['native']:.1f} s, trl {mean['trl']:.1f} s, ratio trl/native "
+        f"{mean['trl'] / mean['native']:.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -55,19 +55,48 @@ def main() -> None:
     stage: dict[str, float] = {}
     try:
         t0 = time.perf_counter()
-        traces = collect_teacher_traces(TeacherConfig(env="miniwob", tasks=tasks, output_dir=str(out / "teacher")),
-                                        runner=runner, goals=train)  # fmt: skip
+        traces = collect_teacher_traces(
+            TeacherConfig(env="miniwob", tasks=tasks, output_dir=str(out / "teacher")),
+            runner=runner,
+            goals=train,
+        )
         stage["teacher"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        sft_cfg = SFTConfig(traces=traces.path, student=args.student, output_dir=str(out / "sft"),
-                            learning_rate=args.sft_lr, batch_size=8, micro_batch_size=8, num_epochs=args.sft_epochs,
-                            warmup_ratio=0.05, max_seq_len=1024, seed=args.seed, cpu_threads=1)  # fmt: skip
+        sft_cfg = SFTConfig(
+            traces=traces.path,
+            student=args.student,
+            output_dir=str(out / "sft"),
+            learning_rate=args.sft_lr,
+            batch_size=8,
+            micro_batch_size=8,
+            num_epochs=args.sft_epochs,
+            warmup_ratio=0.05,
+            max_seq_len=1024,
+            seed=args.seed,
+            cpu_threads=1,
+        )
         branch = train_sft(sft_cfg)[-1]
         stage["sft"] = time.perf_counter() - t0
-        rl_cfg = RLConfig(student=args.student, init_checkpoint=branch.path, sft_flops=branch.flops, env="miniwob",
-                          tasks=tasks, batch_size=16, group_size=4, num_updates=args.rl_updates, eval_every=2,
-                          learning_rate=args.rl_lr, temperature=0.5, max_new_tokens=24, max_seq_len=1024, max_steps=4,
-                          output_dir=str(out / "rl"), seed=args.seed, micro_batch_size=8, cpu_threads=1)  # fmt: skip
+        rl_cfg = RLConfig(
+            student=args.student,
+            init_checkpoint=branch.path,
+            sft_flops=branch.flops,
+            env="miniwob",
+            tasks=tasks,
+            batch_size=16,
+            group_size=4,
+            num_updates=args.rl_updates,
+            eval_every=2,
+            learning_rate=args.rl_lr,
+            temperature=0.5,
+            max_new_tokens=24,
+            max_seq_len=1024,
+            max_steps=4,
+            output_dir=str(out / "rl"),
+            seed=args.seed,
+            micro_batch_size=8,
+            cpu_threads=1,
+        )
 
         def score(model_dir: str) -> float:
             model, tok = load_student(model_dir)
@@ -77,22 +106,30 @@ def main() -> None:
         untrained, at_branch = score(args.student), score(branch.path)
         stage["eval x2"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        result = train_rl(rl_cfg, runner=runner, goal_splits={"train": train, "heldout_goals": heldout,
-                                                               "heldout_tasks": []})  # fmt: skip
+        result = train_rl(
+            rl_cfg, runner=runner, goal_splits={"train": train, "heldout_goals": heldout, "heldout_tasks": []}
+        )
         stage["rl"] = time.perf_counter() - t0
     finally:
         runner.close()
     print(f"## MiniWoB++ SFT -> RL: {args.student}, tasks {', '.join(tasks)}")
-    print(f"teacher: {traces.provenance['num_successful']}/{traces.provenance['num_episodes']} scripted episodes "
-          f"succeeded -> {len(traces.examples)} SFT examples")  # fmt: skip
+    print(
+        f"teacher: {traces.provenance['num_successful']}/{traces.provenance['num_episodes']} scripted episodes "
+        f"succeeded -> {len(traces.examples)} SFT examples"
+    )
     print(f"held-out goal success ({len(heldout)} goals), untrained student  {untrained:.3f}")
     print(
         f"held-out goal success, SFT branch point                {at_branch:.3f}  ({branch.flops:.3e} FLOPs)"
     )
     ratio = f"{at_branch / untrained:.2f}" if untrained > 0 else "undefined (untrained 0)"
     print(f"ratio SFT/untrained  {ratio}  (difference {at_branch - untrained:+.3f})")
-    print("RL from the branch point (update: held-out goal success, train return): " + ", ".join(
-        f"{int(h['step'])}: {h['heldout_goal_success']:.2f}/{h['train_return']:.2f}" for h in result.history))  # fmt: skip
+    print(
+        "RL from the branch point (update: held-out goal success, train return): "
+        + ", ".join(
+            f"{int(h['step'])}: {h['heldout_goal_success']:.2f}/{h['train_return']:.2f}"
+            for h in result.history
+        )
+    )
     print(
         f"RL chosen checkpoint: {result.scores['heldout_goal_success']:.3f} at update {int(result.scores['step'])}"
     )

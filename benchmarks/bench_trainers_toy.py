@@ -27,6 +27,9 @@ import dataclasses
 import logging
 import time
 from pathlib import Path
+from typing import get_args
+
+from trainers.grpo import LossAggregation  # numpy only: --help stays fast
 
 
 def _drop_reasoning(traces: Path) -> None:
@@ -67,11 +70,18 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--micro-batch", type=int, default=32, help="RL sequences per forward/backward")
     ap.add_argument("--max-new-tokens", type=int, default=40)
-    ap.add_argument("--loss-aggregation", choices=("token", "sequence"), default="token",
-                    help="RL loss average: over the batch's tokens (the study) or per completion")  # fmt: skip
+    ap.add_argument(
+        "--loss-aggregation",
+        choices=get_args(LossAggregation),
+        default="token",
+        help="RL loss average: over the batch's tokens (the study) or per completion",
+    )
     ap.add_argument("--warmup-updates", type=int, default=0, help="RL learning-rate warm-up (updates)")
-    ap.add_argument("--resume-from", help="an RL checkpoint of this command's run (with --branch): continue it "
-                    "to --rl-updates with the same numbers as an uninterrupted run")  # fmt: skip
+    ap.add_argument(
+        "--resume-from",
+        help="an RL checkpoint of this command's run (with --branch): continue it "
+        "to --rl-updates with the same numbers as an uninterrupted run",
+    )
     ap.add_argument("--max-steps", type=int, default=2, help="agent steps per episode")
     ap.add_argument("--eval-every", type=int, default=5)
     ap.add_argument(
@@ -118,31 +128,56 @@ def main() -> None:
     ]  # never played by the teacher, SFT or RL
     splits = {"train": train, "heldout_goals": heldout, "heldout_tasks": []}
     t0 = time.perf_counter()
-    runner = open_runner("toy", workers=1, max_steps=args.max_steps, num_distractors=args.distractors,
-                         bids=args.bids)  # fmt: skip
+    runner = open_runner(
+        "toy", workers=1, max_steps=args.max_steps, num_distractors=args.distractors, bids=args.bids
+    )
     if args.branch:
         branches = [BranchPoint(args.branch, args.branch_flops, -1)]
         num_examples, t_teacher, t_sft = 0, 0.0, 0.0
     else:
-        traces = collect_teacher_traces(TeacherConfig(env="toy", output_dir=str(out / "teacher")), runner=runner,
-                                        goals=train)  # fmt: skip
+        traces = collect_teacher_traces(
+            TeacherConfig(env="toy", output_dir=str(out / "teacher")), runner=runner, goals=train
+        )
         t_teacher = time.perf_counter() - t0
         if args.action_only:
             _drop_reasoning(Path(traces.path))
         num_examples = len(traces.examples)
-        sft_cfg = SFTConfig(traces=traces.path, student=args.student, output_dir=str(out / "sft"),
-                            learning_rate=args.sft_lr, batch_size=args.sft_batch, micro_batch_size=args.sft_batch,
-                            num_epochs=args.sft_steps * args.sft_batch / num_examples, warmup_ratio=0.0,
-                            checkpoint_every_steps=args.sft_every, seed=args.seed, cpu_threads=args.threads)  # fmt: skip
+        sft_cfg = SFTConfig(
+            traces=traces.path,
+            student=args.student,
+            output_dir=str(out / "sft"),
+            learning_rate=args.sft_lr,
+            batch_size=args.sft_batch,
+            micro_batch_size=args.sft_batch,
+            num_epochs=args.sft_steps * args.sft_batch / num_examples,
+            warmup_ratio=0.0,
+            checkpoint_every_steps=args.sft_every,
+            seed=args.seed,
+            cpu_threads=args.threads,
+        )
         branches = train_sft(sft_cfg)
         t_sft = time.perf_counter() - t0 - t_teacher
 
-    rl_cfg = RLConfig(student=args.student, env="toy",
-                      batch_size=args.batch_size, group_size=args.group_size, num_updates=args.rl_updates,
-                      eval_every=args.eval_every, learning_rate=args.lr, temperature=args.temperature,
-                      max_new_tokens=args.max_new_tokens, max_seq_len=320, max_steps=args.max_steps, output_dir=str(out / "rl"), seed=args.seed,
-                      gamma=0.9, micro_batch_size=args.micro_batch, cpu_threads=args.threads,
-                      loss_aggregation=args.loss_aggregation, warmup_updates=args.warmup_updates)  # fmt: skip
+    rl_cfg = RLConfig(
+        student=args.student,
+        env="toy",
+        batch_size=args.batch_size,
+        group_size=args.group_size,
+        num_updates=args.rl_updates,
+        eval_every=args.eval_every,
+        learning_rate=args.lr,
+        temperature=args.temperature,
+        max_new_tokens=args.max_new_tokens,
+        max_seq_len=320,
+        max_steps=args.max_steps,
+        output_dir=str(out / "rl"),
+        seed=args.seed,
+        gamma=0.9,
+        micro_batch_size=args.micro_batch,
+        cpu_threads=args.threads,
+        loss_aggregation=args.loss_aggregation,
+        warmup_updates=args.warmup_updates,
+    )
     import torch
 
     def score(model_dir: str) -> float:
@@ -161,8 +196,9 @@ def main() -> None:
             raise SystemExit(f"no branch point under {args.branch_below}: {branch_scores}")
         pick = below[-1]
     branch, at_branch = branches[pick], branch_scores[pick]
-    rl_cfg = dataclasses.replace(rl_cfg, init_checkpoint=branch.path, sft_flops=branch.flops,
-                                 resume_from=args.resume_from)  # fmt: skip
+    rl_cfg = dataclasses.replace(
+        rl_cfg, init_checkpoint=branch.path, sft_flops=branch.flops, resume_from=args.resume_from
+    )
     t1 = time.perf_counter()
     result = train_rl(rl_cfg, runner=runner, goal_splits=splits)
     t_rl = time.perf_counter() - t1
@@ -175,16 +211,25 @@ def main() -> None:
             f"teacher: {num_examples} SFT examples in {t_teacher:.1f} s; SFT {args.sft_steps} steps in {t_sft:.1f} s"
         )
     print(f"held-out goal success, untrained {args.student:<14} {untrained:.3f}")
-    print("SFT branch points (step: held-out goal success): " + ", ".join(
-        f"{b.step}: {sc:.3f}" for b, sc in zip(branches, branch_scores, strict=True)))  # fmt: skip
+    print(
+        "SFT branch points (step: held-out goal success): "
+        + ", ".join(f"{b.step}: {sc:.3f}" for b, sc in zip(branches, branch_scores, strict=True))
+    )
     print(f"held-out goal success, SFT branch point         {at_branch:.3f}  ({branch.flops:.3e} FLOPs)")
-    print(f"held-out goal success, GRPO chosen checkpoint   {result.scores['heldout_goal_success']:.3f}  "
-          f"(update {int(result.scores['step'])}, {result.scores['flops']:.3e} FLOPs)")  # fmt: skip
+    print(
+        f"held-out goal success, GRPO chosen checkpoint   {result.scores['heldout_goal_success']:.3f}  "
+        f"(update {int(result.scores['step'])}, {result.scores['flops']:.3e} FLOPs)"
+    )
     best = result.scores["heldout_goal_success"]
     ratio = f"{best / at_branch:.2f}" if at_branch > 0 else "undefined (branch point 0)"
     print(f"ratio RL/branch                                 {ratio}")
-    print("curve (update: held-out goal success, train return): " + ", ".join(
-        f"{int(h['step'])}: {h['heldout_goal_success']:.2f}/{h['train_return']:.2f}" for h in result.history))  # fmt: skip
+    print(
+        "curve (update: held-out goal success, train return): "
+        + ", ".join(
+            f"{int(h['step'])}: {h['heldout_goal_success']:.2f}/{h['train_return']:.2f}"
+            for h in result.history
+        )
+    )
     if args.resume_from:  # the run's own clock, which counts the time before the resume
         t_rl = result.history[-1]["wall_s"]
     print(f"RL wall {t_rl:.1f} s ({t_rl / args.rl_updates:.2f} s/update, {args.batch_size} episodes/update)")

@@ -52,8 +52,11 @@ def main() -> None:
             pick = bids[int(np.argmax(scores))]
             hits += pick == action.split('"')[1]
             first += pick == bids[0]
-        print(f"{student}: likeliest bid is the target's {hits / args.goals:.3f}, the first element's "
-              f"{first / args.goals:.3f} ({args.goals} pages, chance {1 / (1 + args.distractors):.3f})", flush=True)  # fmt: skip
+        print(
+            f"{student}: likeliest bid is the target's {hits / args.goals:.3f}, the first element's "
+            f"{first / args.goals:.3f} ({args.goals} pages, chance {1 / (1 + args.distractors):.3f})",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

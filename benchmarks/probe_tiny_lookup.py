@@ -75,8 +75,10 @@ def main() -> None:
             acc = np.mean(
                 [int(logits[i, pos - 1].argmax()) == ids[pos] for i, (ids, _, pos) in enumerate(held)]
             )
-            print(f"step {step} loss {loss.item():.3f} held-out bid accuracy {acc:.3f} ({time.time() - t0:.0f} s)",
-                  flush=True)  # fmt: skip
+            print(
+                f"step {step} loss {loss.item():.3f} held-out bid accuracy {acc:.3f} ({time.time() - t0:.0f} s)",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

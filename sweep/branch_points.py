@@ -56,6 +56,7 @@ def ensure_branch_points(
         cache_root: directory of `<hash>/manifest.json` entries.
     """
     from sweep.objectives import import_object
+    from trainers.common import atomic_write
 
     key = content_hash(builder, options)
     folder = Path(cache_root) / key
@@ -71,9 +72,8 @@ def ensure_branch_points(
             BuiltBranchPoint(path=str(b.path), flops=float(b.flops), step=int(b.step))
             for b in import_object(builder)(options, str(folder))
         ]
-        manifest.write_text(
-            json.dumps({"builder": builder, "branch_points": [asdict(b) for b in built]}, indent=1)
-        )
+        blob = json.dumps({"builder": builder, "branch_points": [asdict(b) for b in built]}, indent=1)
+        atomic_write(manifest, blob)  # a reader (or a kill) never sees half a manifest
     return built
 
 

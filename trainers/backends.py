@@ -3,17 +3,21 @@
 - `HFPolicy`: transformers `generate` on the training model (CPU default, any torch device); returns token ids
   and log-probabilities, counts FLOPs of every prompt and generated token.
 - `OpenAIPolicy`: any OpenAI-compatible chat endpoint (a vLLM server on a GPU node): bounded concurrency,
-  retries with exponential backoff and jitter, timeouts, token counts from the server's `usage`.
+  retries with exponential backoff and jitter, timeouts, token counts from the server's `usage`. The API key goes
+  over `https://` or to a loopback address only (unless `allow_key_over_http`), and redirects are never followed,
+  so the key never reaches an address other than `base_url`.
 - `VLLMPolicy`: an in-process vLLM engine on GPU (the `gpu` extra), weights pushed after each RL update.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import os
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -41,8 +45,15 @@ class HFPolicy:
         micro_batch_size: prompts per `generate` call.
     """
 
-    def __init__(self, model, tokenizer, *, max_prompt_tokens: int = 2048, counter: FlopsCounter | None = None,
-                 micro_batch_size: int = 64) -> None:  # fmt: skip
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        *,
+        max_prompt_tokens: int = 2048,
+        counter: FlopsCounter | None = None,
+        micro_batch_size: int = 64,
+    ) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.max_prompt_tokens = max_prompt_tokens
@@ -76,11 +87,18 @@ class HFPolicy:
         self.model.eval()
         with torch.no_grad():
             res = self.model.generate(
-                input_ids=input_ids.to(device), attention_mask=attn.to(device), max_new_tokens=max_new_tokens,
-                do_sample=sample, temperature=temperature if sample else None, top_k=0 if sample else None,
-                top_p=1.0 if sample else None, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
-                return_dict_in_generate=True, output_logits=True,
-            )  # fmt: skip
+                input_ids=input_ids.to(device),
+                attention_mask=attn.to(device),
+                max_new_tokens=max_new_tokens,
+                do_sample=sample,
+                temperature=temperature if sample else None,
+                top_k=0 if sample else None,
+                top_p=1.0 if sample else None,
+                pad_token_id=tok.pad_token_id,
+                eos_token_id=tok.eos_token_id,
+                return_dict_in_generate=True,
+                output_logits=True,
+            )
         self.model.train(was_training)
         new = res.sequences[:, t_max:].cpu()  # (B, T_new)
         logits = torch.stack(res.logits, dim=1).float().cpu()  # (B, T_new, V)
@@ -100,7 +118,7 @@ class HFPolicy:
                     num_completion_tokens=n,
                     token_ids=tuple(toks),
                     logprobs=tuple(float(x) for x in lps[i, :n]),
-                )  # fmt: skip
+                )
             )
             if self.counter is not None:
                 self.counter.add(len(row) + n, len(row) + n, trained=False)
@@ -108,7 +126,23 @@ class HFPolicy:
 
 
 class EndpointError(RuntimeError):
-    """The endpoint kept failing after all retries."""
+    """The endpoint kept failing after all retries, rejected the request, or redirected it."""
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Redirects are not followed (urllib would resend the Authorization header to the new address)."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None  # urllib then raises the 3xx as an HTTPError
+
+
+def _is_loopback(host: str | None) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host or "").is_loopback
+    except ValueError:
+        return False
 
 
 class OpenAIPolicy:
@@ -118,6 +152,8 @@ class OpenAIPolicy:
         base_url: e.g. `http://gpu-node:8000/v1`.
         model: the served model name.
         api_key_env: name of the environment variable that holds the key (empty/unset: no auth header).
+        allow_key_over_http: send the key over plain `http://` to a host that is not loopback (off: refused,
+            as anyone on the network path can read it).
         concurrency: requests in flight at once.
         timeout_s: per-request timeout.
         max_retries: retries on connection errors, timeouts, 429 and 5xx, with exponential backoff and jitter.
@@ -126,14 +162,28 @@ class OpenAIPolicy:
         counter: a FlopsCounter at the teacher's size; counts the server's prompt + completion tokens.
     """
 
-    def __init__(self, base_url: str, model: str, *, api_key_env: str = "OPENAI_API_KEY", concurrency: int = 8,
-                 timeout_s: float = 120.0, max_retries: int = 5, backoff_s: float = 1.0, seed: int = 0,
-                 counter: FlopsCounter | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        *,
+        api_key_env: str = "OPENAI_API_KEY",
+        allow_key_over_http: bool = False,
+        concurrency: int = 8,
+        timeout_s: float = 120.0,
+        max_retries: int = 5,
+        backoff_s: float = 1.0,
+        seed: int = 0,
+        counter: FlopsCounter | None = None,
+    ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency={concurrency} must be >= 1")
         self.url = base_url.rstrip("/") + "/chat/completions"
         self.model = model
         self.api_key_env = api_key_env
+        self.allow_key_over_http = allow_key_over_http
+        self._headers()  # refuse an unsafe key now rather than at the first request
+        self._opener = urllib.request.build_opener(_NoRedirect)
         self.concurrency = concurrency
         self.timeout_s = timeout_s
         self.max_retries = max_retries
@@ -166,12 +216,9 @@ class OpenAIPolicy:
                 "temperature": temperature,
                 "max_tokens": max_new_tokens,
                 "seed": seed,
-            }  # fmt: skip
+            }
         ).encode()
-        headers = {"Content-Type": "application/json"}
-        key = os.environ.get(self.api_key_env, "")
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
+        headers = self._headers()
         last = ""
         for attempt in range(self.max_retries + 1):
             if attempt:
@@ -180,10 +227,15 @@ class OpenAIPolicy:
             self.num_requests += 1
             req = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
             try:
-                with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
+                with self._opener.open(req, timeout=self.timeout_s) as resp:
                     data = json.loads(resp.read())
                 return self._parse(data)
             except urllib.error.HTTPError as exc:
+                if 300 <= exc.code < 400:
+                    raise EndpointError(
+                        f"{self.url} redirected the request (HTTP {exc.code}) to {exc.headers.get('Location')!r}; "
+                        "redirects are not followed (the API key would go along): set base_url to the final address"
+                    ) from exc
                 last = f"HTTP {exc.code}: {exc.read()[:200]!r}"
                 if exc.code != 429 and exc.code < 500:
                     raise EndpointError(
@@ -195,6 +247,22 @@ class OpenAIPolicy:
         raise EndpointError(
             f"{self.url} failed {self.max_retries + 1} times (last: {last}); check the server or raise max_retries"
         )
+
+    def _headers(self) -> dict[str, str]:
+        """Request headers, with the key from `api_key_env` when set and the URL is safe to send it to."""
+        headers = {"Content-Type": "application/json"}
+        key = os.environ.get(self.api_key_env, "") if self.api_key_env else ""
+        if not key:
+            return headers
+        parts = urllib.parse.urlsplit(self.url)
+        if parts.scheme != "https" and not _is_loopback(parts.hostname) and not self.allow_key_over_http:
+            raise ValueError(
+                f"refusing to send the API key in ${self.api_key_env} over plain {parts.scheme}:// to "
+                f"{parts.hostname}: use an https:// base_url or a tunnel to 127.0.0.1, or, on a network you trust, "
+                "set allow_key_over_http=True (TeacherConfig.allow_key_over_http); api_key_env='' sends no key"
+            )
+        headers["Authorization"] = f"Bearer {key}"
+        return headers
 
     def _parse(self, data: dict[str, Any]) -> Completion:
         text = data["choices"][0]["message"].get("content") or ""
@@ -216,16 +284,29 @@ class VLLMPolicy:
         seed: engine seed.
     """
 
-    def __init__(self, model_dir: str, tokenizer, *, counter: FlopsCounter | None = None,
-                 gpu_memory_utilization: float = 0.3, max_model_len: int = 4096, seed: int = 0) -> None:  # fmt: skip
+    def __init__(
+        self,
+        model_dir: str,
+        tokenizer,
+        *,
+        counter: FlopsCounter | None = None,
+        gpu_memory_utilization: float = 0.3,
+        max_model_len: int = 4096,
+        seed: int = 0,
+    ) -> None:
         try:
             from vllm import LLM
         except ImportError as exc:
             raise ImportError("backend='vllm' needs the gpu extra: pip install 'agentsweep[gpu]'") from exc
         self.tokenizer = tokenizer
         self.counter = counter
-        self.llm = LLM(model=str(model_dir), gpu_memory_utilization=gpu_memory_utilization, seed=seed,
-                       max_model_len=max_model_len, logprobs_mode="processed_logprobs")  # fmt: skip
+        self.llm = LLM(
+            model=str(model_dir),
+            gpu_memory_utilization=gpu_memory_utilization,
+            seed=seed,
+            max_model_len=max_model_len,
+            logprobs_mode="processed_logprobs",
+        )
         self.num_tokens = 0
         self.gen_s = 0.0
 
@@ -257,7 +338,7 @@ class VLLMPolicy:
                     num_completion_tokens=len(toks),
                     token_ids=toks,
                     logprobs=lps or None,
-                )  # fmt: skip
+                )
             )
             self.num_tokens += len(toks)
             if self.counter is not None:

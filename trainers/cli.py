@@ -115,5 +115,7 @@ def rl_cmd(config_path: str | None, overrides: tuple[str, ...]) -> None:
     from trainers.rl import train_rl
 
     result = train_rl(_load_config(RLConfig, config_path, overrides), _printer())
-    click.echo(f"chosen evaluation {result.best_index} ({result.checkpoint}): "
-               + ", ".join(f"{k}={v:.4g}" for k, v in result.scores.items()))  # fmt: skip
+    click.echo(
+        f"chosen evaluation {result.best_index} ({result.checkpoint}): "
+        + ", ".join(f"{k}={v:.4g}" for k, v in result.scores.items())
+    )

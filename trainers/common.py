@@ -1,17 +1,25 @@
 """What SFT and RL share: chat prompt + completion tokenisation with a completion mask, batching, token
-log-probabilities, the optimiser, and resumable checkpoints (model, optimiser, RNG, step, FLOPs counter).
+log-probabilities, the optimiser and its learning-rate schedule, seeding, atomic file writes, and resumable
+checkpoints (model, optimiser, RNG, step, FLOPs counter).
+
+Checkpoints load with `torch.load(weights_only=True)`: they hold tensors and primitives only, so a checkpoint
+carrying any other pickled object is refused instead of executed.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
+import os
+import pickle
 import random
 import shutil
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 __all__ = [
     "Encoded",
@@ -20,11 +28,18 @@ __all__ = [
     "collate",
     "token_logprobs",
     "make_optimizer",
+    "masked_nll",
+    "clip_and_step",
+    "set_learning_rate",
+    "warmup_lr",
+    "atomic_write",
     "save_checkpoint",
     "load_checkpoint",
+    "recover_checkpoint",
     "rng_state",
     "set_rng_state",
     "seed_everything",
+    "check_choice",
 ]
 
 logger = logging.getLogger(__name__)
@@ -139,16 +154,34 @@ def make_optimizer(model, *, learning_rate: float, weight_decay: float = 0.0):
     return torch.optim.AdamW(trainable_parameters(model), lr=learning_rate, weight_decay=weight_decay)
 
 
-def clip_and_step(model, optimizer, *, max_grad_norm: float, scheduler=None) -> float:
-    """Clip gradients, step the optimiser (and scheduler), zero the gradients; returns the pre-clip norm."""
+def clip_and_step(model, optimizer, *, max_grad_norm: float) -> float:
+    """Clip gradients, step the optimiser, zero the gradients; returns the pre-clip norm."""
     import torch
 
     norm = torch.nn.utils.clip_grad_norm_(trainable_parameters(model), max_grad_norm)
     optimizer.step()
-    if scheduler is not None:
-        scheduler.step()
     optimizer.zero_grad(set_to_none=True)
     return float(norm)
+
+
+def set_learning_rate(optimizer, lr: float) -> None:
+    """Set every parameter group's learning rate (the schedule is `warmup_lr`, applied before each update)."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
+def warmup_lr(
+    learning_rate: float, update: int, warmup_updates: int, *, total_updates: int | None = None
+) -> float:
+    """Learning rate of optimiser update `update` (0-based): a linear ramp from lr / W up to lr over the first
+    W = `warmup_updates` updates (W = 0: none, the study's RL setting), then constant, or, with `total_updates`
+    (SFT), a cosine decay from lr towards 0 at update `total_updates`."""
+    if update < warmup_updates:
+        return learning_rate * ((update + 1) / warmup_updates)
+    if total_updates is None:
+        return learning_rate
+    done = (update - warmup_updates) / max(1, total_updates - warmup_updates)
+    return learning_rate * (0.5 * (1.0 + math.cos(math.pi * min(1.0, done))))
 
 
 def seed_everything(seed: int) -> None:
@@ -162,7 +195,7 @@ def seed_everything(seed: int) -> None:
 
 
 def rng_state() -> dict[str, Any]:
-    """The global RNG states (python, torch CPU and CUDA) as a picklable dict."""
+    """The global RNG states (python, torch CPU and CUDA): tuples, ints and tensors, loadable with weights_only."""
     import torch
 
     state: dict[str, Any] = {"python": random.getstate(), "torch": torch.get_rng_state()}
@@ -174,69 +207,129 @@ def rng_state() -> dict[str, Any]:
 def set_rng_state(state: dict[str, Any]) -> None:
     import torch
 
-    random.setstate(state["python"])
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(
-    path: str | Path, *, model, tokenizer, optimizer=None, scheduler=None, state: dict[str, Any]
-) -> Path:
-    """Write a complete resumable state atomically (a temp dir renamed into place).
-
-    Layout: the HF model + tokenizer (loadable with `load_student(path)`), `optimizer.pt` (optimiser,
-    scheduler and RNG states), `state.json` (step, FLOPs counters, anything JSON the loop needs).
-    """
-    import torch
-
+def atomic_write(path: str | Path, data: str | bytes) -> Path:
+    """Write a file so that a reader (or a kill at any point) sees the old content or the new, never a torn mix:
+    a temp file in the same directory, written and fsynced, renamed over `path`, then the directory fsynced."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    to_save = model.merge_and_unload() if _is_peft(model) and state.get("merge_lora") else model
-    to_save.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    torch.save(
-        {
-            "optimizer": optimizer.state_dict() if optimizer is not None else None,
-            "scheduler": scheduler.state_dict() if scheduler is not None else None,
-            "rng": rng_state(),
-        },
-        tmp / "optimizer.pt",
-    )
-    (tmp / "state.json").write_text(json.dumps(state, indent=1, default=_json_default))
-    shutil.rmtree(path, ignore_errors=True)
-    tmp.rename(path)
+    raw = data.encode() if isinstance(data, str) else data
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(raw)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
     return path
 
 
-def load_checkpoint(
-    path: str | Path, *, optimizer=None, scheduler=None, restore_rng: bool = True
-) -> dict[str, Any]:
-    """Restore optimiser/scheduler/RNG states from a checkpoint written by `save_checkpoint`; returns state.json.
+def save_checkpoint(path: str | Path, *, model, tokenizer, optimizer=None, state: dict[str, Any]) -> Path:
+    """Write a complete resumable state atomically: a reader (or a kill at any point) finds the old checkpoint
+    or the new one at `path` (after `recover_checkpoint`), never a partial one.
 
-    The model weights are loaded by `load_student(path)` beforehand (the checkpoint is a model directory).
+    Layout: the HF model + tokenizer (loadable with `load_student(path)`; a PEFT model saves its adapters),
+    `optimizer.pt` (optimiser and RNG states), `state.json` (step, FLOPs counters, anything JSON the loop needs).
+    The new directory is written and fsynced beside `path`, the old one renamed aside, the new one renamed in,
+    then the old one deleted.
     """
     import torch
 
     path = Path(path)
-    if not (path / "state.json").is_file():
+    recover_checkpoint(path)
+    tmp, old = _swap_names(path)
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    blob = {"optimizer": optimizer.state_dict() if optimizer is not None else None, "rng": rng_state()}
+    torch.save(blob, tmp / "optimizer.pt")
+    (tmp / "state.json").write_text(json.dumps(state, indent=1, default=_json_default))
+    for f in tmp.rglob("*"):
+        if f.is_file():
+            with f.open("rb") as fh:
+                os.fsync(fh.fileno())
+    _fsync_dir(tmp)
+    if path.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.rename(path, old)
+    os.rename(tmp, path)
+    _fsync_dir(path.parent)
+    shutil.rmtree(old, ignore_errors=True)
+    return path
+
+
+def recover_checkpoint(path: str | Path) -> bool:
+    """Finish or undo a `save_checkpoint` that was killed midway; True when a complete checkpoint is at `path`.
+
+    A kill after the old directory was renamed aside and before the new one was renamed in leaves only the old
+    one: it is renamed back. A leftover temp directory (a kill while writing) is deleted.
+    """
+    path = Path(path)
+    tmp, old = _swap_names(path)
+    if not path.exists() and (old / "state.json").is_file():
+        os.rename(old, path)
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.rmtree(old, ignore_errors=True)
+    return (path / "state.json").is_file()
+
+
+def load_checkpoint(path: str | Path, *, optimizer=None, restore_rng: bool = True) -> dict[str, Any]:
+    """Restore optimiser/RNG states from a checkpoint written by `save_checkpoint`; returns state.json.
+
+    The model weights are loaded by `load_student(path)` beforehand (the checkpoint is a model directory).
+    `optimizer.pt` is read with `torch.load(weights_only=True)`: only tensors and primitives are accepted.
+    """
+    import torch
+
+    path = Path(path)
+    if not recover_checkpoint(path):
         raise ValueError(
             f"{path} is not a checkpoint directory (no state.json): pass one that train_* reported"
         )
-    blob = torch.load(path / "optimizer.pt", weights_only=False)
+    try:
+        blob = torch.load(path / "optimizer.pt", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise ValueError(
+            f"{path / 'optimizer.pt'} holds pickled objects other than tensors and primitives, which could run "
+            f"code when loaded: refusing it. Resume only from checkpoints train_* wrote ({exc})"
+        ) from exc
     if optimizer is not None and blob["optimizer"] is not None:
         optimizer.load_state_dict(blob["optimizer"])
-    if scheduler is not None and blob["scheduler"] is not None:
-        scheduler.load_state_dict(blob["scheduler"])
     if restore_rng:
         set_rng_state(blob["rng"])
     return json.loads((path / "state.json").read_text())
 
 
-def _is_peft(model) -> bool:
-    return hasattr(model, "merge_and_unload") and hasattr(model, "peft_config")
+def check_choice(name: str, value: Any, choices: Any) -> None:
+    """Raise ValueError naming the choices unless `value` is one of the `Literal` type `choices`."""
+    allowed = get_args(choices)
+    if value not in allowed:
+        *rest, last = map(repr, allowed)
+        listed = f"{', '.join(rest)} or {last}" if rest else last
+        raise ValueError(f"{name}={value!r} must be {listed}")
+
+
+def _swap_names(path: Path) -> tuple[Path, Path]:
+    """The temp directory a new checkpoint is written to and the name the old one is moved to meanwhile."""
+    return path.with_name(f".{path.name}.tmp"), path.with_name(f".{path.name}.old")
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _json_default(obj: Any) -> Any:

@@ -1,38 +1,30 @@
 """Typed configurations of the trainers: frozen dataclasses, one docstring line per field.
 
 The first twelve fields of `RLConfig` are the study's swept hyperparameters, named exactly as in
-`sweep/spaces/paper.yaml` (and the runs table's `params.<name>` columns); `sft_checkpoint` is the branch point
-label (SFT FLOPs). Cross-field checks live in `__post_init__` and name the fix.
+`sweep/spaces/paper.yaml` (and the runs table's `params.<name>` columns), followed by `sft_checkpoint`, the branch
+point label (SFT FLOPs). Every choice is a `Literal` field, checked against its own choices. Cross-field checks
+live in `__post_init__` and name the fix.
 """
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any, Literal
 
+from trainers.common import check_choice
 from trainers.envio import families
-from trainers.grpo import LOSS_AGGREGATIONS
+from trainers.grpo import LossAggregation
 
-__all__ = ["RLConfig", "SFTConfig", "TeacherConfig", "SWEPT_FIELDS"]
-
-SWEPT_FIELDS: tuple[str, ...] = (
-    "temperature",
-    "curriculum",
-    "curriculum_target_return",
-    "curriculum_temperature",
-    "gamma",
-    "grouped_advantage",
-    "zero_adv_filter",
-    "std_normalize",
-    "batch_size",
-    "learning_rate",
-    "error_log",
-    "importance_ratio",
-)
-"""The study's 12 RL hyperparameters (the branch point `sft_checkpoint` aside)."""
+__all__ = ["RLConfig", "SFTConfig", "TeacherConfig", "Backend", "Teacher", "SFTEngine"]
 
 Backend = Literal["hf", "vllm"]
+"""Generation backend of RL rollouts."""
+Teacher = Literal["scripted", "hf", "openai"]
+"""Where teacher completions come from."""
+SFTEngine = Literal["native", "trl"]
+"""SFT training loop."""
 
 
 def _positive(obj: object, *names: str) -> None:
@@ -40,6 +32,14 @@ def _positive(obj: object, *names: str) -> None:
         value = getattr(obj, name)
         if value is not None and value <= 0:
             raise ValueError(f"{type(obj).__name__}.{name}={value!r} must be > 0")
+
+
+def _check_choices(obj: object) -> None:
+    """Every `Literal` field of the dataclass holds one of its choices."""
+    hints = typing.get_type_hints(type(obj))
+    for f in fields(obj):
+        if typing.get_origin(hints[f.name]) is Literal:
+            check_choice(f"{type(obj).__name__}.{f.name}", getattr(obj, f.name), hints[f.name])
 
 
 @dataclass(frozen=True)
@@ -129,7 +129,7 @@ class RLConfig:
     """AdamW weight decay."""
     max_grad_norm: float = 1.0
     """Gradient clipping norm."""
-    loss_aggregation: str = "token"
+    loss_aggregation: LossAggregation = "token"
     """`token`: the loss is the token mean over the batch (the study; a long completion weighs more);
     `sequence`: each completion's token mean, averaged over completions (the original GRPO)."""
     warmup_updates: int = 0
@@ -154,6 +154,7 @@ class RLConfig:
     """Checkpoints kept on disk besides the selected best one."""
 
     def __post_init__(self) -> None:
+        _check_choices(self)
         families(self.env)  # raises on a malformed env name
         if not 0.0 < self.gamma <= 1.0:
             raise ValueError(f"gamma={self.gamma} must be in (0, 1]")
@@ -161,9 +162,25 @@ class RLConfig:
             raise ValueError(f"temperature={self.temperature} must be >= 0 (0 = greedy)")
         if not -1.0 <= self.curriculum_target_return <= 1.0:
             raise ValueError(f"curriculum_target_return={self.curriculum_target_return} must be in [-1, 1]")
-        _positive(self, "curriculum_temperature", "learning_rate", "batch_size", "group_size", "num_updates",
-                  "eval_every", "clip_eps", "ppo_epochs", "max_new_tokens", "max_seq_len", "micro_batch_size",
-                  "max_steps", "workers", "rl_flops_budget", "max_eval_goals", "cpu_threads")  # fmt: skip
+        _positive(
+            self,
+            "curriculum_temperature",
+            "learning_rate",
+            "batch_size",
+            "group_size",
+            "num_updates",
+            "eval_every",
+            "clip_eps",
+            "ppo_epochs",
+            "max_new_tokens",
+            "max_seq_len",
+            "micro_batch_size",
+            "max_steps",
+            "workers",
+            "rl_flops_budget",
+            "max_eval_goals",
+            "cpu_threads",
+        )
         if self.batch_size % self.group_size:
             raise ValueError(
                 f"batch_size={self.batch_size} is not a multiple of group_size={self.group_size}: "
@@ -171,12 +188,8 @@ class RLConfig:
             )
         if self.group_size < 2 and self.grouped_advantage:
             raise ValueError("grouped_advantage needs group_size >= 2 (a group of one has zero advantage)")
-        if self.loss_aggregation not in LOSS_AGGREGATIONS:
-            raise ValueError(f"loss_aggregation={self.loss_aggregation!r} must be 'token' or 'sequence'")
         if self.warmup_updates < 0:
             raise ValueError(f"warmup_updates={self.warmup_updates} must be >= 0")
-        if self.backend not in ("hf", "vllm"):
-            raise ValueError(f"backend={self.backend!r} must be 'hf' or 'vllm'")
         if self.max_new_tokens >= self.max_seq_len:
             raise ValueError(f"max_new_tokens={self.max_new_tokens} must be < max_seq_len={self.max_seq_len}")
 
@@ -184,10 +197,6 @@ class RLConfig:
     def goals_per_update(self) -> int:
         """Distinct goals per update: batch_size / group_size."""
         return self.batch_size // self.group_size
-
-    def swept(self) -> dict[str, object]:
-        """The 12 swept hyperparameters and the branch point, by name."""
-        return {name: getattr(self, name) for name in (*SWEPT_FIELDS, "sft_checkpoint")}
 
     def replace(self, **changes: object) -> RLConfig:
         return replace(self, **changes)
@@ -238,15 +247,25 @@ class SFTConfig:
     uninterrupted run); the state is written at every branch point and every `resume_every_steps` updates."""
     resume_every_steps: int | None = 50
     """Also save the resume state this often (None: only at branch points)."""
-    engine: Literal["native", "trl"] = "native"
+    engine: SFTEngine = "native"
     """Training loop: `native` (the project's loop, shared with RL) or `trl` (TRL's SFTTrainer on the same tokenised
     examples and completion masks, same branch points and FLOPs accounting; resumes from HF Trainer checkpoints)."""
 
     def __post_init__(self) -> None:
-        if self.engine not in ("native", "trl"):
-            raise ValueError(f"engine={self.engine!r}: use native or trl")
-        _positive(self, "learning_rate", "batch_size", "micro_batch_size", "num_epochs", "checkpoint_every_flops",
-                  "checkpoint_every_steps", "max_seq_len", "lora_rank", "cpu_threads", "resume_every_steps")  # fmt: skip
+        _check_choices(self)
+        _positive(
+            self,
+            "learning_rate",
+            "batch_size",
+            "micro_batch_size",
+            "num_epochs",
+            "checkpoint_every_flops",
+            "checkpoint_every_steps",
+            "max_seq_len",
+            "lora_rank",
+            "cpu_threads",
+            "resume_every_steps",
+        )
         if self.batch_size % self.micro_batch_size:
             raise ValueError(
                 f"batch_size={self.batch_size} must be a multiple of micro_batch_size={self.micro_batch_size}"
@@ -265,7 +284,7 @@ class TeacherConfig:
     """Training task subset (None: all training tasks of the family)."""
     split: str = "train"
     """Goal split the teacher plays (the study: training seeds only)."""
-    teacher: Literal["scripted", "hf", "openai"] = "scripted"
+    teacher: Teacher = "scripted"
     """Backend: the env's scripted policy, a local HF model, or an OpenAI-compatible endpoint."""
     model: str | None = None
     """Model: HF directory/named student (hf), served model name (openai); None for scripted."""
@@ -275,6 +294,8 @@ class TeacherConfig:
     """OpenAI-compatible endpoint, e.g. http://node:8000/v1 (openai backend)."""
     api_key_env: str = "OPENAI_API_KEY"
     """Name of the environment variable holding the API key (the key itself is never in a config)."""
+    allow_key_over_http: bool = False
+    """Send the API key over plain `http://` to a host that is not loopback (off: refused; use https or a tunnel)."""
     episodes_per_goal: int = 1
     """Episodes per goal."""
     max_goals: int | None = None
@@ -303,19 +324,21 @@ class TeacherConfig:
     """Where the TraceSet (`examples.jsonl`, `trajectories.jsonl`, `provenance.json`) goes."""
 
     def __post_init__(self) -> None:
+        _check_choices(self)
         families(self.env)
-        _positive(self, "episodes_per_goal", "max_goals", "max_new_tokens", "max_steps", "workers", "concurrency",
-                  "timeout_s")  # fmt: skip
+        _positive(
+            self,
+            "episodes_per_goal",
+            "max_goals",
+            "max_new_tokens",
+            "max_steps",
+            "workers",
+            "concurrency",
+            "timeout_s",
+        )
         if self.teacher == "openai" and not (self.base_url and self.model):
             raise ValueError(
                 "teacher='openai' needs base_url (e.g. http://host:8000/v1) and model (served name)"
             )
         if self.teacher == "hf" and not self.model:
             raise ValueError("teacher='hf' needs model (a model directory or a named student)")
-        if self.teacher not in ("scripted", "hf", "openai"):
-            raise ValueError(f"teacher={self.teacher!r} must be 'scripted', 'hf' or 'openai'")
-
-
-def field_names(cls: type) -> list[str]:
-    """The dataclass's field names, in order."""
-    return [f.name for f in fields(cls)]

@@ -29,6 +29,7 @@ __all__ = [
     "flops_per_token",
     "model_shape",
     "FlopsCounter",
+    "gpu_metrics",
 ]
 
 BACKWARD_MULTIPLIER = 3.0
@@ -187,3 +188,21 @@ class FlopsCounter:
     def load_state_dict(self, state: dict[str, float]) -> None:
         self.flops = float(state["flops"])
         self.tokens = int(state["tokens"])
+
+
+PEAK_FLOPS_PER_S = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12}
+"""Dense bf16 peak FLOP/s by a fragment of the CUDA device name (for model FLOPs utilisation)."""
+
+
+def gpu_metrics(flops: float, wall_s: float, *, gen_tokens: int = 0, gen_s: float = 0.0) -> dict[str, float]:
+    """On a CUDA device: `mfu` (model FLOPs utilisation: flops / wall_s / the device's peak; NaN for an unknown
+    device) and, when generation was timed, `gen_tokens_per_s`. Empty on CPU."""
+    import torch
+
+    if not torch.cuda.is_available() or wall_s <= 0:
+        return {}
+    name = torch.cuda.get_device_name()
+    out = {"mfu": next((flops / wall_s / v for k, v in PEAK_FLOPS_PER_S.items() if k in name), float("nan"))}
+    if gen_s > 0:
+        out["gen_tokens_per_s"] = gen_tokens / gen_s
+    return out

@@ -1,5 +1,7 @@
-"""The numerical core of multi-turn GRPO: advantages, zero-advantage filtering, the policy loss, the curriculum,
-checkpoint selection. Pure functions, data in, numbers out; the loop in `trainers.rl` joins them.
+"""The numerical core of multi-turn GRPO: advantages, zero-advantage filtering, the loss's batch, the policy loss
+and the update it drives, the curriculum. Functions, data in, numbers out (`update` steps the model it is given);
+the loop in `trainers.rl` joins them (checkpoint selection is the study's rule in `analysis.selection`, the
+warm-up `trainers.common.warmup_lr`).
 
 Shapes: G = group_size (rollouts per goal), N = number of goals in a batch, T = tokens of one sequence.
 """
@@ -9,21 +11,38 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from trainers.common import (
+    Encoded,
+    check_choice,
+    clip_and_step,
+    collate,
+    encode_example,
+    set_learning_rate,
+    token_logprobs,
+    warmup_lr,
+)
+
+if TYPE_CHECKING:  # config imports LossAggregation from here
+    from envs.protocol import Trajectory
+    from trainers.config import RLConfig
+    from trainers.flops import FlopsCounter
+
 __all__ = [
+    "LossAggregation",
     "advantages",
-    "nonzero_mask",
+    "kept_episodes",
     "policy_loss",
-    "warmup_lr",
+    "build_batch",
+    "update",
     "CurriculumState",
     "curriculum_weights",
-    "rolling_mean",
-    "select_checkpoint",
 ]
 
-LOSS_AGGREGATIONS = ("token", "sequence")
+LossAggregation = Literal["token", "sequence"]
 """How `policy_loss` averages: over all tokens of the batch (the study) or per completion, then over completions."""
 
 ZERO_ADV_TOL = 1e-8
@@ -56,10 +75,14 @@ def advantages(returns: np.ndarray, *, grouped: bool, std_normalize: bool, eps: 
     return adv
 
 
-def nonzero_mask(adv: np.ndarray, *, zero_adv_filter: bool) -> np.ndarray:
-    """Which episodes enter the loss: all of them, or (filtering on) those with a non-zero advantage.
+def kept_episodes(adv: np.ndarray, *, zero_adv_filter: bool) -> np.ndarray:
+    """Which episodes enter the loss: every episode with an advantage (zero ones included) when filtering is off,
+    only those with a non-zero advantage when it is on; never an env-error episode (NaN advantage).
 
     Filtering changes the token-level mean's denominator: the surviving tokens carry the whole batch's weight.
+
+    Returns:
+        (N, G) bool, True where the episode is trained on.
     """
     adv = np.asarray(adv, dtype=np.float64)
     if not zero_adv_filter:
@@ -76,7 +99,7 @@ def policy_loss(
     importance_ratio: bool,
     clip_eps: float,
     num_tokens: float,
-    aggregation: str = "token",
+    aggregation: LossAggregation = "token",
     num_sequences: float | None = None,
 ):
     """Policy-gradient loss (to minimise) over the given tokens.
@@ -107,6 +130,7 @@ def policy_loss(
     """
     import torch
 
+    check_choice("aggregation", aggregation, LossAggregation)
     mask = mask.to(logprobs.dtype)
     a = adv if adv.dim() == 2 else adv[:, None]
     a = a.to(logprobs.dtype)
@@ -124,22 +148,111 @@ def policy_loss(
         clip_frac, ratio_mean = 0.0, 1.0
     if aggregation == "token":
         loss = (per_token * mask).sum() / max(float(num_tokens), 1.0)
-    elif aggregation == "sequence":
+    else:
         if num_sequences is None:
             raise ValueError("aggregation='sequence' needs num_sequences (sequences in the whole batch)")
         per_seq = (per_token * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
         loss = per_seq.sum() / max(float(num_sequences), 1.0)
-    else:
-        raise ValueError(f"aggregation={aggregation!r} must be one of {LOSS_AGGREGATIONS}")
     return loss, {"clip_frac": clip_frac, "ratio_mean": ratio_mean}
 
 
-def warmup_lr(learning_rate: float, update: int, warmup_updates: int) -> float:
-    """Learning rate of optimiser update `update` (0-based): a linear ramp from lr / W up to lr over the first
-    W = `warmup_updates` updates, then constant (W = 0: constant from the start, the study's setting)."""
-    if warmup_updates <= 0 or update >= warmup_updates:
-        return learning_rate
-    return learning_rate * (update + 1) / warmup_updates
+def build_batch(
+    groups: Sequence[Sequence[Trajectory]], adv: np.ndarray, keep: np.ndarray, tokenizer, *, max_seq_len: int
+) -> tuple[list[Encoded], list[float]]:
+    """Tokenised agent steps of the kept episodes, each with its episode's advantage.
+
+    Completions are encoded from the sampler's token ids when the backend gave them (exactly what was
+    sampled), else from the text plus eos.
+
+    Returns:
+        (examples, advantages): one entry per agent step with at least one completion token.
+    """
+    examples, advs = [], []
+    for i, row in enumerate(groups):
+        for j, traj in enumerate(row):
+            if not keep[i, j]:
+                continue
+            for step in traj.steps:
+                ids = step.completion.token_ids
+                completion = ids if ids is not None else step.completion.text
+                enc = encode_example(
+                    tokenizer, step.prompt.messages, completion, max_seq_len=max_seq_len, add_eos=ids is None
+                )
+                if enc.num_completion_tokens:
+                    examples.append(enc)
+                    advs.append(float(adv[i, j]))
+    return examples, advs
+
+
+def update(
+    model,
+    optimizer,
+    examples: Sequence[Encoded],
+    advs: Sequence[float],
+    cfg: RLConfig,
+    *,
+    pad_id: int,
+    counter: FlopsCounter,
+    step: int = 0,
+) -> dict[str, float]:
+    """One optimiser update per PPO epoch over the whole batch (gradient accumulation over micro-batches);
+    `step` (updates done before this one) sets the warm-up learning rate."""
+    import torch
+
+    lr = warmup_lr(cfg.learning_rate, step, cfg.warmup_updates)
+    if not examples:
+        return {
+            "loss": 0.0,
+            "clip_frac": 0.0,
+            "ratio_mean": 1.0,
+            "grad_norm": 0.0,
+            "num_tokens": 0.0,
+            "lr": lr,
+        }
+    set_learning_rate(optimizer, lr)
+    device = next(model.parameters()).device
+    num_tokens = sum(e.num_completion_tokens for e in examples)
+    mb = cfg.micro_batch_size
+    chunks = [
+        (examples[k : k + mb], torch.tensor(advs[k : k + mb], device=device))
+        for k in range(0, len(examples), mb)
+    ]
+    old: list[Any] = [None] * len(chunks)
+    if cfg.importance_ratio:  # pi_old: the policy that sampled, before this update's steps
+        with torch.no_grad():
+            for c, (micro, _) in enumerate(chunks):
+                old[c] = token_logprobs(
+                    model, *collate(micro, pad_id, device=device)[:2], temperature=cfg.temperature
+                )
+                counter.add_sequences([len(e.input_ids) for e in micro], trained=False)
+    stats = {"loss": 0.0, "clip_frac": 0.0, "ratio_mean": 0.0, "grad_norm": 0.0}
+    for _ in range(cfg.ppo_epochs):
+        for c, (micro, a) in enumerate(chunks):
+            ids, attn, comp = collate(micro, pad_id, device=device)
+            lp = token_logprobs(model, ids, attn, temperature=cfg.temperature)
+            loss, st = policy_loss(
+                lp,
+                old[c] if old[c] is not None else lp.detach(),
+                a,
+                comp,
+                importance_ratio=cfg.importance_ratio,
+                clip_eps=cfg.clip_eps,
+                num_tokens=num_tokens,
+                aggregation=cfg.loss_aggregation,
+                num_sequences=len(examples),
+            )
+            loss.backward()
+            counter.add_sequences([len(e.input_ids) for e in micro], trained=True)
+            share = sum(e.num_completion_tokens for e in micro) / num_tokens / cfg.ppo_epochs
+            stats["loss"] += float(loss.detach()) / cfg.ppo_epochs
+            stats["clip_frac"] += st["clip_frac"] * share
+            stats["ratio_mean"] += st["ratio_mean"] * share
+        stats["grad_norm"] += (
+            clip_and_step(model, optimizer, max_grad_norm=cfg.max_grad_norm) / cfg.ppo_epochs
+        )
+    stats["num_tokens"] = float(num_tokens)
+    stats["lr"] = lr
+    return stats
 
 
 @dataclass
@@ -208,23 +321,3 @@ def curriculum_weights(
     z -= z.max()
     w = np.exp(z)
     return w / w.sum()
-
-
-def rolling_mean(values: Sequence[float], window: int = 3) -> np.ndarray:
-    """Trailing rolling mean; the first window-1 entries average what is available."""
-    v = np.asarray(values, dtype=np.float64)
-    out = np.empty_like(v)
-    for i in range(len(v)):
-        out[i] = v[max(0, i - window + 1) : i + 1].mean()
-    return out
-
-
-def select_checkpoint(heldout_goal_success: Sequence[float], window: int = 3) -> int:
-    """The study's checkpoint selection: argmax of the rolling mean (window 3) of held-out-goal success.
-
-    Returns:
-        The index of the chosen evaluation (the first one on ties); report its raw scores.
-    """
-    if not len(heldout_goal_success):
-        raise ValueError("no evaluations to select from")
-    return int(np.argmax(rolling_mean(heldout_goal_success, window)))

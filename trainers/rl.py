@@ -25,30 +25,13 @@ from typing import Any
 
 import numpy as np
 
+from analysis.selection import CHECKPOINT_METRIC, select_checkpoint
 from envs.protocol import Trajectory
-from trainers.common import (
-    Encoded,
-    clip_and_step,
-    collate,
-    encode_example,
-    load_checkpoint,
-    make_optimizer,
-    save_checkpoint,
-    seed_everything,
-    token_logprobs,
-)
+from trainers.common import load_checkpoint, make_optimizer, save_checkpoint, seed_everything
 from trainers.config import RLConfig
 from trainers.envio import Runner, goal_key, open_env_runner, play_episodes, split_goals
-from trainers.flops import FlopsCounter
-from trainers.grpo import (
-    CurriculumState,
-    advantages,
-    curriculum_weights,
-    nonzero_mask,
-    policy_loss,
-    rolling_mean,
-    warmup_lr,
-)
+from trainers.flops import FlopsCounter, gpu_metrics
+from trainers.grpo import CurriculumState, advantages, build_batch, curriculum_weights, kept_episodes, update
 from trainers.models import load_student, resolve_device
 
 __all__ = [
@@ -56,8 +39,6 @@ __all__ = [
     "train_rl",
     "rollout",
     "group_returns",
-    "build_batch",
-    "update",
     "sample_goals",
     "evaluate",
 ]
@@ -70,7 +51,7 @@ class RLResult:
     """What an RL run leaves: the chosen evaluation's raw scores and the whole evaluation history."""
 
     best_index: int
-    """Index into `history` of the evaluation chosen by the rolling mean (window 3) of held-out-goal success."""
+    """Index into `history` of the evaluation `analysis.selection.select_checkpoint` chooses."""
     scores: dict[str, float]
     """The chosen evaluation's raw metrics (heldout_goal_success, heldout_task_success, step, flops, ...)."""
     checkpoint: str | None
@@ -82,8 +63,15 @@ class RLResult:
 # --------------------------------------------------------------------------- the pieces of one update
 
 
-def sample_goals(goals: Sequence[Any], num: int, rng: np.random.Generator, *, curriculum: CurriculumState | None,
-                 target_return: float, temperature: float) -> list[Any]:  # fmt: skip
+def sample_goals(
+    goals: Sequence[Any],
+    num: int,
+    rng: np.random.Generator,
+    *,
+    curriculum: CurriculumState | None,
+    target_return: float,
+    temperature: float,
+) -> list[Any]:
     """Draw `num` goals: uniformly (curriculum None), or a task by `curriculum_weights` then a goal of it."""
     if curriculum is None:
         idx = rng.choice(len(goals), size=num, replace=num > len(goals))
@@ -117,81 +105,6 @@ def group_returns(groups: Sequence[Sequence[Trajectory]], gamma: float) -> np.nd
         ],
         dtype=np.float64,
     )
-
-
-def build_batch(groups: Sequence[Sequence[Trajectory]], adv: np.ndarray, keep: np.ndarray, tokenizer, *,
-                max_seq_len: int) -> tuple[list[Encoded], list[float]]:  # fmt: skip
-    """Tokenised agent steps of the kept episodes, each with its episode's advantage.
-
-    Completions are encoded from the sampler's token ids when the backend gave them (exactly what was
-    sampled), else from the text plus eos.
-
-    Returns:
-        (examples, advantages): one entry per agent step with at least one completion token.
-    """
-    examples, advs = [], []
-    for i, row in enumerate(groups):
-        for j, traj in enumerate(row):
-            if not keep[i, j]:
-                continue
-            for step in traj.steps:
-                ids = step.completion.token_ids
-                enc = encode_example(tokenizer, step.prompt.messages, ids if ids is not None else step.completion.text,
-                                     max_seq_len=max_seq_len, add_eos=ids is None)  # fmt: skip
-                if enc.num_completion_tokens:
-                    examples.append(enc)
-                    advs.append(float(adv[i, j]))
-    return examples, advs
-
-
-def update(model, optimizer, examples: Sequence[Encoded], advs: Sequence[float], cfg: RLConfig, *,
-           pad_id: int, counter: FlopsCounter, step: int = 0) -> dict[str, float]:  # fmt: skip
-    """One optimiser update per PPO epoch over the whole batch (gradient accumulation over micro-batches);
-    `step` (updates done before this one) sets the warm-up learning rate."""
-    import torch
-
-    lr = warmup_lr(cfg.learning_rate, step, cfg.warmup_updates)
-    if not examples:
-        return {"loss": 0.0, "clip_frac": 0.0, "ratio_mean": 1.0, "grad_norm": 0.0, "num_tokens": 0.0,
-                "lr": lr}  # fmt: skip
-    for group in optimizer.param_groups:
-        group["lr"] = lr
-    device = next(model.parameters()).device
-    num_tokens = sum(e.num_completion_tokens for e in examples)
-    mb = cfg.micro_batch_size
-    chunks = [
-        (examples[k : k + mb], torch.tensor(advs[k : k + mb], device=device))
-        for k in range(0, len(examples), mb)
-    ]
-    old: list[Any] = [None] * len(chunks)
-    if cfg.importance_ratio:  # pi_old: the policy that sampled, before this update's steps
-        with torch.no_grad():
-            for c, (micro, _) in enumerate(chunks):
-                old[c] = token_logprobs(
-                    model, *collate(micro, pad_id, device=device)[:2], temperature=cfg.temperature
-                )
-                counter.add_sequences([len(e.input_ids) for e in micro], trained=False)
-    stats = {"loss": 0.0, "clip_frac": 0.0, "ratio_mean": 0.0, "grad_norm": 0.0}
-    for _ in range(cfg.ppo_epochs):
-        for c, (micro, a) in enumerate(chunks):
-            ids, attn, comp = collate(micro, pad_id, device=device)
-            lp = token_logprobs(model, ids, attn, temperature=cfg.temperature)
-            loss, st = policy_loss(lp, old[c] if old[c] is not None else lp.detach(), a, comp,
-                                   importance_ratio=cfg.importance_ratio, clip_eps=cfg.clip_eps,
-                                   num_tokens=num_tokens, aggregation=cfg.loss_aggregation,
-                                   num_sequences=len(examples))  # fmt: skip
-            loss.backward()
-            counter.add_sequences([len(e.input_ids) for e in micro], trained=True)
-            share = sum(e.num_completion_tokens for e in micro) / num_tokens / cfg.ppo_epochs
-            stats["loss"] += float(loss.detach()) / cfg.ppo_epochs
-            stats["clip_frac"] += st["clip_frac"] * share
-            stats["ratio_mean"] += st["ratio_mean"] * share
-        stats["grad_norm"] += (
-            clip_and_step(model, optimizer, max_grad_norm=cfg.max_grad_norm) / cfg.ppo_epochs
-        )
-    stats["num_tokens"] = float(num_tokens)
-    stats["lr"] = lr
-    return stats
 
 
 def evaluate(runner: Runner, policy, goals: Sequence[Any], cfg: RLConfig, *, seed: int) -> float:
@@ -229,9 +142,49 @@ class _Run:
     stats_since_eval: list[dict[str, float]] = field(default_factory=list)
     wall_s: float = 0.0
 
+    def best(self) -> int:
+        """Index of the chosen evaluation: the study's rule (`analysis.selection`) over the history."""
+        return select_checkpoint([h[CHECKPOINT_METRIC] for h in self.history])
 
-def train_rl(cfg: RLConfig, report: Callable[..., None] | None = None, *, runner: Runner | None = None,
-             goal_splits: dict[str, Sequence[Any]] | None = None) -> RLResult:  # fmt: skip
+
+@dataclass
+class _Loop:
+    """What the updates and evaluations of one run share."""
+
+    cfg: RLConfig
+    run: _Run
+    model: Any
+    tok: Any
+    optimizer: Any
+    policy: Any
+    runner: Runner
+    eval_goals: dict[str, list[Any]]
+    """{"heldout_goals", "heldout_tasks"} -> the goals each evaluation plays."""
+    counter: FlopsCounter
+    """RL FLOPs (rollouts and updates)."""
+    eval_counter: FlopsCounter
+    """Evaluation FLOPs, counted apart."""
+    rng: np.random.Generator
+    """Goal sampling."""
+    curriculum: CurriculumState | None
+    wall0: float
+    """perf_counter origin of the run's wall clock (time before a resume included)."""
+    report: Callable[..., None] | None
+
+    def done(self) -> bool:
+        """All updates done, or the RL FLOPs budget spent."""
+        cfg = self.cfg
+        budget_spent = bool(cfg.rl_flops_budget) and self.counter.flops >= cfg.rl_flops_budget
+        return self.run.step >= cfg.num_updates or budget_spent
+
+
+def train_rl(
+    cfg: RLConfig,
+    report: Callable[..., None] | None = None,
+    *,
+    runner: Runner | None = None,
+    goal_splits: dict[str, Sequence[Any]] | None = None,
+) -> RLResult:
     """Multi-turn GRPO from `cfg.init_checkpoint` (or the student), or resumed from `cfg.resume_from`.
 
     Args:
@@ -247,7 +200,8 @@ def train_rl(cfg: RLConfig, report: Callable[..., None] | None = None, *, runner
     t_start = time.perf_counter()
     device = resolve_device(cfg.device, cpu_threads=cfg.cpu_threads)
     seed_everything(cfg.seed)
-    model, tok = load_student(cfg.resume_from or cfg.init_checkpoint or cfg.student, device=device)
+    model_dir = cfg.resume_from or cfg.init_checkpoint or cfg.student
+    model, tok = load_student(model_dir, device=device)
     model.train()
     optimizer = make_optimizer(model, learning_rate=cfg.learning_rate, weight_decay=cfg.weight_decay)
     counter, eval_counter = FlopsCounter(model), FlopsCounter(model)
@@ -268,65 +222,80 @@ def train_rl(cfg: RLConfig, report: Callable[..., None] | None = None, *, runner
     eval_goals = {
         k: _spread(list(splits.get(k, [])), cfg.max_eval_goals) for k in ("heldout_goals", "heldout_tasks")
     }
-    policy = _make_policy(cfg, model, tok, counter, cfg.resume_from or cfg.init_checkpoint or cfg.student)
+    policy = _make_policy(cfg, model, tok, counter, model_dir)
     own_runner = runner is None
     runner = runner or open_env_runner(
         cfg.env, workers=cfg.workers, max_steps=cfg.max_steps, options=cfg.env_options
     )
-    wall0 = t_start - run.wall_s  # wall-clock origin: time spent before a resume counts
+    loop = _Loop(
+        cfg=cfg,
+        run=run,
+        model=model,
+        tok=tok,
+        optimizer=optimizer,
+        policy=policy,
+        runner=runner,
+        eval_goals=eval_goals,
+        counter=counter,
+        eval_counter=eval_counter,
+        rng=rng,
+        curriculum=curriculum,
+        wall0=t_start - run.wall_s,  # time spent before a resume counts
+        report=report,
+    )
     try:
         if run.step == 0 and not run.history:
-            _evaluate_and_checkpoint(cfg, run, model, tok, optimizer, policy, runner, eval_goals, counter,
-                                     eval_counter, rng, curriculum, wall0, report)  # fmt: skip
-        while run.step < cfg.num_updates and not (
-            cfg.rl_flops_budget and counter.flops >= cfg.rl_flops_budget
-        ):
-            goals = sample_goals(train_goals, cfg.goals_per_update, rng, curriculum=curriculum,
-                                 target_return=cfg.curriculum_target_return, temperature=cfg.curriculum_temperature)  # fmt: skip
-            groups = rollout(runner, policy, goals, cfg)
-            returns = group_returns(groups, cfg.gamma)
-            adv = advantages(
-                returns, grouped=cfg.grouped_advantage, std_normalize=cfg.std_normalize, eps=cfg.adv_eps
-            )
-            keep = nonzero_mask(adv, zero_adv_filter=cfg.zero_adv_filter)
-            if curriculum is not None:
-                curriculum.update(_task_returns(groups, returns))
-            examples, advs = build_batch(groups, adv, keep, tok, max_seq_len=cfg.max_seq_len)
-            stats = update(model, optimizer, examples, advs, cfg, pad_id=tok.pad_token_id, counter=counter,
-                           step=run.step)  # fmt: skip
-            if hasattr(policy, "push_weights"):
-                policy.push_weights(model)
-            run.step += 1
-            run.returns_since_eval.extend(float(r) for r in returns[~np.isnan(returns)])
-            run.stats_since_eval.append({**stats, "kept_frac": float(keep.mean())})
-            _write_samples(cfg, groups[:2], run.step)
-            last = run.step >= cfg.num_updates or (
-                cfg.rl_flops_budget and counter.flops >= cfg.rl_flops_budget
-            )
-            if run.step % cfg.eval_every == 0 or last:
-                _evaluate_and_checkpoint(cfg, run, model, tok, optimizer, policy, runner, eval_goals, counter,
-                                         eval_counter, rng, curriculum, wall0, report)  # fmt: skip
+            _evaluate_and_checkpoint(loop)
+        while not loop.done():
+            _train_step(loop, train_goals)
+            if run.step % cfg.eval_every == 0 or loop.done():
+                _evaluate_and_checkpoint(loop)
     finally:
         if own_runner:
             runner.close()
-    best = _best(run.history)
+    best = run.best()
     return RLResult(best, dict(run.history[best]), run.checkpoints[best], list(run.history))
 
 
+def _train_step(loop: _Loop, train_goals: Sequence[Any]) -> None:
+    """One update: sample goals, play the groups, advantages, filter, the policy-gradient step."""
+    cfg, run = loop.cfg, loop.run
+    goals = sample_goals(
+        train_goals,
+        cfg.goals_per_update,
+        loop.rng,
+        curriculum=loop.curriculum,
+        target_return=cfg.curriculum_target_return,
+        temperature=cfg.curriculum_temperature,
+    )
+    groups = rollout(loop.runner, loop.policy, goals, cfg)
+    returns = group_returns(groups, cfg.gamma)
+    adv = advantages(returns, grouped=cfg.grouped_advantage, std_normalize=cfg.std_normalize, eps=cfg.adv_eps)
+    keep = kept_episodes(adv, zero_adv_filter=cfg.zero_adv_filter)
+    if loop.curriculum is not None:
+        loop.curriculum.update(_task_returns(groups, returns))
+    examples, advs = build_batch(groups, adv, keep, loop.tok, max_seq_len=cfg.max_seq_len)
+    pad_id = loop.tok.pad_token_id
+    stats = update(
+        loop.model, loop.optimizer, examples, advs, cfg, pad_id=pad_id, counter=loop.counter, step=run.step
+    )
+    if hasattr(loop.policy, "push_weights"):
+        loop.policy.push_weights(loop.model)
+    run.step += 1
+    run.returns_since_eval.extend(float(r) for r in returns[~np.isnan(returns)])
+    run.stats_since_eval.append({**stats, "kept_frac": float(keep.mean())})
+    _write_samples(cfg, groups[:2], run.step)
+
+
 def _registry_splits(cfg: RLConfig) -> dict[str, list[Any]]:
+    def goals(split: str | None, tasks: Sequence[str] | None) -> list[Any]:
+        return split_goals(cfg.env, split, tasks) if split else []
+
     return {
-        "train": split_goals(cfg.env, cfg.train_split, cfg.tasks),
-        "heldout_goals": split_goals(cfg.env, cfg.eval_goal_split, cfg.tasks) if cfg.eval_goal_split else [],
-        "heldout_tasks": split_goals(cfg.env, cfg.eval_task_split, cfg.eval_tasks)
-        if cfg.eval_task_split
-        else [],
+        "train": goals(cfg.train_split, cfg.tasks),
+        "heldout_goals": goals(cfg.eval_goal_split, cfg.tasks),
+        "heldout_tasks": goals(cfg.eval_task_split, cfg.eval_tasks),
     }
-
-
-def _best(history: Sequence[dict[str, float]]) -> int:
-    """select_checkpoint over held-out-goal success; the last evaluation when there is no held-out goal."""
-    means = rolling_mean([h["heldout_goal_success"] for h in history], 3)
-    return len(history) - 1 if np.isnan(means).all() else int(np.nanargmax(means))
 
 
 def _make_policy(cfg: RLConfig, model, tok, counter: FlopsCounter, model_dir: str):
@@ -339,8 +308,13 @@ def _make_policy(cfg: RLConfig, model, tok, counter: FlopsCounter, model_dir: st
         return policy
     from trainers.backends import HFPolicy
 
-    return HFPolicy(model, tok, max_prompt_tokens=cfg.max_seq_len - cfg.max_new_tokens, counter=counter,
-                    micro_batch_size=max(cfg.micro_batch_size, 32))  # fmt: skip
+    return HFPolicy(
+        model,
+        tok,
+        max_prompt_tokens=cfg.max_seq_len - cfg.max_new_tokens,
+        counter=counter,
+        micro_batch_size=max(cfg.micro_batch_size, 32),
+    )
 
 
 def _task_returns(groups, returns: np.ndarray) -> dict[str, list[float]]:
@@ -350,16 +324,17 @@ def _task_returns(groups, returns: np.ndarray) -> dict[str, list[float]]:
     return out
 
 
-def _evaluate_and_checkpoint(cfg, run: _Run, model, tok, optimizer, policy, runner, eval_goals, counter,
-                             eval_counter, rng, curriculum, wall0, report) -> None:  # fmt: skip
-    policy.counter = eval_counter  # evaluation tokens are counted apart from the RL FLOPs
+def _evaluate_and_checkpoint(loop: _Loop) -> None:
+    """Play the held-out goals and tasks, append the metrics to the history, checkpoint, prune, report."""
+    cfg, run, counter, policy = loop.cfg, loop.run, loop.counter, loop.policy
+    policy.counter = loop.eval_counter  # evaluation tokens are counted apart from the RL FLOPs
     t0 = time.perf_counter()
     try:
         goal_sr = evaluate(
-            runner, policy, eval_goals["heldout_goals"], cfg, seed=cfg.seed * 100_003 + run.step
+            loop.runner, policy, loop.eval_goals["heldout_goals"], cfg, seed=cfg.seed * 100_003 + run.step
         )
         task_sr = evaluate(
-            runner, policy, eval_goals["heldout_tasks"], cfg, seed=cfg.seed * 100_019 + run.step
+            loop.runner, policy, loop.eval_goals["heldout_tasks"], cfg, seed=cfg.seed * 100_019 + run.step
         )
     finally:
         policy.counter = counter
@@ -372,52 +347,51 @@ def _evaluate_and_checkpoint(cfg, run: _Run, model, tok, optimizer, policy, runn
         "heldout_task_success": task_sr,
         "train_return": float(np.mean(run.returns_since_eval)) if run.returns_since_eval else float("nan"),
         "tokens": float(counter.tokens),
-        "eval_flops": eval_counter.flops,
+        "eval_flops": loop.eval_counter.flops,
         "eval_s": time.perf_counter() - t0,
-        "wall_s": time.perf_counter() - wall0,
+        "wall_s": time.perf_counter() - loop.wall0,
     }
     for key in ("loss", "clip_frac", "ratio_mean", "grad_norm", "kept_frac", "lr"):
         metrics[key] = float(np.mean([x[key] for x in s])) if s else float("nan")
-    metrics.update(_gpu_metrics(policy, counter, metrics["wall_s"]))
+    gen = {"gen_tokens": getattr(policy, "num_tokens", 0), "gen_s": getattr(policy, "gen_s", 0.0)}  # vLLM's
+    metrics.update(gpu_metrics(counter.flops, metrics["wall_s"], **gen))
     run.history.append(metrics)
     run.returns_since_eval, run.stats_since_eval = [], []
     run.wall_s = metrics["wall_s"]
     path = Path(cfg.output_dir) / f"ckpt_{run.step:06d}"
     run.checkpoints.append(str(path))
-    state = {"run": dataclasses.asdict(run), "rl_counter": counter.state_dict(),
-             "eval_counter": eval_counter.state_dict(), "np_rng": rng.bit_generator.state,
-             "curriculum": curriculum.state_dict() if curriculum else None, "config": dataclasses.asdict(cfg),
-             "step": run.step, "flops": metrics["flops"]}  # fmt: skip
-    save_checkpoint(path, model=model, tokenizer=tok, optimizer=optimizer, state=state)
+    state = {
+        "run": dataclasses.asdict(run),
+        "rl_counter": counter.state_dict(),
+        "eval_counter": loop.eval_counter.state_dict(),
+        "np_rng": loop.rng.bit_generator.state,
+        "curriculum": loop.curriculum.state_dict() if loop.curriculum else None,
+        "config": dataclasses.asdict(cfg),
+        "step": run.step,
+        "flops": metrics["flops"],
+    }
+    save_checkpoint(path, model=loop.model, tokenizer=loop.tok, optimizer=loop.optimizer, state=state)
     _prune(cfg, run)
-    logger.info("update %d: held-out goals %.3f, tasks %.3f, train return %.3f, %.3g FLOPs", run.step, goal_sr,
-                task_sr, metrics["train_return"], metrics["flops"])  # fmt: skip
-    if report is not None:
-        report(metrics, checkpoint=str(path))
+    logger.info(
+        "update %d: held-out goals %.3f, tasks %.3f, train return %.3f, %.3g FLOPs",
+        run.step,
+        goal_sr,
+        task_sr,
+        metrics["train_return"],
+        metrics["flops"],
+    )
+    if loop.report is not None:
+        loop.report(metrics, checkpoint=str(path))
 
 
 def _prune(cfg: RLConfig, run: _Run) -> None:
-    """Keep the last `keep_checkpoints` checkpoints and the current best by rolling mean; delete the rest."""
-    best = _best(run.history)
+    """Keep the last `keep_checkpoints` checkpoints and the currently chosen one; delete the rest."""
+    best = run.best()
     keep = set(range(max(0, len(run.checkpoints) - cfg.keep_checkpoints), len(run.checkpoints))) | {best}
     for i, p in enumerate(run.checkpoints):
         if p is not None and i not in keep:
             shutil.rmtree(p, ignore_errors=True)
             run.checkpoints[i] = None
-
-
-def _gpu_metrics(policy, counter: FlopsCounter, wall_s: float) -> dict[str, float]:
-    """Generation tokens/s and model FLOPs utilisation on GPU (empty on CPU)."""
-    import torch
-
-    if not torch.cuda.is_available() or wall_s <= 0:
-        return {}
-    peak = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12}  # dense bf16 FLOP/s
-    name = torch.cuda.get_device_name()
-    out = {"mfu": next((counter.flops / wall_s / v for k, v in peak.items() if k in name), float("nan"))}
-    if getattr(policy, "gen_s", 0) > 0:
-        out["gen_tokens_per_s"] = policy.num_tokens / policy.gen_s
-    return out
 
 
 def _write_samples(cfg: RLConfig, groups, step: int) -> None:

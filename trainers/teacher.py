@@ -96,9 +96,17 @@ def _teacher_policy(cfg: TeacherConfig, counter: FlopsCounter | None):
     if cfg.teacher == "openai":
         from trainers.backends import OpenAIPolicy
 
-        return OpenAIPolicy(cfg.base_url, cfg.model, api_key_env=cfg.api_key_env, concurrency=cfg.concurrency,
-                            timeout_s=cfg.timeout_s, max_retries=cfg.max_retries, seed=cfg.seed,
-                            counter=counter)  # fmt: skip
+        return OpenAIPolicy(
+            cfg.base_url,
+            cfg.model,
+            api_key_env=cfg.api_key_env,
+            allow_key_over_http=cfg.allow_key_over_http,
+            concurrency=cfg.concurrency,
+            timeout_s=cfg.timeout_s,
+            max_retries=cfg.max_retries,
+            seed=cfg.seed,
+            counter=counter,
+        )
     from trainers.backends import HFPolicy
     from trainers.models import load_student, resolve_device
 
@@ -182,11 +190,22 @@ def collect_teacher_traces(
     }
     traces = TraceSet(examples, provenance, counter.flops if counter else 0.0)
     traces.save(cfg.output_dir, trajs)
-    logger.info("teacher: %d/%d episodes succeeded -> %d SFT examples in %s", provenance["num_successful"],
-                len(trajs), len(examples), cfg.output_dir)  # fmt: skip
+    logger.info(
+        "teacher: %d/%d episodes succeeded -> %d SFT examples in %s",
+        provenance["num_successful"],
+        len(trajs),
+        len(examples),
+        cfg.output_dir,
+    )
     if report is not None:
-        report({"teacher_success": success, "teacher_flops": traces.teacher_flops, "num_examples": len(examples),
-                "num_episodes": len(trajs)})  # fmt: skip
+        report(
+            {
+                "teacher_success": success,
+                "teacher_flops": traces.teacher_flops,
+                "num_examples": len(examples),
+                "num_episodes": len(trajs),
+            }
+        )
     return traces
 
 

@@ -3,6 +3,7 @@ tiny local HTTP server (retries, backoff, timeouts, bounded concurrency, token c
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
@@ -16,8 +17,10 @@ from trainers.backends import EndpointError, HFPolicy, OpenAIPolicy
 from trainers.common import collate, encode_example, token_logprobs
 from trainers.flops import FlopsCounter, flops_per_token
 
-PROMPTS = [Prompt(messages=({"role": "user", "content": f"Goal: answer {c}."},), task="t", seed=i)
-           for i, c in enumerate("abcd")]  # fmt: skip
+PROMPTS = [
+    Prompt(messages=({"role": "user", "content": f"Goal: answer {c}."},), task="t", seed=i)
+    for i, c in enumerate("abcd")
+]
 
 
 def test_hf_policy_logprobs_match_the_training_forward(tiny):
@@ -54,7 +57,20 @@ def test_hf_policy_is_seeded(tiny):
     assert greedy[0] == greedy[1]
 
 
-class _Server:
+class _Local:
+    """An HTTP server on 127.0.0.1 (a free port) in a daemon thread; `url` is its `/v1` base URL."""
+
+    def _serve(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class _Server(_Local):
     """A chat-completions endpoint: fails the first `fail` requests with `status`, sleeps `delay_s` per request."""
 
     def __init__(self, *, fail: int = 0, status: int = 500, delay_s: float = 0.0):
@@ -89,8 +105,10 @@ class _Server:
                     self.wfile.write(b'{"error": "busy"}')
                     return
                 content = body["messages"][-1]["content"].upper()
-                data = {"choices": [{"message": {"role": "assistant", "content": content}}],
-                        "usage": {"prompt_tokens": 10, "completion_tokens": 3}}  # fmt: skip
+                data = {
+                    "choices": [{"message": {"role": "assistant", "content": content}}],
+                    "usage": {"prompt_tokens": 10, "completion_tokens": 3},
+                }
                 raw = json.dumps(data).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
@@ -98,13 +116,7 @@ class _Server:
                 self.end_headers()
                 self.wfile.write(raw)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self._serve(Handler)
 
 
 @pytest.fixture
@@ -152,8 +164,9 @@ def test_openai_policy_gives_up_after_max_retries(server):
 @pytest.mark.parametrize("server", [{"fail": 100, "status": 400}], indirect=True)
 def test_openai_policy_does_not_retry_client_errors(server):
     with pytest.raises(EndpointError, match="rejected"):
-        OpenAIPolicy(server.url, "teacher", max_retries=5, backoff_s=0.01).generate(PROMPTS[:1], temperature=0.0,
-                                                                                     max_new_tokens=8)  # fmt: skip
+        OpenAIPolicy(server.url, "teacher", max_retries=5, backoff_s=0.01).generate(
+            PROMPTS[:1], temperature=0.0, max_new_tokens=8
+        )
     assert server.count == 1
 
 
@@ -162,6 +175,78 @@ def test_openai_policy_times_out(server):
     policy = OpenAIPolicy(server.url, "teacher", timeout_s=0.1, max_retries=1, backoff_s=0.01)
     with pytest.raises(EndpointError, match="Timeout|timed out"):
         policy.generate(PROMPTS[:1], temperature=0.0, max_new_tokens=8)
+
+
+class _Redirect(_Local):
+    """Answers every request with `status` and a Location on another host name and port (`target`), and records
+    the Authorization header of every request it gets, whatever the method."""
+
+    def __init__(self, status: int, target: str):
+        self.auth: list[str | None] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _any(self):
+                server.auth.append(self.headers.get("Authorization"))
+                length = int(self.headers.get("Content-Length") or 0)
+                self.rfile.read(length)
+                self.send_response(status)
+                self.send_header("Location", target)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            do_GET = do_POST = do_HEAD = _any
+
+        self._serve(Handler)
+
+
+@pytest.mark.parametrize("status", [302, 307])
+def test_openai_policy_never_forwards_the_key_on_a_redirect(monkeypatch, status):
+    monkeypatch.setenv("TEST_KEY", "sk-secret")
+    sink = _Redirect(
+        404, "/"
+    )  # the redirect's target, on another port and host name: it records what it gets
+    sink_port = sink.httpd.server_address[1]
+    first = _Redirect(status, f"http://localhost:{sink_port}/v1/chat/completions")
+    try:
+        policy = OpenAIPolicy(first.url, "teacher", api_key_env="TEST_KEY", max_retries=0)
+        with pytest.raises(
+            EndpointError, match=f"redirected the request \\(HTTP {status}\\).*localhost:{sink_port}"
+        ):
+            policy.generate(PROMPTS[:1], temperature=0.0, max_new_tokens=8)
+        assert first.auth == ["Bearer sk-secret"]  # the loopback endpoint itself gets the key
+        assert sink.auth == []  # the address it redirected to never sees the request, let alone the key
+    finally:
+        first.close()
+        sink.close()
+
+
+def test_openai_policy_refuses_a_key_over_plain_http_to_another_host(monkeypatch):
+    monkeypatch.setenv("TEST_KEY", "sk-secret")
+    with pytest.raises(ValueError, match="allow_key_over_http") as err:
+        OpenAIPolicy("http://gpu-node.example:8000/v1", "teacher", api_key_env="TEST_KEY")
+    assert "sk-secret" not in str(err.value) and "gpu-node.example" in str(err.value)
+    # what stays allowed: https, loopback hosts, no key, or the user's explicit opt-in
+    OpenAIPolicy("https://gpu-node.example/v1", "teacher", api_key_env="TEST_KEY")
+    for host in ("127.0.0.1", "localhost", "[::1]", "127.0.0.2"):
+        OpenAIPolicy(f"http://{host}:8000/v1", "teacher", api_key_env="TEST_KEY")
+    OpenAIPolicy(
+        "http://gpu-node.example:8000/v1", "teacher", api_key_env="TEST_KEY", allow_key_over_http=True
+    )
+    OpenAIPolicy("http://gpu-node.example:8000/v1", "teacher", api_key_env="NO_SUCH_KEY_VAR")
+    # the teacher's config carries the opt-in to the policy
+    from trainers.config import TeacherConfig
+    from trainers.teacher import _teacher_policy
+
+    cfg = TeacherConfig(
+        teacher="openai", base_url="http://gpu-node.example:8000/v1", model="m", api_key_env="TEST_KEY"
+    )
+    with pytest.raises(ValueError, match="TeacherConfig.allow_key_over_http"):
+        _teacher_policy(cfg, None)
+    assert _teacher_policy(dataclasses.replace(cfg, allow_key_over_http=True), None).allow_key_over_http
 
 
 @pytest.mark.gpu

@@ -12,8 +12,20 @@ from trainers.cli import train
 
 def test_train_teacher_collects_traces(tmp_path):
     out = tmp_path / "teacher"
-    res = CliRunner().invoke(train, ["teacher", "--set", "env=toy", "--set", "tasks=[click-button]",
-                                     "--set", "max_goals=2", "--set", f"output_dir={out}"])  # fmt: skip
+    res = CliRunner().invoke(
+        train,
+        [
+            "teacher",
+            "--set",
+            "env=toy",
+            "--set",
+            "tasks=[click-button]",
+            "--set",
+            "max_goals=2",
+            "--set",
+            f"output_dir={out}",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "2 examples" in res.output
     assert json.loads((out / "provenance.json").read_text())["num_successful"] == 2

@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
 from trainers.common import (
+    atomic_write,
     collate,
     encode_example,
     encode_prompt,
     load_checkpoint,
     make_optimizer,
     masked_nll,
+    recover_checkpoint,
+    rng_state,
     save_checkpoint,
     token_logprobs,
+    warmup_lr,
 )
 from trainers.models import load_student
 
@@ -84,6 +93,91 @@ def test_checkpoint_round_trip_restores_weights_optimiser_rng(tiny, tmp_path):
     torch.testing.assert_close(s1[0]["exp_avg"], s2[0]["exp_avg"])
     with pytest.raises(ValueError, match="state.json"):
         load_checkpoint(tmp_path)
+
+
+def test_warmup_then_cosine_by_hand():
+    # W = 2 warm-up updates of 6: 1/2, 1, then cos decay over the 4 left: (1 + cos(pi * k / 4)) / 2, k = 0..4
+    rates = [warmup_lr(1.0, u, 2, total_updates=6) for u in range(7)]
+    assert rates == pytest.approx([0.5, 1.0, 1.0, 0.8535534, 0.5, 0.1464466, 0.0], abs=1e-7)
+    assert warmup_lr(1e-3, 5, 2) == 1e-3  # without total_updates (RL): constant after the ramp
+
+
+class _RunsCode:
+    """Unpickling this calls `Path.touch(marker)`: what a hostile checkpoint could do with any callable."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_a_checkpoint_carrying_a_pickled_object_is_refused(tiny, tmp_path):
+    model, tok = tiny
+    save_checkpoint(tmp_path / "ck", model=model, tokenizer=tok, state={"step": 1})
+    marker = tmp_path / "code-ran"
+    blob = {"optimizer": None, "rng": rng_state(), "extra": _RunsCode(marker)}
+    torch.save(blob, tmp_path / "ck" / "optimizer.pt")
+    with pytest.raises(ValueError, match="pickled objects other than tensors and primitives"):
+        load_checkpoint(tmp_path / "ck")
+    assert not marker.exists()  # refused before anything ran
+
+
+class _Killed(BaseException):
+    """Stands for a SIGKILL: nothing after it runs, no `except Exception` catches it."""
+
+
+@pytest.mark.parametrize("killed_at", ["old renamed aside", "new renamed in"])
+def test_checkpoint_killed_between_the_renames_keeps_the_old_one(tiny, tmp_path, monkeypatch, killed_at):
+    model, tok = tiny
+    path = tmp_path / "ck"
+    save_checkpoint(path, model=model, tokenizer=tok, state={"step": 1})
+    rename = os.rename
+    victim = path.name if killed_at == "old renamed aside" else f".{path.name}.tmp"
+
+    def dies_at_the_chosen_rename(src, dst):
+        if Path(src).name == victim:
+            raise _Killed
+        rename(src, dst)
+
+    monkeypatch.setattr(os, "rename", dies_at_the_chosen_rename)
+    with pytest.raises(_Killed):
+        save_checkpoint(path, model=model, tokenizer=tok, state={"step": 2})
+    monkeypatch.setattr(os, "rename", rename)
+    assert recover_checkpoint(path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ck"]  # no temp or old directory left behind
+    assert load_checkpoint(path)["step"] == 1
+    reloaded, _ = load_student(str(path))
+    for p, q in zip(model.parameters(), reloaded.parameters(), strict=True):
+        torch.testing.assert_close(p, q)
+    save_checkpoint(path, model=model, tokenizer=tok, state={"step": 3})  # and the next save replaces it
+    assert load_checkpoint(path)["step"] == 3
+
+
+_WRITER = """
+import os, signal, sys
+from trainers.common import atomic_write
+
+def die(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGKILL)
+
+setattr(os, sys.argv[2], die)  # SIGKILLed at that step of the write
+atomic_write(sys.argv[1], "new content")
+"""
+
+
+@pytest.mark.parametrize("killed_at", ["fsync", "replace"])
+def test_atomic_write_killed_between_the_steps_keeps_the_old_file(tmp_path, killed_at):
+    target = tmp_path / "manifest.json"
+    target.write_text("old content")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
+    res = subprocess.run(
+        [sys.executable, "-c", _WRITER, str(target), killed_at], env=env, capture_output=True, timeout=60
+    )
+    assert res.returncode == -9, res.stderr.decode()
+    assert target.read_text() == "old content"
+    assert atomic_write(target, "new content").read_text() == "new content"
+    assert [p.name for p in tmp_path.iterdir() if not p.name.startswith(".")] == ["manifest.json"]
 
 
 def test_named_students_and_bad_names():

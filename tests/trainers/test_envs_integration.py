@@ -21,7 +21,7 @@ def test_teacher_sft_rl_pipeline_on_the_toy_env(tmp_path):
             max_goals=6,
             max_steps=4,
             output_dir=str(tmp_path / "teacher"),
-        )  # fmt: skip
+        )
     )
     prov = json.loads((Path(traces.path) / "provenance.json").read_text())
     assert (
@@ -29,13 +29,34 @@ def test_teacher_sft_rl_pipeline_on_the_toy_env(tmp_path):
     )  # the scripted teacher solves the toy env
     assert traces.teacher_flops == 0.0  # no model, no FLOPs
     assert {ex.task for ex in traces.examples} <= {"toy.click-button", "toy.login"}
-    (bp,) = train_sft(SFTConfig(traces=traces.path, output_dir=str(tmp_path / "sft"), num_epochs=1, batch_size=4,
-                                micro_batch_size=4, max_seq_len=256))  # fmt: skip
+    (bp,) = train_sft(
+        SFTConfig(
+            traces=traces.path,
+            output_dir=str(tmp_path / "sft"),
+            num_epochs=1,
+            batch_size=4,
+            micro_batch_size=4,
+            max_seq_len=256,
+        )
+    )
     reports = []
-    cfg = RLConfig(env="toy", tasks=("click-button",), eval_tasks=("click-link",), init_checkpoint=bp.path,
-                   sft_flops=bp.flops, batch_size=4, group_size=2, num_updates=1, eval_every=1, max_eval_goals=3,
-                   max_steps=2, max_new_tokens=8, max_seq_len=256, output_dir=str(tmp_path / "rl"),
-                   env_options={"num_distractors": 2})  # fmt: skip
+    cfg = RLConfig(
+        env="toy",
+        tasks=("click-button",),
+        eval_tasks=("click-link",),
+        init_checkpoint=bp.path,
+        sft_flops=bp.flops,
+        batch_size=4,
+        group_size=2,
+        num_updates=1,
+        eval_every=1,
+        max_eval_goals=3,
+        max_steps=2,
+        max_new_tokens=8,
+        max_seq_len=256,
+        output_dir=str(tmp_path / "rl"),
+        env_options={"num_distractors": 2},
+    )
     res = train_rl(cfg, lambda m, checkpoint=None: reports.append(m))
     assert [m["step"] for m in reports] == [0, 1]
     assert reports[-1]["flops"] > bp.flops and 0.0 <= res.scores["heldout_task_success"] <= 1.0
@@ -72,8 +93,12 @@ def test_teacher_plays_toy_and_miniwob_goals_in_one_run(tmp_path):
         ("miniwob.click-test", 4),
         ("toy.login", 1002),
     ]
-    cfg = TeacherConfig(env="toy+miniwob", max_steps=4, output_dir=str(tmp_path / "teacher"),
-                        env_options={"toy": {"num_distractors": 2}, "miniwob": {"observation": "compact"}})  # fmt: skip
+    cfg = TeacherConfig(
+        env="toy+miniwob",
+        max_steps=4,
+        output_dir=str(tmp_path / "teacher"),
+        env_options={"toy": {"num_distractors": 2}, "miniwob": {"observation": "compact"}},
+    )
     traces = collect_teacher_traces(cfg, goals=goals)
     rows = [json.loads(x) for x in (Path(traces.path) / "trajectories.jsonl").read_text().splitlines()]
     assert [(r["task"], r["seed"]) for r in rows] == goals  # the goals' order, across two worker pools

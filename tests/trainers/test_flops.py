@@ -44,8 +44,14 @@ def test_qwen_presets_and_seq_len_term():
 def test_any_hf_config_and_directory(tmp_path):
     from transformers import LlamaConfig
 
-    cfg = LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                      num_key_value_heads=2, vocab_size=100)  # fmt: skip
+    cfg = LlamaConfig(
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=100,
+    )
     expected = 12 * 2 * 64**2 * (1 + 0.5 + 10 / 64) + 18 * 2 * 64 * 128 + 6 * 100 * 64
     assert flops_per_token(cfg, 10, False) == pytest.approx(expected)
     (tmp_path / "config.json").write_text(json.dumps(cfg.to_dict()))

@@ -8,16 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from trainers.grpo import (
-    CurriculumState,
-    advantages,
-    curriculum_weights,
-    nonzero_mask,
-    policy_loss,
-    rolling_mean,
-    select_checkpoint,
-    warmup_lr,
-)
+from analysis.selection import rolling_mean, select_checkpoint
+from trainers.common import warmup_lr
+from trainers.grpo import CurriculumState, advantages, curriculum_weights, kept_episodes, policy_loss
 
 # two goals x 4 rollouts; group 0: mean 0, population std 1; group 1: all failed (constant)
 R = np.array([[1.0, -1.0, 1.0, -1.0], [-0.5, -0.5, -0.5, -0.5]])
@@ -47,19 +40,26 @@ def test_env_error_episodes_leave_the_group():
     adv = advantages(r, grouped=True, std_normalize=False)
     np.testing.assert_allclose(adv[0, [0, 2, 3]], [4 / 3, -2 / 3, -2 / 3])
     assert np.isnan(adv[0, 1])
-    assert nonzero_mask(adv, zero_adv_filter=False).tolist() == [[True, False, True, True]]
+    assert kept_episodes(adv, zero_adv_filter=False).tolist() == [[True, False, True, True]]
 
 
 def test_zero_adv_filter():
     adv = advantages(R, grouped=True, std_normalize=True)
-    assert nonzero_mask(adv, zero_adv_filter=True).tolist() == [[True] * 4, [False] * 4]
-    assert nonzero_mask(adv, zero_adv_filter=False).all()
+    assert kept_episodes(adv, zero_adv_filter=True).tolist() == [[True] * 4, [False] * 4]
+    assert kept_episodes(adv, zero_adv_filter=False).all()
 
 
 def _loss(lp, old, adv, mask, ratio, n):
     lp = torch.tensor(lp, requires_grad=True)
-    loss, stats = policy_loss(lp, torch.tensor(old), torch.tensor(adv), torch.tensor(mask), importance_ratio=ratio,
-                              clip_eps=0.2, num_tokens=n)  # fmt: skip
+    loss, stats = policy_loss(
+        lp,
+        torch.tensor(old),
+        torch.tensor(adv),
+        torch.tensor(mask),
+        importance_ratio=ratio,
+        clip_eps=0.2,
+        num_tokens=n,
+    )
     loss.backward()
     return float(loss.detach()), lp.grad.numpy(), stats
 
@@ -75,8 +75,17 @@ def test_sequence_aggregation_weighs_every_completion_the_same():
     lp = torch.tensor([[-1.0, -2.0, -0.5, -0.5], [-3.0, -1.0, 0.0, 0.0]], requires_grad=True)
     mask = torch.tensor([[1.0, 1.0, 1.0, 1.0], [1.0, 1.0, 0.0, 0.0]])  # 4 and 2 completion tokens
     adv = torch.tensor([1.0, -2.0])
-    seq, _ = policy_loss(lp, lp.detach(), adv, mask, importance_ratio=False, clip_eps=0.2, num_tokens=6,
-                         aggregation="sequence", num_sequences=4)  # fmt: skip
+    seq, _ = policy_loss(
+        lp,
+        lp.detach(),
+        adv,
+        mask,
+        importance_ratio=False,
+        clip_eps=0.2,
+        num_tokens=6,
+        aggregation="sequence",
+        num_sequences=4,
+    )
     seq.backward()
     # per sequence: -A * mean logprob; summed over the micro-batch, divided by the batch's 4 sequences
     assert float(seq) == pytest.approx((-1.0 * (-4.0 / 4) + 2.0 * (-4.0 / 2)) / 4)

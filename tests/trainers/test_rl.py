@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import torch
 
+from analysis.selection import select_checkpoint
 from trainers.config import RLConfig
-from trainers.grpo import CurriculumState, select_checkpoint
+from trainers.grpo import CurriculumState
 from trainers.rl import sample_goals, train_rl
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -37,15 +38,29 @@ class Recorder(LetterRunner):
 
 
 def _cfg(tmp_path, **kw) -> RLConfig:
-    base = dict(batch_size=8, group_size=4, num_updates=2, eval_every=1, learning_rate=1e-3, max_new_tokens=4,
-                max_seq_len=64, temperature=1.0, output_dir=str(tmp_path / "rl"), sft_flops=1e12)  # fmt: skip
+    base = dict(
+        batch_size=8,
+        group_size=4,
+        num_updates=2,
+        eval_every=1,
+        learning_rate=1e-3,
+        max_new_tokens=4,
+        max_seq_len=64,
+        temperature=1.0,
+        output_dir=str(tmp_path / "rl"),
+        sft_flops=1e12,
+    )
     return RLConfig(**{**base, **kw})
 
 
 def _run(cfg, runner=None):
     reports = []
-    res = train_rl(cfg, lambda m, checkpoint=None: reports.append((m, checkpoint)), runner=runner or LetterRunner(),
-                   goal_splits=SPLITS)  # fmt: skip
+    res = train_rl(
+        cfg,
+        lambda m, checkpoint=None: reports.append((m, checkpoint)),
+        runner=runner or LetterRunner(),
+        goal_splits=SPLITS,
+    )
     return res, reports
 
 
@@ -172,10 +187,9 @@ def test_zero_adv_filter_drops_constant_groups(tmp_path):
 
 
 def test_importance_ratio_clips_on_later_ppo_epochs(tmp_path):
-    on, _ = _one_update(tmp_path / "a", importance_ratio=True, ppo_epochs=3, learning_rate=3e-2, zero_adv_filter=False,
-                        grouped_advantage=False)  # fmt: skip
-    off, _ = _one_update(tmp_path / "b", importance_ratio=False, ppo_epochs=3, learning_rate=3e-2,
-                         zero_adv_filter=False, grouped_advantage=False)  # fmt: skip
+    same = {"ppo_epochs": 3, "learning_rate": 3e-2, "zero_adv_filter": False, "grouped_advantage": False}
+    on, _ = _one_update(tmp_path / "a", importance_ratio=True, **same)
+    off, _ = _one_update(tmp_path / "b", importance_ratio=False, **same)
     assert on["clip_frac"] > 0 and on["ratio_mean"] != 1.0
     assert off["clip_frac"] == 0 and off["ratio_mean"] == 1.0
 
@@ -205,15 +219,22 @@ def _update_on(tiny, completions, advs, **kw):
 
     from trainers.common import encode_example
     from trainers.flops import FlopsCounter
-    from trainers.rl import update
+    from trainers.grpo import update
 
     base, tok = tiny
     model = copy.deepcopy(base)
     cfg = RLConfig(**{"batch_size": 4, "group_size": 2, "learning_rate": 1.0, **kw})
     msgs = [{"role": "user", "content": "Goal: click 3"}]
     examples = [encode_example(tok, msgs, c, max_seq_len=64) for c in completions]
-    stats = update(model, torch.optim.SGD(model.parameters(), lr=1.0), examples, advs, cfg,
-                   pad_id=tok.pad_token_id, counter=FlopsCounter(model))  # fmt: skip
+    stats = update(
+        model,
+        torch.optim.SGD(model.parameters(), lr=1.0),
+        examples,
+        advs,
+        cfg,
+        pad_id=tok.pad_token_id,
+        counter=FlopsCounter(model),
+    )
     delta = [(p - q).detach() for p, q in zip(model.parameters(), base.parameters(), strict=True)]
     return stats, delta
 
@@ -263,13 +284,25 @@ def test_config_checks_name_the_fix():
         RLConfig(warmup_updates=-1)
 
 
+def test_every_choice_field_is_checked_against_its_literal():
+    from trainers.config import SFTConfig, TeacherConfig
+
+    with pytest.raises(ValueError, match="RLConfig.backend='tpu' must be 'hf' or 'vllm'"):
+        RLConfig(backend="tpu")
+    with pytest.raises(ValueError, match="TeacherConfig.teacher='gpt' must be 'scripted', 'hf' or 'openai'"):
+        TeacherConfig(teacher="gpt")
+    with pytest.raises(ValueError, match="SFTConfig.engine='axolotl' must be 'native' or 'trl'"):
+        SFTConfig(traces="x", engine="axolotl")
+
+
 def test_swept_fields_are_the_paper_space():
     import yaml
 
     paper = yaml.safe_load((Path(__file__).parents[2] / "sweep" / "spaces" / "paper.yaml").read_text())
-    from trainers.config import SWEPT_FIELDS
+    names = list(RLConfig.__dataclass_fields__)
+    swept = names[: names.index("sft_checkpoint") + 1]  # the config's first block: the study's space
 
-    assert set(paper["parameters"]) == {*SWEPT_FIELDS, "sft_checkpoint"}
+    assert set(paper["parameters"]) == set(swept)
     assert set(paper["parameters"]) <= set(RLConfig.__dataclass_fields__)
     for name, spec in paper["parameters"].items():  # every value of the study's space is a valid config
         for v in spec["values"]:

@@ -12,7 +12,7 @@ import pytest
 from envs.protocol import Completion
 from trainers.config import SFTConfig, TeacherConfig
 from trainers.flops import flops_per_token
-from trainers.sft import load_branch_points, train_sft
+from trainers.sft import RESUME_DIR, load_branch_points, train_sft
 from trainers.teacher import TraceSet, collect_teacher_traces
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -23,8 +23,56 @@ class Oracle:
     """Answers right except on goals with seed 0 (so some teacher episodes fail); reports token counts."""
 
     def generate(self, prompts, *, temperature, max_new_tokens):
-        return [Completion(text=f"{target(p.task, p.seed) if p.seed else 'z'} is the answer", num_prompt_tokens=20,
-                           num_completion_tokens=5) for p in prompts]  # fmt: skip
+        return [
+            Completion(
+                text=f"{target(p.task, p.seed) if p.seed else 'z'} is the answer",
+                num_prompt_tokens=20,
+                num_completion_tokens=5,
+            )
+            for p in prompts
+        ]
+
+
+def sft_cfg(traces: TraceSet, out: Path, **fields) -> SFTConfig:
+    """The tests' SFT runs on `traces`: updates of 5 examples at rate 3e-3, unless `fields` say otherwise."""
+    return SFTConfig(
+        **{
+            "traces": traces.path,
+            "output_dir": str(out),
+            "learning_rate": 3e-3,
+            "batch_size": 5,
+            "micro_batch_size": 5,
+            **fields,
+        }
+    )
+
+
+LEARNING_RUN = {"num_epochs": 30, "checkpoint_every_flops": 5e10, "warmup_ratio": 0.0}
+"""Long enough to learn the letters, branch points by FLOPs."""
+RESUMED_RUN = {
+    "num_epochs": 4,
+    "checkpoint_every_steps": 4,
+    "resume_every_steps": 3,
+    "lora_rank": 4,
+    "warmup_ratio": 0.2,
+}
+"""12 updates, a branch point every 4, the resume state every 3 (and at branch points)."""
+
+
+def held_out_successes(branch) -> int:
+    """Greedy one-step episodes a branch point solves among 8 held-out goals (seeds 6-9 of two tasks)."""
+    from trainers.backends import HFPolicy
+    from trainers.models import load_student
+
+    model, tok = load_student(branch.path)
+    trajs = LetterRunner(max_steps=1).run_episodes(
+        HFPolicy(model, tok),
+        goals(["letter-0", "letter-1"], range(6, 10)),
+        temperature=0.0,
+        max_new_tokens=4,
+        error_log=False,
+    )
+    return sum(t.success for t in trajs)
 
 
 @pytest.fixture
@@ -44,8 +92,11 @@ def test_only_successful_episodes_become_examples_but_all_tokens_count(traces):
         (15 + 3 * 2) * 25 * flops_per_token("llama-3.3-70b", 25, False)
     )
     prov = json.loads((Path(traces.path) / "provenance.json").read_text())
-    assert prov["num_episodes"] == 18 and prov["num_successful"] == 15 and prov["tasks"] == ["letter-0", "letter-1",
-                                                                                           "letter-2"]  # fmt: skip
+    assert (
+        prov["num_episodes"] == 18
+        and prov["num_successful"] == 15
+        and prov["tasks"] == ["letter-0", "letter-1", "letter-2"]
+    )
     assert len((Path(traces.path) / "trajectories.jsonl").read_text().splitlines()) == 18
     again = TraceSet.load(traces.path)
     assert again.examples == traces.examples and again.teacher_flops == traces.teacher_flops
@@ -53,8 +104,7 @@ def test_only_successful_episodes_become_examples_but_all_tokens_count(traces):
 
 def test_sft_learns_and_registers_branch_points_by_flops(traces, tmp_path):
     reports = []
-    cfg = SFTConfig(traces=traces.path, output_dir=str(tmp_path / "sft"), learning_rate=3e-3, batch_size=5,
-                    micro_batch_size=5, num_epochs=30, checkpoint_every_flops=5e10, warmup_ratio=0.0)  # fmt: skip
+    cfg = sft_cfg(traces, tmp_path / "sft", **LEARNING_RUN)
     branches = train_sft(cfg, lambda m, checkpoint=None: reports.append((m, checkpoint)))
     assert 3 <= len(branches) <= 12 and branches == load_branch_points(cfg.output_dir)
     flops = [b.flops for b in branches]
@@ -66,19 +116,20 @@ def test_sft_learns_and_registers_branch_points_by_flops(traces, tmp_path):
     assert [m["flops"] for m, _ in reports] == flops and [c for _, c in reports] == [b.path for b in branches]
     assert reports[-1][0]["train_loss"] < reports[0][0]["train_loss"] * 0.5
     # the last branch point answers the held-out seed's letter (SFT learned the task)
-    from trainers.backends import HFPolicy
-    from trainers.models import load_student
-
-    model, tok = load_student(branches[-1].path)
-    runner = LetterRunner(max_steps=1)
-    trajs = runner.run_episodes(HFPolicy(model, tok), goals(["letter-0", "letter-1"], range(6, 10)), temperature=0.0,
-                                max_new_tokens=4, error_log=False)  # fmt: skip
-    assert sum(t.success for t in trajs) >= 6  # the untrained student: ~1/4 by chance
+    assert held_out_successes(branches[-1]) >= 6  # the untrained student: ~1/4 by chance
 
 
 def test_lora_trains_adapters_and_saves_merged_model(traces, tmp_path):
-    cfg = SFTConfig(traces=traces.path, output_dir=str(tmp_path / "lora"), lora=True, lora_rank=4, learning_rate=1e-2,
-                    batch_size=5, micro_batch_size=5, num_epochs=2)  # fmt: skip
+    cfg = SFTConfig(
+        traces=traces.path,
+        output_dir=str(tmp_path / "lora"),
+        lora=True,
+        lora_rank=4,
+        learning_rate=1e-2,
+        batch_size=5,
+        micro_batch_size=5,
+        num_epochs=2,
+    )
     (bp,) = train_sft(cfg)
     assert (Path(bp.path) / "config.json").is_file() and not (Path(bp.path) / "adapter_config.json").exists()
     from trainers.models import load_student
@@ -108,12 +159,10 @@ def test_killed_sft_resumes_to_the_uninterrupted_numbers(traces, tmp_path, lora)
     from trainers.models import load_student
 
     def cfg(out: str) -> SFTConfig:
-        return SFTConfig(traces=traces.path, output_dir=str(tmp_path / out), learning_rate=3e-3, batch_size=5,
-                         micro_batch_size=5, num_epochs=4, checkpoint_every_steps=4, resume_every_steps=3,
-                         lora=lora, lora_rank=4, warmup_ratio=0.2)  # fmt: skip
+        return sft_cfg(traces, tmp_path / out, lora=lora, **RESUMED_RUN)
 
     straight = train_sft(cfg("a"))
-    assert len(straight) == 3 and not (tmp_path / "a" / "resume.pt").exists()  # 12 updates, branch every 4
+    assert len(straight) == 3 and not (tmp_path / "a" / RESUME_DIR).exists()  # 12 updates, branch every 4
 
     class Killed(Exception):
         pass
@@ -124,7 +173,7 @@ def test_killed_sft_resumes_to_the_uninterrupted_numbers(traces, tmp_path, lora)
 
     with pytest.raises(Killed):
         train_sft(cfg("b"), kill_at_second_branch)
-    assert (tmp_path / "b" / "resume.pt").is_file()
+    assert (tmp_path / "b" / RESUME_DIR / "state.json").is_file()
     with pytest.raises(ValueError, match="different SFT config"):
         train_sft(dataclasses.replace(cfg("b"), learning_rate=1e-3))
     steps = []
@@ -136,4 +185,4 @@ def test_killed_sft_resumes_to_the_uninterrupted_numbers(traces, tmp_path, lora)
         mb, _ = load_student(b.path)
         for (name, p), q in zip(ma.named_parameters(), mb.parameters(), strict=True):
             assert torch.equal(p, q), name
-    assert not (tmp_path / "b" / "resume.pt").exists()
+    assert not (tmp_path / "b" / RESUME_DIR).exists()

@@ -13,7 +13,7 @@ from trainers.sft import load_branch_points, train_sft
 from trainers.teacher import TraceSet, collect_teacher_traces
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_sft import Oracle  # noqa: E402
+from test_sft import LEARNING_RUN, RESUMED_RUN, Oracle, held_out_successes, sft_cfg  # noqa: E402
 from toyrunner import LetterRunner, goals  # noqa: E402
 
 
@@ -26,8 +26,7 @@ def traces(tmp_path) -> TraceSet:
 
 def test_trl_engine_learns_with_the_native_branch_points_and_flops(traces, tmp_path):
     reports = []
-    base = SFTConfig(traces=traces.path, output_dir=str(tmp_path / "native"), learning_rate=3e-3, batch_size=5,
-                     micro_batch_size=5, num_epochs=30, checkpoint_every_flops=5e10, warmup_ratio=0.0)  # fmt: skip
+    base = sft_cfg(traces, tmp_path / "native", **LEARNING_RUN)
     native = train_sft(base)
     cfg = dataclasses.replace(base, engine="trl", output_dir=str(tmp_path / "trl"))
     branches = train_sft(cfg, lambda m, checkpoint=None: reports.append((m, checkpoint)))
@@ -41,13 +40,7 @@ def test_trl_engine_learns_with_the_native_branch_points_and_flops(traces, tmp_p
     assert len(branches) >= 3 and intervals == sorted(set(intervals)) and flops[0] > traces.teacher_flops
     assert [m["flops"] for m, _ in reports] == flops and [c for _, c in reports] == [b.path for b in branches]
     assert reports[-1][0]["train_loss"] < reports[0][0]["train_loss"] * 0.5
-    from trainers.backends import HFPolicy
-    from trainers.models import load_student
-
-    model, tok = load_student(branches[-1].path)
-    trajs = LetterRunner(max_steps=1).run_episodes(HFPolicy(model, tok), goals(["letter-0", "letter-1"], range(6, 10)),
-                                                   temperature=0.0, max_new_tokens=4, error_log=False)  # fmt: skip
-    assert sum(t.success for t in trajs) >= 6  # the untrained student: ~1/4 by chance
+    assert held_out_successes(branches[-1]) >= 6  # the untrained student: ~1/4 by chance
 
 
 @pytest.mark.parametrize("lora", [False, True])
@@ -57,9 +50,7 @@ def test_trl_engine_resumes_a_killed_run(traces, tmp_path, lora):
     from trainers.models import load_student
 
     def cfg(out: str) -> SFTConfig:
-        return SFTConfig(traces=traces.path, output_dir=str(tmp_path / out), learning_rate=3e-3, batch_size=5,
-                         micro_batch_size=5, num_epochs=4, checkpoint_every_steps=4, resume_every_steps=3,
-                         warmup_ratio=0.2, engine="trl", lora=lora, lora_rank=4)  # fmt: skip
+        return sft_cfg(traces, tmp_path / out, engine="trl", lora=lora, **RESUMED_RUN)
 
     straight = train_sft(cfg("a"))
     assert [b.step for b in straight] == [4, 8, 12]
