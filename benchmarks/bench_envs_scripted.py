@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import collections
 import time
+from pathlib import Path
 
 
 def main() -> None:
@@ -27,7 +28,7 @@ def main() -> None:
     split_tasks = {t for t, _ in goals(args.split)}
     tasks = [t for t in scripted_tasks(family) if t in split_tasks]
     goal_list = goals(args.split, tasks=tasks)
-    t0 = time.monotonic()
+    load0, t0 = Path("/proc/loadavg").read_text().split()[:3], time.monotonic()
     with open_runner(family, workers=args.workers, observation=args.observation) as runner:
         trajs = runner.run_episodes(
             ScriptedPolicy(), goal_list, temperature=0.0, max_new_tokens=64, error_log=True
@@ -36,7 +37,8 @@ def main() -> None:
     wall_s = time.monotonic() - t0
     print(
         f"{len(trajs)} episodes of {len(tasks)} tasks in {wall_s:.1f} s = {60 * len(trajs) / wall_s:.1f}/min; "
-        f"env errors retried {retried}, left {sum(bool(t.env_error) for t in trajs)}"
+        f"env errors retried {retried}, left {sum(bool(t.env_error) for t in trajs)}; load average "
+        f"{' '.join(load0)} -> {' '.join(Path('/proc/loadavg').read_text().split()[:3])}"
     )
     by_task = collections.defaultdict(list)
     for t in trajs:

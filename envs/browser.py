@@ -1,10 +1,14 @@
 """MiniWoB++ through BrowserGym with a persistent browser: the host that lives in one worker process.
 
 `MiniWobHost` launches one headless chromium (Debian's binary, never `playwright install`) and keeps it for the
-worker's life; each episode gets a fresh browser context and page (milliseconds), BrowserGym's MiniWoB++ task
-object sets the page up, validates it and scores it, exactly as `gym.make("browsergym/miniwob.<task>")` would, but
-without a browser launch per episode, without the second (chat) browser, and without BrowserGym's fixed 100 ms
-slow-motion and 0.5 s pre-observation sleep (a short configurable settle time instead).
+worker's life, and keeps its pages across episodes: a new episode on a page that holds the same task is started
+in place by MiniWoB++'s own reset with BrowserGym's seed (checked equal to a fresh load per task by
+`benchmarks/audit_miniwob_reinit.py`; the tasks where it is not are reloaded), otherwise BrowserGym's MiniWoB++
+task object loads and sets the page up. The task object validates and scores it, as in
+`gym.make("browsergym/miniwob.<task>")` (tests/envs/test_browser_equivalence.py plays both side by side), but
+without a browser launch per episode, without the second (chat) browser, without BrowserGym's fixed 100 ms
+slow-motion, and with BrowserGym's 0.5 s pre-observation wait only on tasks that change on timers; observation,
+reward and done come from one `page.evaluate` (`envs._miniwob_page`).
 
 Actions are validated `envs.actions.Action` values: the host calls BrowserGym's action primitives
 (`browsergym.core.action.functions`) with the validated literal arguments; no code string is executed.
@@ -102,12 +106,16 @@ class MiniWobSettings:
 
     observation: ObservationKind = FAMILY_SPECS["miniwob"].default_observation
     """Which page views to extract besides the element list (html is the study's)."""
-    settle_ms: int = 100
-    """Wait after an action before validating and observing (BrowserGym waits 600 ms)."""
+    settle_ms: int = 500
+    """Wait after an action on a task in `TIMED_TASKS` (pages that change on timers or animations) before
+    observing, as BrowserGym's 500 ms pre-observation delay; other tasks are observed at once."""
     action_timeout_ms: int = 3000
     """Playwright timeout of one action (a missing or hidden element fails after this)."""
     page_timeout_ms: int = 15000
     """Page load / task set-up timeout; exceeding it is an env error."""
+    max_pages: int = 8
+    """Pages (browser contexts) kept per browser for reuse across episodes; the least recently used idle one
+    beyond this is closed."""
     headless: bool = True
 
     def __post_init__(self) -> None:
@@ -115,47 +123,9 @@ class MiniWobSettings:
         for name in ("settle_ms", "action_timeout_ms", "page_timeout_ms"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 0")
+        if self.max_pages < 1:
+            raise ValueError(f"max_pages={self.max_pages} must be >= 1")
 
-
-_ELEMENTS_BODY = r"""
-  const root = document.body;
-  const out = [];
-  for (const el of root.querySelectorAll('[bid]')) {
-    const r = el.getBoundingClientRect();
-    const st = getComputedStyle(el);
-    let own = '';
-    for (const n of el.childNodes) if (n.nodeType === 3) own += n.textContent;
-    const parent = el.parentElement ? (el.parentElement.getAttribute('bid') || '') : '';
-    out.push({
-      bid: el.getAttribute('bid'), tag: el.tagName.toLowerCase(), text: own.trim().replace(/\s+/g, ' ').slice(0, 120),
-      inner: (el.innerText || el.textContent || '').trim().replace(/\s+/g, ' ').slice(0, 300),
-      id: el.id || '', classes: (typeof el.className === 'string') ? el.className : '',
-      type: el.type || '', value: (el.value === undefined || el.value === null) ? '' : String(el.value),
-      checked: !!el.checked, title: el.getAttribute('title') || '', name: el.getAttribute('name') || '',
-      visible: r.width > 0 && r.height > 0 && st.visibility !== 'hidden' && st.display !== 'none',
-      x: Math.round(r.x), y: Math.round(r.y), w: Math.round(r.width), h: Math.round(r.height), parent,
-      style: el.getAttribute('style') || '',
-    });
-  }
-"""
-_ELEMENTS_JS = "() => {" + _ELEMENTS_BODY + "  return out;\n}"
-"""Element list of a page whose elements BrowserGym already marked with bids."""
-
-_MARK_JS = r"""
-  // mark every element without a bid, keeping existing bids stable across steps (as BrowserGym's marker does)
-  if (window.__agentsweep_next_bid === undefined) window.__agentsweep_next_bid = 1;
-  for (const el of document.querySelectorAll('*')) {
-    if (!el.hasAttribute('bid')) el.setAttribute('bid', String(window.__agentsweep_next_bid++));
-  }
-"""
-_FAST_JS = (
-    "() => {"
-    + _MARK_JS
-    + _ELEMENTS_BODY
-    + "  let wob = null;\n  try { wob = [WOB_RAW_REWARD_GLOBAL, WOB_DONE_GLOBAL]; } catch (e) {}\n"
-    + "  return {elements: out, wob: wob};\n}"
-)
-"""Compact mode: mark, extract and read MiniWoB++'s reward globals in one round trip."""
 
 _INTERACTIVE = {"input", "button", "a", "select", "option", "textarea", "label"}
 
@@ -238,21 +208,45 @@ class PersistentBrowser:
             self._browser = self._pw = None
 
 
+@dataclass
+class _Slot:
+    """A browser context with one page, kept across episodes."""
+
+    context: Any
+    page: Any
+
+
+@dataclass
+class _Episode:
+    task: Any
+    """BrowserGym's task object (it validates the page, as in `gym.make`)."""
+    slot: _Slot
+    goal: str = ""
+
+
 class MiniWobHost:
-    """One persistent chromium; one browser context per live episode. Lives in a worker process."""
+    """One persistent chromium; pages kept across episodes, at most one live episode per page. Lives in a worker.
+
+    A reset reuses an idle page: when the page already holds the task, MiniWoB++'s own in-place reset with
+    BrowserGym's seed (`envs._miniwob_page`), otherwise BrowserGym's task set-up (load, hide the human display,
+    start); a new context only when no page is idle. `spent` adds up the wall seconds of each part (load, start,
+    each action kind, observe, settle), `counts` how often each ran (the benchmark's time split).
+    """
 
     def __init__(self, **options: Any) -> None:
         self.settings = MiniWobSettings(**options)
         self._base_url = miniwob_url()
         self._browser = PersistentBrowser(headless=self.settings.headless)
-        self._episodes: dict[int, tuple[Any, Any, Any, str]] = {}  # eid -> (task, context, page, goal)
+        self._episodes: dict[int, _Episode] = {}
+        self._idle: list[_Slot] = []  # least recently used first
+        self.spent: dict[str, float] = {}
+        self.counts: dict[str, int] = {}
 
     # ---- browser life cycle
     def _ensure_browser(self) -> Any:
-        if self._browser.alive:
-            return self._browser.ensure()
-        if self._browser.launched:
-            self._episodes.clear()  # their contexts died with the browser
+        if self._browser.launched and not self._browser.alive:
+            self._episodes.clear()  # their pages died with the browser
+            self._idle.clear()
         return self._browser.ensure()
 
     @property
@@ -275,46 +269,54 @@ class MiniWobHost:
         classes = {cls.subdomain: cls for cls in ALL_MINIWOB_TASKS}
         if name not in classes:
             raise ValueError(f"unknown MiniWoB++ task {task!r}")
+        from envs._miniwob_page import RELOAD_TASKS
+
         browser = self._ensure_browser()
         task_obj = classes[name](seed=seed, base_url=self._base_url)
-        context = browser.new_context(viewport=task_obj.viewport)
-        context.set_default_timeout(self.settings.page_timeout_ms)
-        page = context.new_page()
-        self._episodes[eid] = (task_obj, context, page, "")
-        goal, _ = task_obj.setup(page=page)
-        self._episodes[eid] = (task_obj, context, page, str(goal))
-        context.set_default_timeout(self.settings.action_timeout_ms)
-        if self.settings.observation == "compact":
-            return self._observe_fast(task_obj, str(goal), page)[0]
-        return self._observe(task, str(goal), page)
+        episode = _Episode(task_obj, self._take_slot(browser, task_obj.url))
+        self._episodes[eid] = episode
+        page = episode.slot.page
+        try:
+            if page.url == task_obj.url and name not in RELOAD_TASKS:
+                episode.goal = str(self._timed("start", lambda: self._restart(task_obj, page)))
+            else:
+                episode.slot.context.set_default_timeout(self.settings.page_timeout_ms)
+                goal, _ = self._timed("load", lambda: task_obj.setup(page=page))
+                episode.slot.context.set_default_timeout(self.settings.action_timeout_ms)
+                episode.goal = str(goal)
+            return self._observe(episode)[0]
+        except Exception:
+            self._discard(eid)  # a page in an unknown state is not reused
+            raise
 
     def step(self, eid: int, action: Action) -> tuple[dict[str, Any], float, bool, str]:
-        """Act, wait `settle_ms`, validate and observe one episode."""
+        """Act, wait `settle_ms` on a timed task, validate and observe one episode."""
         return self.step_many([(eid, action)])[0]
 
     def step_many(
         self, items: list[tuple[int, Action]]
     ) -> list[tuple[dict[str, Any], float, bool, str] | Exception]:
-        """Act on every episode, wait `settle_ms` once, then validate and observe each.
+        """Act on every episode, wait `settle_ms` once if any acted on a timed task, then validate and observe each.
 
         Returns one result per item: (obs, reward, done, action_error), or the exception of an env error.
         """
+        from envs._miniwob_page import TIMED_TASKS
+
         errors: list[str | Exception] = [self._act(eid, action) for eid, action in items]
-        if self.settings.settle_ms and any(not isinstance(e, Exception) for e in errors):
-            time.sleep(self.settings.settle_ms / 1000)
+        timed = any(
+            not isinstance(e, Exception) and self._episodes[eid].task.subdomain in TIMED_TASKS
+            for (eid, _), e in zip(items, errors, strict=True)
+        )
+        if timed and self.settings.settle_ms:
+            self._timed("settle", lambda: time.sleep(self.settings.settle_ms / 1000))
         out: list[tuple[dict[str, Any], float, bool, str] | Exception] = []
         for (eid, _), error in zip(items, errors, strict=True):
             if isinstance(error, Exception):
                 out.append(error)
                 continue
             try:
-                task_obj, _, page, goal = self._episodes[eid]
-                if self.settings.observation == "compact":
-                    obs, reward, done = self._observe_fast(task_obj, goal, page)
-                else:
-                    reward, done, _, _ = task_obj.validate(page, [])
-                    obs = self._observe(f"miniwob.{task_obj.subdomain}", goal, page)
-                out.append((obs, float(reward), bool(done), error))
+                obs, reward, done = self._observe(self._episodes[eid])
+                out.append((obs, reward, done, error))
             except Exception as e:  # noqa: BLE001 - an env error for this episode only
                 out.append(e)
         return out
@@ -323,7 +325,8 @@ class MiniWobHost:
         import playwright.sync_api
 
         try:
-            page = self._episodes[eid][2]
+            page = self._episodes[eid].slot.page
+            t0 = time.perf_counter()
             try:
                 self._call(page, action)
             except playwright.sync_api.Error as e:
@@ -332,22 +335,63 @@ class MiniWobHost:
                 return _action_error(e)
             except (ValueError, TypeError) as e:
                 return f"{type(e).__name__}: {str(e)[:300]}"
+            finally:
+                self._add(action.name, time.perf_counter() - t0)
         except Exception as e:  # noqa: BLE001 - browser gone, episode unknown: env error
             return e
         return ""
 
     def close(self, eid: int) -> None:
+        """End an episode; its page stays open for the next one (up to `max_pages` pages)."""
         episode = self._episodes.pop(eid, None)
-        if episode is not None and self._browser.alive:
-            episode[1].close()
+        if episode is None or not self._browser.alive:
+            return
+        self._idle.append(episode.slot)
+        live = len(self._episodes)
+        while self._idle and len(self._idle) + live > self.settings.max_pages:
+            self._idle.pop(0).context.close()
 
     def shutdown(self) -> None:
-        for eid in list(self._episodes):
+        for slot in [*self._idle, *(e.slot for e in self._episodes.values())]:
             with contextlib.suppress(Exception):  # best effort on the way out
-                self.close(eid)
+                slot.context.close()
+        self._idle.clear()
+        self._episodes.clear()
         self._browser.shutdown()
 
     # ---- internals
+    def _take_slot(self, browser: Any, url: str) -> _Slot:
+        """An idle page, preferring one that holds `url` (most recently used first), else a new context."""
+        for k in range(len(self._idle) - 1, -1, -1):
+            if self._idle[k].page.url == url:
+                return self._idle.pop(k)
+        if self._idle:
+            return self._idle.pop()
+
+        def new() -> _Slot:
+            context = browser.new_context(viewport={"width": 332, "height": 214})  # every MiniWoB++ task's
+            context.set_default_timeout(self.settings.action_timeout_ms)
+            return _Slot(context, context.new_page())
+
+        return self._timed("new_page", new)
+
+    def _discard(self, eid: int) -> None:
+        episode = self._episodes.pop(eid, None)
+        if episode is not None and self._browser.alive:
+            with contextlib.suppress(Exception):  # the page may be gone already
+                episode.slot.context.close()
+
+    def _restart(self, task_obj: Any, page: Any) -> str:
+        """MiniWoB++'s in-place reset, with the seed and time limit BrowserGym's `setup` would give the page."""
+        from envs._miniwob_page import reinit_js
+
+        task_obj.page = page
+        seed = task_obj.random.randint(0, 1000000)  # the one draw AbstractMiniwobTask.setup makes
+        page.mouse.move(-1, -1)  # off the page, as before any input on a fresh one: nothing stays hovered
+        goal = page.evaluate(reinit_js, [seed, task_obj.episode_max_time, self.settings.page_timeout_ms])
+        page._bgym_scale_factor = 1.5  # as setup sets it
+        return goal
+
     def _call(self, page: Any, action: Action) -> None:
         from browsergym.core.action import functions
 
@@ -358,45 +402,48 @@ class MiniWobHost:
         functions.report_infeasible_instructions = lambda reason: None
         getattr(functions, action.name)(*action.args)
 
-    def _observe_fast(self, task_obj: Any, goal: str, page: Any) -> tuple[dict[str, Any], float, bool]:
-        """Compact observation and BrowserGym's MiniWoB++ validation (reward = raw reward > 0, done flag, page
-        still the task's) from one `evaluate`."""
-        t0 = time.monotonic()
-        res = page.evaluate(_FAST_JS)
+    def _observe(self, episode: _Episode) -> tuple[dict[str, Any], float, bool]:
+        """The observation with BrowserGym's validation (reward = raw reward > 0, done flag, page still the
+        task's); html and compact come from one `evaluate`, axtree from BrowserGym's marking and CDP AXTree."""
+        from envs._miniwob_page import html_of_raw, observe_js, state_js
+
+        t0 = time.perf_counter()
+        task_obj, page = episode.task, episode.slot.page
+        kind = self.settings.observation
+        obs: dict[str, Any] = {"task": f"miniwob.{task_obj.subdomain}", "goal": episode.goal}
+        if kind == "axtree":
+            from browsergym.core.observation import _post_extract, _pre_extract, extract_merged_axtree
+            from browsergym.utils.obs import flatten_axtree_to_str
+
+            _pre_extract(page, tags_to_mark="standard_html", lenient=True)
+            try:
+                res = page.evaluate(state_js)
+                obs["axtree"] = flatten_axtree_to_str(extract_merged_axtree(page))
+            finally:
+                _post_extract(page)
+        else:
+            res = page.evaluate(observe_js, [kind == "html"])
+            if kind == "html":
+                obs["html"] = html_of_raw(res["raw_html"])
         if res["wob"] is None or page.url != task_obj.url:
-            reward, done = 0.0, True  # the page left the task: BrowserGym terminates the episode too
+            reward, done = (
+                0.0,
+                True,
+            )  # the page left the task: BrowserGym's validate terminates the episode too
         else:
             reward, done = float(res["wob"][0] > 0), bool(res["wob"][1])
-        obs = {
-            "task": f"miniwob.{task_obj.subdomain}",
-            "goal": goal,
-            "url": page.url,
-            "elements": res["elements"],
-            "compact": compact_page(res["elements"]),
-            "observe_s": time.monotonic() - t0,
-        }
+        obs.update(url=page.url, elements=res["elements"], compact=compact_page(res["elements"]))
+        obs["observe_s"] = time.perf_counter() - t0
+        self._add("observe", obs["observe_s"])
         return obs, reward, done
 
-    def _observe(self, task: str, goal: str, page: Any) -> dict[str, Any]:
-        from browsergym.core.observation import _post_extract, _pre_extract
-
-        t0 = time.monotonic()
-        _pre_extract(page, tags_to_mark="standard_html", lenient=True)
+    def _timed(self, part: str, fn: Any) -> Any:
+        t0 = time.perf_counter()
         try:
-            elements = page.evaluate(_ELEMENTS_JS)
-            obs: dict[str, Any] = {"task": task, "goal": goal, "url": page.url, "elements": elements}
-            obs["compact"] = compact_page(elements)
-            if self.settings.observation == "html":
-                from browsergym.core.observation import extract_dom_snapshot
-                from browsergym.utils.obs import flatten_dom_to_str, prune_html
-
-                obs["html"] = prune_html(flatten_dom_to_str(extract_dom_snapshot(page)))
-            elif self.settings.observation == "axtree":
-                from browsergym.core.observation import extract_merged_axtree
-                from browsergym.utils.obs import flatten_axtree_to_str
-
-                obs["axtree"] = flatten_axtree_to_str(extract_merged_axtree(page))
+            return fn()
         finally:
-            _post_extract(page)
-        obs["observe_s"] = time.monotonic() - t0
-        return obs
+            self._add(part, time.perf_counter() - t0)
+
+    def _add(self, part: str, seconds: float) -> None:
+        self.spent[part] = self.spent.get(part, 0.0) + seconds
+        self.counts[part] = self.counts.get(part, 0) + 1
