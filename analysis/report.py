@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from analysis._output import finish_folder, open_folder
 from analysis.aggregate import value_aggregates
 from analysis.bootstrap import algorithm1_table, win_rate_intervals
 from analysis.curves import budget_grid, compute_to_reach, frontier, reached_by_budget, tuning_curves
@@ -79,8 +80,7 @@ def build_report(
 ) -> ReportResult:
     """Run every analysis on a runs table and write the report folder."""
     t0 = time.perf_counter()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = open_folder(out_dir)
     runs = (
         runs_source
         if isinstance(runs_source, pd.DataFrame)
@@ -121,7 +121,9 @@ def build_report(
     summary["wall_s"] = round(time.perf_counter() - t0, 3)
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=_json_default))
     (out / "report.html").write_text(_html(summary, tables, figures))
-    return ReportResult(out, summary, files + [out / "summary.json", out / "report.html"])
+    files += [out / "summary.json", out / "report.html"]
+    finish_folder(out, files)
+    return ReportResult(out, summary, files)
 
 
 def _json_default(obj):
@@ -139,6 +141,11 @@ def _compute_tables(
     rng = np.random.default_rng(options.seed)
     used = set(prepared.frame["run_id"])
     curves = curves[curves["run_id"].isin(used)]
+    if curves.empty:
+        raise ValueError(
+            f"the curves table shares no run_id with the {len(used)} analysed runs (e.g. runs "
+            f"{sorted(used)[:2]}): pass the curves exported with this runs table (runs.curves.parquet)"
+        )
     strata = prepared.frame.set_index("run_id")[prepared.stratum] if prepared.stratum else None
     fronts = []
     for label, frame in prepared.strata():

@@ -205,6 +205,7 @@ def prepare_runs(
         raise ValueError(
             f"metric column {metric!r} has non-numeric values (e.g. {example!r}); clean or drop them"
         )
+    _require_unique_runs(runs)
     frame = runs.copy()
     frame[metric] = values
     excluded = {}
@@ -228,6 +229,20 @@ def prepare_runs(
     if stratum is not None:
         frame[stratum] = frame[stratum].astype(str)
     return PreparedRuns(frame, metric, stratum, list(hparams), mode, excluded, binned)
+
+
+def _require_unique_runs(runs: pd.DataFrame) -> None:
+    """ValueError naming the repeated run ids: a run counted twice would weigh twice in every estimate."""
+    if "run_id" not in runs.columns:
+        return
+    counts = runs["run_id"].value_counts()
+    repeated = counts[counts > 1]
+    if len(repeated):
+        examples = ", ".join(f"{k!r} x{v}" for k, v in repeated.head(3).items())
+        raise ValueError(
+            f"column run_id has {len(repeated)} repeated value(s) ({examples}): one row per run; drop the "
+            "copies (e.g. runs.drop_duplicates('run_id', keep='last')) or export the table again"
+        )
 
 
 def _resolve(runs: pd.DataFrame, name: str) -> str:
