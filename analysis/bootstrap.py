@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from analysis.runs import value_sort_key
+from analysis._values import value_sort_key
 
 __all__ = [
     "ALGORITHM1_COLUMNS",

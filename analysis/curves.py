@@ -8,8 +8,8 @@
   (the best score any run had reached with at most C FLOPs), with a bootstrap band over runs.
 - `compute_to_reach`: the FLOPs at which the frontier first reaches a target, with a bootstrap interval, and
   the ratio between two groups (e.g. SFT+RL vs SFT only: the study's 55%).
-- `reached_by_budget`: each run's score as of budget C (the checkpoint the study's rule would pick among the
-  evaluations with flops <= C: best rolling mean, window 3, its raw score): Algorithm 1 per budget.
+- `reached_by_budget`: each run's score as of budget C (the checkpoint the study's rule, `analysis.selection`,
+  picks among the evaluations with flops <= C: best rolling mean, window 3, its raw score): Algorithm 1 per budget.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ import numpy as np
 import pandas as pd
 from scipy.special import gammaln
 
-from analysis.runs import value_sort_key
+from analysis._values import value_sort_key
+from analysis.selection import select_checkpoint
 
 __all__ = [
     "budget_grid",
@@ -188,24 +189,27 @@ def compute_to_reach(
     return pd.DataFrame(rows, columns=["group", "flops_to_target", "lo", "hi", "p_reached"])
 
 
-def reached_by_budget(
-    curves: pd.DataFrame, metric: str, budget_flops: float, *, window: int = 3
-) -> pd.Series:
-    """Each run's score as of a FLOPs budget: the study's checkpoint rule applied to evaluations <= budget.
+def reached_by_budget(curves: pd.DataFrame, metric: str, budget_flops: float) -> pd.Series:
+    """Each run's score as of a FLOPs budget: the study's checkpoint rule (`analysis.selection`) applied to
+    the run's evaluations with flops <= budget, in FLOPs order.
 
     Returns:
-        run_id -> raw score of the evaluation with the best trailing rolling mean (window 3) among those
-        with flops <= budget (runs with no such evaluation are absent).
+        run_id -> raw score at the selected evaluation (runs with no scored evaluation within the budget are
+        absent).
     """
-    data = curves[curves["flops"] <= budget_flops].sort_values(["run_id", "flops"])
-    data = data.dropna(subset=[metric])
-    if data.empty:
+    data = curves[curves["flops"] <= budget_flops].sort_values(["run_id", "flops"], kind="stable")
+    ids = data["run_id"].astype(str).to_numpy()
+    scores = data[metric].to_numpy(dtype=float)
+    if not len(ids):
         return pd.Series(dtype=float)
-    rolled = data.groupby("run_id", sort=False)[metric].transform(
-        lambda s: s.rolling(window, min_periods=1).mean()
-    )
-    best_idx = rolled.groupby(data["run_id"], sort=False).idxmax()
-    return pd.Series(data.loc[best_idx.to_numpy(), metric].to_numpy(), index=best_idx.index.astype(str))
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])  # first row of each run
+    out = {}
+    for start, stop in zip(starts, [*starts[1:], len(ids)], strict=True):
+        values = scores[start:stop]
+        pick = values[select_checkpoint(values)]
+        if np.isfinite(pick):
+            out[ids[start]] = pick
+    return pd.Series(out, dtype=float)
 
 
 def budget_grid(curves: pd.DataFrame, num: int = 5) -> Sequence[float]:

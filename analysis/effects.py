@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from analysis.runs import value_sort_key
+from analysis._values import value_sort_key
 
 logger = logging.getLogger(__name__)
 

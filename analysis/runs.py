@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from analysis._values import INACTIVE, value_sort_key
+
 __all__ = [
     "INACTIVE",
     "PreparedRuns",
@@ -22,13 +24,9 @@ __all__ = [
     "load_curves",
     "load_runs",
     "prepare_runs",
-    "value_sort_key",
 ]
 
 logger = logging.getLogger(__name__)
-
-INACTIVE = ""
-"""The value of a conditional hyperparameter on runs where it is inactive."""
 
 
 def load_runs(source: str | Path, *, tracking_uri: str | None = None) -> pd.DataFrame:
@@ -129,14 +127,6 @@ class PreparedRuns:
             return [("all", self.frame)]
         keys = sorted(self.frame[self.stratum].unique(), key=value_sort_key)
         return [(k, self.frame[self.frame[self.stratum] == k]) for k in keys]
-
-
-def value_sort_key(value: str) -> tuple[int, float, str]:
-    """Sort key for hyperparameter values: numbers in numeric order (64 < 256 < 1024), then strings."""
-    try:
-        return (0, float(value), value)
-    except ValueError:
-        return (1, 0.0, value)
 
 
 def bin_values(values: pd.Series, num_bins: int) -> pd.Series:

@@ -80,3 +80,21 @@ def test_reached_by_budget_uses_the_rolling_mean_rule():
     # run a evals <= 20: [0.5, 0.4]: rolling means [0.5, 0.45] -> first eval, raw 0.5
     assert scores.to_dict() == {"a": 0.5, "b": 0.6}
     assert reached_by_budget(_curves(), "success", 1.0).empty
+
+
+def test_reached_by_budget_is_the_shared_checkpoint_rule():
+    from analysis.selection import select_checkpoint
+
+    curves = pd.DataFrame(
+        {
+            "run_id": ["a"] * 5,
+            "step": range(5),
+            "flops": [1.0, 2, 3, 4, 5],
+            "success": [0.2, np.nan, 0.9, 0.1, 0.3],
+        }
+    )
+    for budget in (2.0, 3.0, 5.0):
+        values = curves.success[curves.flops <= budget].to_numpy()
+        assert reached_by_budget(curves, "success", budget)["a"] == values[select_checkpoint(values)]
+    only_nan = curves.assign(success=np.nan)
+    assert reached_by_budget(only_nan, "success", 5.0).empty
