@@ -40,6 +40,7 @@ __all__ = [
     "AGGREGATE_COLUMNS",
     "POI_COLUMNS",
     "PROFILE_COLUMNS",
+    "REST",
     "STATISTICS",
     "Aggregates",
     "Statistic",
@@ -53,6 +54,8 @@ __all__ = [
     "value_aggregates",
 ]
 
+REST = "rest"
+"""In `pairs`, the other groups pooled per task: ("a", REST) is P(a better than a run of any other group)."""
 Statistic = Literal["iqm", "mean", "median", "optimality_gap"]
 STATISTICS: tuple[Statistic, ...] = get_args(Statistic)
 AGGREGATE_COLUMNS = ["group", "statistic", "estimate", "lo", "hi", "n_runs", "n_tasks"]
@@ -258,8 +261,12 @@ class _Pair:
     n_tasks: int
 
 
-def _pair(gx: _Group, gy: _Group) -> _Pair | None:
-    common = [t for t in gx.tasks if t in gy.tasks]
+def _pair(
+    gx: _Group, gy: _Group, *, tasks: Sequence[str] | None = None, y_sizes: Mapping[str, int] | None = None
+) -> _Pair | None:
+    """The plan for P(X > Y); against REST, one part per other group Y, with the rest's sizes and tasks."""
+    tasks = [t for t in gx.tasks if t in gy.tasks] if tasks is None else list(tasks)
+    common = [t for t in tasks if t in gy.tasks]
     if not common:
         return None
     pos, lo, hi, weight, constant = [], [], [], [], 0.0
@@ -267,14 +274,28 @@ def _pair(gx: _Group, gy: _Group) -> _Pair | None:
         i, j = gx.tasks.index(t), gy.tasks.index(t)
         xa, xb = gx.offsets[i], gx.offsets[i + 1]
         ya, yb = gy.offsets[j], gy.offsets[j + 1]
+        m = y_sizes[t] if y_sizes else yb - ya
         ys = gy.x[ya:yb]
         pos.append(np.arange(xa, xb))
         lo.append(ya + np.searchsorted(ys, gx.x[xa:xb], side="left"))
         hi.append(ya + np.searchsorted(ys, gx.x[xa:xb], side="right"))
-        weight.append(np.full(xb - xa, 1.0 / (2.0 * (xb - xa) * (yb - ya) * len(common))))
-        constant += ya / ((yb - ya) * len(common))
+        weight.append(np.full(xb - xa, 1.0 / (2.0 * (xb - xa) * m * len(tasks))))
+        constant += ya / (m * len(tasks))
     cat = np.concatenate
-    return _Pair(cat(pos), cat(lo), cat(hi), cat(weight), constant, len(common))
+    return _Pair(cat(pos), cat(lo), cat(hi), cat(weight), constant, len(tasks))
+
+
+def _plan(groups: Mapping[str, _Group], x: str, y: str) -> list[tuple[_Pair, str]]:
+    """(part, y group) whose PoI draws add up to P(x > y); y = REST pools every other group per task."""
+    if y != REST:
+        part = _pair(groups[x], groups[y])
+        return [(part, y)] if part else []
+    others = [n for n in groups if n != x]
+    sizes = {t: sum(int(groups[n].sizes[groups[n].tasks.index(t)]) for n in others if t in groups[n].tasks)
+             for t in groups[x].tasks}  # fmt: skip
+    tasks = [t for t, m in sizes.items() if m]
+    parts = [(_pair(groups[x], groups[n], tasks=tasks, y_sizes=sizes), n) for n in others]
+    return [(part, n) for part, n in parts if part]
 
 
 def _pair_draws(p: _Pair, cx: np.ndarray, cum_y: np.ndarray) -> np.ndarray:
@@ -310,6 +331,7 @@ def aggregates(
         reps: bootstrap replicates.
         rng: the only source of randomness.
         pairs: (x, y) groups for the probability of improvement; default every pair in the given order.
+            y = REST pools the other groups per task (resampled as they are, within group and task).
         taus: (num_taus,) thresholds of the performance profiles (default: none).
         gamma: the optimality gap's threshold.
         level: interval coverage.
@@ -325,18 +347,24 @@ def aggregates(
     taus = np.asarray([] if taus is None else taus, dtype=float)
     groups = {name: _group(per_task, taus, gamma) for name, per_task in scores.items()}
     names = list(groups)
+    if REST in groups:
+        raise ValueError(f"a group is called {REST!r}, the name pairs use for 'all other groups': rename it")
     pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]] if pairs is None else list(pairs)
-    unknown = sorted({n for p in pairs for n in p} - set(names))
+    unknown = sorted({n for p in pairs for n in p} - set(names) - {REST})
     if unknown:
-        raise ValueError(f"pairs name groups {unknown} that have no scores; groups: {names}")
-    plans = {p: _pair(groups[p[0]], groups[p[1]]) for p in pairs}
-    plans = {p: plan for p, plan in plans.items() if plan is not None}
+        raise ValueError(f"pairs name groups {unknown} that have no scores; groups: {names} (or {REST!r})")
+    plans = {p: _plan(groups, *p) for p in pairs}
+    plans = {p: parts for p, parts in plans.items() if parts}
+    y_names = {y for parts in plans.values() for _, y in parts}
 
     def evaluate(counts: dict[str, np.ndarray]) -> tuple[dict, dict]:
         per_group = {n: _group_stats(groups[n], counts[n], gamma) for n in names}
-        cums = {n: np.concatenate([np.zeros((1, c.shape[1]), c.dtype), np.cumsum(c, axis=0)])
-                for n, c in counts.items() if any(n == b for _, b in plans)}  # fmt: skip
-        return per_group, {p: _pair_draws(plan, counts[p[0]], cums[p[1]]) for p, plan in plans.items()}
+        cums = {n: np.concatenate([np.zeros((1, counts[n].shape[1]), counts[n].dtype), np.cumsum(counts[n], axis=0)])
+                for n in y_names}  # fmt: skip
+        return per_group, {
+            p: sum(_pair_draws(part, counts[p[0]], cums[y]) for part, y in parts)
+            for p, parts in plans.items()
+        }
 
     point, point_pairs = evaluate({n: np.ones((len(g.x), 1)) for n, g in groups.items()})
     chunk = max(1, min(reps, max_elements // sum(len(g.x) for g in groups.values())))
@@ -366,9 +394,9 @@ def _tables(groups, point, point_pairs, draws, pair_draws, plans, taus, level) -
             plo, phi = _interval(prof, level)
             prof_rows += [(n, float(taus[i]), float(point[n][1][0, i]), float(plo[i]), float(phi[i]))
                           for i in range(len(taus))]  # fmt: skip
-    for (a, b), plan in plans.items():
+    for (a, b), parts in plans.items():
         lo, hi = _interval(np.concatenate(pair_draws[(a, b)]), level)
-        poi_rows.append((a, b, float(point_pairs[(a, b)][0]), float(lo), float(hi), plan.n_tasks))
+        poi_rows.append((a, b, float(point_pairs[(a, b)][0]), float(lo), float(hi), parts[0][0].n_tasks))
     return Aggregates(tuple(rows), tuple(poi_rows), tuple(prof_rows))
 
 
@@ -459,7 +487,7 @@ def value_aggregates(prepared, *, reps: int = 500, seed: int = 0) -> pd.DataFram
     """Per hyperparameter value, pooled over strata: IQM with a stratified-bootstrap CI, and the
     probability of improvement of this value over the hyperparameter's other values (with CI).
 
-    The strata are `aggregates`' tasks; "the rest" is every other active value of the hyperparameter.
+    The strata are `aggregates`' tasks; "the rest" (REST) is every other active value of the hyperparameter.
 
     Returns:
         hparam, value, n_runs, iqm, iqm_lo, iqm_hi, poi_vs_rest, poi_lo, poi_hi.
@@ -473,14 +501,9 @@ def value_aggregates(prepared, *, reps: int = 500, seed: int = 0) -> pd.DataFram
             continue
         table = active.assign(_score=sign * active[prepared.metric].to_numpy(float))
         by_value = aggregates_table(table, group=h, task=prepared.stratum, metric="_score")
-        scores = dict(by_value)
-        for v in by_value:
-            rest = {t: np.concatenate([by_value[o].get(t, np.empty(0)) for o in by_value if o != v])
-                    for t in by_value[v]}  # fmt: skip
-            if any(len(a) for a in rest.values()):
-                scores[f"rest of {v}"] = rest
-        pairs = [(v, f"rest of {v}") for v in by_value if f"rest of {v}" in scores]
-        result = aggregates(scores, reps=reps, rng=rng, pairs=pairs)
+        result = aggregates(
+            by_value, reps=reps, rng=rng, pairs=[(v, REST) for v in by_value] if len(by_value) > 1 else []
+        )
         est = result.table[result.table.statistic == "iqm"].set_index("group")
         poi = result.poi.set_index("group_x")
         for v in by_value:

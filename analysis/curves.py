@@ -21,7 +21,7 @@ import pandas as pd
 from scipy.special import gammaln
 
 from analysis._values import value_sort_key
-from analysis.selection import select_checkpoint
+from analysis.selection import select_checkpoints
 
 __all__ = [
     "budget_grid",
@@ -198,18 +198,16 @@ def reached_by_budget(curves: pd.DataFrame, metric: str, budget_flops: float) ->
         absent).
     """
     data = curves[curves["flops"] <= budget_flops].sort_values(["run_id", "flops"], kind="stable")
-    ids = data["run_id"].astype(str).to_numpy()
-    scores = data[metric].to_numpy(dtype=float)
-    if not len(ids):
+    if data.empty:
         return pd.Series(dtype=float)
-    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])  # first row of each run
-    out = {}
-    for start, stop in zip(starts, [*starts[1:], len(ids)], strict=True):
-        values = scores[start:stop]
-        pick = values[select_checkpoint(values)]
-        if np.isfinite(pick):
-            out[ids[start]] = pick
-    return pd.Series(out, dtype=float)
+    codes, ids = pd.factorize(data["run_id"].astype(str), sort=False)
+    position = data.groupby(codes, sort=False).cumcount().to_numpy()
+    num_evals = np.bincount(codes)
+    values = np.full((len(ids), num_evals.max()), np.nan)  # (runs, evaluations), NaN past each run's end
+    values[codes, position] = data[metric].to_numpy(dtype=float)
+    picked = values[np.arange(len(ids)), select_checkpoints(values, num_evals)]
+    keep = np.isfinite(picked)
+    return pd.Series(picked[keep], index=np.asarray(ids)[keep], dtype=float)
 
 
 def budget_grid(curves: pd.DataFrame, num: int = 5) -> Sequence[float]:

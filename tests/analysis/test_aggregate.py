@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from analysis.aggregate import (
+    REST,
     STATISTICS,
     aggregates,
     iqm,
@@ -149,3 +150,11 @@ def test_cli_aggregate_writes_the_contract(tmp_path):
         [*args[:-6], "--metric", "nope", "--out", str(tmp_path / "o2")], capture_output=True, text=True
     )
     assert bad.returncode == 1 and "nope" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_poi_against_the_rest_pools_the_other_groups_per_task():
+    data = _scores(3, groups=3, tasks=2)
+    result = aggregates(data, reps=2000, rng=np.random.default_rng(0), pairs=[("g0", REST)])
+    rest = [np.concatenate([data["g1"][t], data["g2"][t]]) for t in data["g0"]]
+    assert result.poi.poi[0] == pytest.approx(probability_of_improvement(list(data["g0"].values()), rest))
+    assert result.poi.lo[0] < result.poi.poi[0] < result.poi.hi[0]
