@@ -13,7 +13,8 @@ __all__ = ["aggregate", "main", "report", "simulate"]
 @click.argument("runs")
 @click.option("--out", "out_dir", default="report", show_default=True, help="Output folder.")
 @click.option("--metric", default="metrics.heldout_goal_success", show_default=True, help="Metric column.")
-@click.option("--stratum", default=None, help="Stratum column, e.g. params.sft_checkpoint (default: none).")
+@click.option("--stratum", default=None,
+              help="Stratum column, e.g. params.sft_checkpoint; 'auto': params.sft_checkpoint when present.")  # fmt: skip
 @click.option(
     "--hparams", default=None, help="Comma-separated hyperparameter columns (default: all params.*)."
 )

@@ -30,7 +30,11 @@ from analysis.curves import budget_grid, compute_to_reach, frontier, reached_by_
 from analysis.effects import compute_effects
 from analysis.runs import PreparedRuns, load_curves, load_runs, prepare_runs
 
-__all__ = ["ReportOptions", "ReportResult", "build_report"]
+__all__ = ["AUTO_STRATUM", "BRANCH_POINT", "ReportOptions", "ReportResult", "build_report"]
+
+AUTO_STRATUM = "auto"
+BRANCH_POINT = "params.sft_checkpoint"
+"""The stratum `--stratum auto` picks when the runs table has it: the SFT branch point."""
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +46,8 @@ class ReportOptions:
     metric: str = "metrics.heldout_goal_success"
     """The metric column to rank by."""
     stratum: str | None = None
-    """Stratum column (e.g. params.sft_checkpoint); None: one stratum "all"."""
+    """Stratum column (e.g. params.sft_checkpoint); None: one stratum "all"; AUTO_STRATUM: the branch point
+    column when the table has one."""
     hparams: tuple[str, ...] | None = None
     """Hyperparameter columns; default every params.* column except the stratum."""
     mode: str = "max"
@@ -86,8 +91,11 @@ def build_report(
         if isinstance(runs_source, pd.DataFrame)
         else load_runs(runs_source, tracking_uri=tracking_uri)
     )
+    stratum = options.stratum
+    if stratum == AUTO_STRATUM:
+        stratum = BRANCH_POINT if BRANCH_POINT in runs.columns else None
     prepared = prepare_runs(
-        runs, metric=options.metric, stratum=options.stratum, hparams=options.hparams, mode=options.mode,
+        runs, metric=options.metric, stratum=stratum, hparams=options.hparams, mode=options.mode,
         bins=options.bins,
     )  # fmt: skip
     tables: dict[str, pd.DataFrame] = {}

@@ -19,7 +19,7 @@ __all__ = ["LAZY_COMMANDS", "main", "cli"]
 # name -> "module:attribute" of a click command or group. Only commands that exist are listed here.
 LAZY_COMMANDS: dict[str, str] = {
     "aggregate": "analysis.cli:aggregate",
-    "report": "analysis.cli:report",
+    "report": "sweep.report_command:report",
     "simulate": "analysis.cli:simulate",
     "launch": "sweep.commands:launch",
     "resume": "sweep.commands:resume",
