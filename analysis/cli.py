@@ -32,9 +32,11 @@ __all__ = ["aggregate", "main", "report", "simulate"]
 )
 @click.option("--target", type=float, default=None, help="Score for the FLOPs-to-target table.")
 @click.option("--tracking-uri", default=None, help="MLflow tracking URI for RUNS=mlflow:EXPERIMENT.")
+@click.option("--bounds", default="0,1", show_default=True,
+              help="The metric's range LO,HI for distribution-free tuning-curve bands ('none': skip them).")  # fmt: skip
 @click.option("--no-plots", is_flag=True, help="Skip PNGs (faster).")
 def report(runs, out_dir, metric, stratum, hparams, mode, method, resamples, seed, bins, curves, target,
-           tracking_uri, no_plots) -> None:  # fmt: skip
+           tracking_uri, bounds, no_plots) -> None:  # fmt: skip
     """Rank hyperparameters on RUNS (CSV, parquet or mlflow:EXPERIMENT): Algorithm 1, effects, curves, budgets.
 
     Writes OUT/hparams.csv, effects.csv, importance.csv, tuning_curves.csv, aggregates.csv,
@@ -43,9 +45,17 @@ def report(runs, out_dir, metric, stratum, hparams, mode, method, resamples, see
     """
     from analysis.report import ReportOptions, build_report
 
+    try:
+        limits = None if bounds.lower() == "none" else tuple(float(v) for v in bounds.split(","))
+    except ValueError:
+        limits = ()
+    if limits is not None and (len(limits) != 2 or limits[0] >= limits[1]):
+        raise click.BadParameter(
+            f"{bounds!r}: use LO,HI with LO < HI (e.g. 0,1) or none", param_hint="--bounds"
+        )
     options = ReportOptions(
         metric=metric, stratum=stratum, hparams=tuple(hparams.split(",")) if hparams else None, mode=mode,
-        method=method, resamples=resamples, seed=seed, bins=bins, target=target, plots=not no_plots,
+        method=method, resamples=resamples, seed=seed, bins=bins, target=target, bounds=limits, plots=not no_plots,
     )  # fmt: skip
     try:
         result = build_report(runs, out_dir, options, curves_source=curves, tracking_uri=tracking_uri)

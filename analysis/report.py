@@ -62,6 +62,8 @@ class ReportOptions:
     """Quantile bins for continuous hyperparameters."""
     target: float | None = None
     """Score for compute_to_target.csv (default: the best score of the lowest stratum's frontier)."""
+    bounds: tuple[float, float] | None = (0.0, 1.0)
+    """The metric's possible range, for the distribution-free tuning-curve bands (None: bootstrap bands only)."""
     win_ci_reps: int = 50
     """Outer bootstrap replicates behind the win-rate bars' intervals (0: none)."""
     plots: bool = True
@@ -112,7 +114,7 @@ def build_report(
         effects,
         importance.sort_values(["stratum", "importance"], ascending=[True, False], kind="stable"),
     )
-    tables["tuning_curves"] = tuning_curves(prepared, seed=options.seed)
+    tables["tuning_curves"] = tuning_curves(prepared, seed=options.seed, bounds=options.bounds)
     tables["aggregates"] = value_aggregates(prepared, reps=1000, seed=options.seed)
     if curves_source is not None:
         curves = curves_source if isinstance(curves_source, pd.DataFrame) else load_curves(curves_source)
