@@ -96,6 +96,20 @@ def _row_axes(strata: Sequence[str], rows: list[tuple[str, str]]):
     return fig, axes
 
 
+def _stratum_panels(table, strata: Sequence[str], hparams: Sequence[str]):
+    """The figure and, per stratum, (axes, stratum, its rows of `table`, their y positions)."""
+    rows = _rows(table, hparams)
+    index = {r: i for i, r in enumerate(rows)}
+    fig, axes = _row_axes(strata, rows)
+    panels = []
+    for ax, stratum in zip(axes, strata, strict=True):
+        part = table[table.stratum == stratum]
+        y = [index[(h, str(v))] for h, v in zip(part.hparam, part.value, strict=True)]
+        ax.set_title(f"stratum {_tick(stratum)}", fontsize=10)
+        panels.append((ax, part, y))
+    return fig, panels
+
+
 def plot_effects(effects, strata: Sequence[str], hparams: Sequence[str], path: Path, *, metric: str) -> Path:
     """Marginal mean per (hparam, value) with the effect's 95% interval, one panel per stratum, one x axis.
 
@@ -103,16 +117,11 @@ def plot_effects(effects, strata: Sequence[str], hparams: Sequence[str], path: P
         effects: EFFECTS_COLUMNS table (stratum, hparam, value, mean, effect, effect_lo, effect_hi, significant).
         strata, hparams: panel and row order (hparams most important first).
     """
-    rows = _rows(effects, hparams)
-    index = {r: i for i, r in enumerate(rows)}
-    fig, axes = _row_axes(strata, rows)
-    for ax, stratum in zip(axes, strata, strict=True):
-        e = effects[effects.stratum == stratum]
-        y = [index[(h, str(v))] for h, v in zip(e.hparam, e.value, strict=True)]
+    fig, panels = _stratum_panels(effects, strata, hparams)
+    for ax, e, y in panels:
         lo, hi = e["mean"] + (e.effect_lo - e.effect), e["mean"] + (e.effect_hi - e.effect)
         ax.hlines(y, lo, hi, color="#888", lw=1.5)
         ax.scatter(e["mean"], y, c=["tab:red" if s else "#444" for s in e.significant], s=22, zorder=3)
-        ax.set_title(f"stratum {_tick(stratum)}", fontsize=10)
         ax.set_xlabel(f"{metric} (marginal mean)", fontsize=9)
         ax.grid(axis="x", alpha=0.3)
     fig.suptitle(
@@ -123,18 +132,13 @@ def plot_effects(effects, strata: Sequence[str], hparams: Sequence[str], path: P
 
 def plot_winrates(alg1, strata: Sequence[str], hparams: Sequence[str], path: Path) -> Path:
     """Algorithm 1's win rate per (hparam, value) with its outer-bootstrap interval, one panel per stratum."""
-    rows = _rows(alg1, hparams)
-    index = {r: i for i, r in enumerate(rows)}
-    fig, axes = _row_axes(strata, rows)
-    for ax, stratum in zip(axes, strata, strict=True):
-        a = alg1[alg1.stratum == stratum]
-        y = [index[(h, str(v))] for h, v in zip(a.hparam, a.value, strict=True)]
+    fig, panels = _stratum_panels(alg1, strata, hparams)
+    for ax, a, y in panels:
         err = None
         if "win_lo" in a:
             err = [(a.win_rate - a.win_lo).clip(lower=0), (a.win_hi - a.win_rate).clip(lower=0)]
         ax.barh(y, a.win_rate, xerr=err, color="tab:blue", height=0.7, error_kw={"lw": 0.8})
         ax.set_xlim(0, 1)
-        ax.set_title(f"stratum {_tick(stratum)}", fontsize=10)
         ax.set_xlabel("win rate", fontsize=9)
     fig.suptitle("Algorithm 1: how often each value holds the best run of a resampled study", fontsize=11)
     return save(fig, path)
