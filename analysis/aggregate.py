@@ -1,26 +1,66 @@
-"""Aggregate metrics in the style of rliable (Agarwal et al. 2021), with explicit generators.
+"""Aggregate metrics in the style of rliable (Agarwal et al. 2021), with explicit generators and no O(n m) step.
 
-Scores of a configuration are grouped by stratum (rliable's "tasks"). Intervals come from a stratified
-bootstrap: runs are resampled with replacement within each stratum. Unlike rliable's `StratifiedBootstrap`,
-every draw comes from the `rng` argument, so one seed gives one interval, whatever the global state.
+Scores come per group (rliable's algorithm or configuration) and per task (rliable's task; in a runs table, a
+stratum); a task may have any number of runs. The statistics are rliable's:
+- `iqm`: the 25% trimmed mean of all scores pooled (`scipy.stats.trim_mean(scores, 0.25, axis=None)`);
+- `mean` / `median`: the mean / median over tasks of the task means;
+- `optimality_gap`: gamma - mean(min(score, gamma)) over all scores;
+- probability of improvement P(X > Y) + P(X = Y) / 2 per task (Mann-Whitney U / (n m)), averaged over the
+  tasks both groups have; performance profiles: the fraction of all scores above each threshold tau.
+
+Intervals come from a stratified bootstrap (runs resampled with replacement within each task), percentile
+method, every draw from the `rng` argument (rliable's `StratifiedBootstrap` draws from global `np.random`).
+A resample is a count vector c over the runs (multinomial per task), and every statistic is a function of the
+counts, so nothing is sorted per replicate:
+- sums (task means, optimality gap, profiles) are one matrix product `counts @ W`;
+- with x_1 <= ... <= x_N all scores and C_i the cumulative counts in that order, the sum of the k smallest
+  draws is S(k) = k x_1 + sum_{i<N} relu(k - C_i) (x_{i+1} - x_i), so IQM = (S(N - t) - S(t)) / (N - 2t) with
+  t = floor(N / 4), i.e. `clip(N - t - C, 0, N - 2t) @ diff(x)` plus a constant;
+- the draws of Y below and tied with x_i are differences of Y's cumulative counts at two positions found once
+  by binary search in Y's sorted scores, so a pair costs O(R (n + m)).
+Replicates run in chunks of about `max_elements / runs`, so memory does not grow with reps x runs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import csv
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal, get_args
 
 import numpy as np
-import pandas as pd
-from scipy.stats import rankdata
 
-from analysis.runs import value_sort_key
+from analysis._values import INACTIVE, value_sort_key
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
+    "AGGREGATE_COLUMNS",
+    "POI_COLUMNS",
+    "PROFILE_COLUMNS",
+    "REST",
+    "STATISTICS",
+    "Aggregates",
+    "Statistic",
+    "aggregates",
+    "aggregates_table",
     "iqm",
     "probability_of_improvement",
+    "read_scores",
+    "scores_by_group",
     "stratified_bootstrap_ci",
     "value_aggregates",
 ]
+
+REST = "rest"
+"""In `pairs`, the other groups pooled per task: ("a", REST) is P(a better than a run of any other group)."""
+Statistic = Literal["iqm", "mean", "median", "optimality_gap"]
+STATISTICS: tuple[Statistic, ...] = get_args(Statistic)
+AGGREGATE_COLUMNS = ["group", "statistic", "estimate", "lo", "hi", "n_runs", "n_tasks"]
+POI_COLUMNS = ["group_x", "group_y", "poi", "lo", "hi", "n_tasks"]
+PROFILE_COLUMNS = ["group", "tau", "fraction", "lo", "hi"]
 
 
 def iqm(scores: np.ndarray) -> float:
@@ -40,16 +80,19 @@ def iqm(scores: np.ndarray) -> float:
 def probability_of_improvement(x: Sequence[np.ndarray], y: Sequence[np.ndarray]) -> float:
     """P(X > Y) + P(X = Y) / 2, averaged over strata (Mann-Whitney U / (n m) per stratum).
 
+    Counts by binary search in the sorted Y: O((n + m) log m) time and O(n + m) memory per stratum.
+
     Args:
         x: per stratum, (n_s,) scores of configuration X.
         y: per stratum, (m_s,) scores of configuration Y (same strata order).
     """
     values = []
     for xs, ys in zip(x, y, strict=True):
-        xs, ys = np.asarray(xs, float), np.asarray(ys, float)
+        xs, ys = np.asarray(xs, float), np.sort(np.asarray(ys, float))
         if len(xs) and len(ys):
-            diff = xs[:, None] - ys[None, :]
-            values.append(float((diff > 0).mean() + 0.5 * (diff == 0).mean()))
+            below = np.searchsorted(ys, xs, side="left")  # (n,) Y strictly below each x
+            not_above = np.searchsorted(ys, xs, side="right")  # (n,) Y below or tied
+            values.append(float((below + not_above).sum() / (2.0 * len(xs) * len(ys))))
     if not values:
         raise ValueError("probability_of_improvement needs at least one stratum with scores on both sides")
     return float(np.mean(values))
@@ -63,7 +106,9 @@ def stratified_bootstrap_ci(
     rng: np.random.Generator,
     level: float = 0.95,
 ) -> tuple[float, float, float]:
-    """Point estimate and percentile interval of `stat(*groups)` under a stratified bootstrap.
+    """Point estimate and percentile interval of any `stat(*groups)` under a stratified bootstrap (a loop).
+
+    The general, slow form; `aggregates` computes rliable's statistics from resampled counts instead.
 
     Args:
         groups: one entry per argument of `stat`; each is a list over strata of (n_s,) score arrays.
@@ -86,58 +131,384 @@ def stratified_bootstrap_ci(
     return float(point), float(lo), float(hi)
 
 
-def _iqm_rows(x: np.ndarray) -> np.ndarray:
-    """IQM of each row of (R, n) (same trimming as `iqm`)."""
-    n = x.shape[1]
-    cut = int(np.floor(0.25 * n))
-    return np.sort(x, axis=1)[:, cut : n - cut].mean(axis=1)
+@dataclass(frozen=True)
+class Aggregates:
+    """`aggregates`' output: three long tables, as rows (pandas is imported only to make DataFrames)."""
+
+    rows: tuple[tuple, ...]
+    """AGGREGATE_COLUMNS: one row per (group, statistic)."""
+    poi_rows: tuple[tuple, ...]
+    """POI_COLUMNS: one row per pair, P(group_x better than group_y)."""
+    profile_rows: tuple[tuple, ...]
+    """PROFILE_COLUMNS: the fraction of scores above tau per group (none without taus)."""
+
+    @property
+    def table(self) -> pd.DataFrame:
+        return _frame(self.rows, AGGREGATE_COLUMNS)
+
+    @property
+    def poi(self) -> pd.DataFrame:
+        return _frame(self.poi_rows, POI_COLUMNS)
+
+    @property
+    def profiles(self) -> pd.DataFrame:
+        return _frame(self.profile_rows, PROFILE_COLUMNS)
+
+    def write_csv(self, folder: Path) -> list[Path]:
+        """aggregates.csv, poi.csv and (with taus) profiles.csv in `folder`; returns the paths."""
+        tables = [("aggregates", self.rows, AGGREGATE_COLUMNS), ("poi", self.poi_rows, POI_COLUMNS)]
+        if self.profile_rows:
+            tables.append(("profiles", self.profile_rows, PROFILE_COLUMNS))
+        paths = []
+        for name, rows, columns in tables:
+            path = Path(folder) / f"{name}.csv"
+            with path.open("w", newline="") as f:
+                writer = csv.writer(f)
+                writer.writerow(columns)
+                writer.writerows([_cell(v) for v in row] for row in rows)
+            paths.append(path)
+        return paths
 
 
-def _poi_rows(xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
-    """P(X > Y) + P(X = Y)/2 for each row pair of (R, n) and (R, m), via midranks (Mann-Whitney U)."""
-    n, m = xs.shape[1], ys.shape[1]
-    ranks = rankdata(np.concatenate([xs, ys], axis=1), axis=1)  # (R, n + m), ties get midranks
-    return (ranks[:, :n].sum(axis=1) - n * (n + 1) / 2.0) / (n * m)
+def _frame(rows, columns) -> pd.DataFrame:
+    import pandas as pd
+
+    return pd.DataFrame(list(rows), columns=columns)
+
+
+def _cell(value):
+    return f"{value:.6g}" if isinstance(value, float | np.floating) else value
+
+
+@dataclass(frozen=True)
+class _Group:
+    """One group's scores, sorted within each task, tasks in order, and what its statistics need."""
+
+    tasks: tuple[str, ...]
+    x: np.ndarray  # (N,) scores, ascending within each task
+    offsets: np.ndarray  # (T + 1,) start of each task in x
+    order: np.ndarray  # (N,) argsort of x (all tasks pooled)
+    weights: np.ndarray  # (T + 1, N): task-mean rows and the optimality-gap row
+    tau_rows: np.ndarray  # (num_taus,) scores at or below each tau (rows of the cumulative counts)
+
+    @property
+    def sizes(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+
+def _group(per_task: Mapping[str, np.ndarray], taus: np.ndarray, gamma: float) -> _Group:
+    tasks = tuple(t for t, a in per_task.items() if len(a))
+    if not tasks:
+        raise ValueError("a group has no scores: give each group at least one score")
+    parts = [np.sort(np.asarray(per_task[t], dtype=float)) for t in tasks]
+    x = np.concatenate(parts)
+    offsets = np.concatenate([[0], np.cumsum([len(p) for p in parts])])
+    weights = np.zeros((len(tasks) + 1, len(x)))
+    for t in range(len(tasks)):
+        weights[t, offsets[t] : offsets[t + 1]] = parts[t] / len(parts[t])
+    weights[-1] = np.minimum(x, gamma) / len(x)
+    order = np.argsort(x, kind="stable")
+    return _Group(tasks, x, offsets, order, weights, np.searchsorted(x[order], taus, side="right"))
+
+
+def _dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a @ b over the first axis of b without BLAS: its threads cost more than these small products gain
+    (and stall on a loaded machine)."""
+    return np.einsum("...i,ir->...r", a, b)
+
+
+def _draw_counts(g: _Group, reps: int, rng: np.random.Generator) -> np.ndarray:
+    """(N, reps) float32 bootstrap counts: each task's runs drawn with replacement, as many as it has."""
+    sizes = g.sizes
+    n_all = len(g.x)
+    if (sizes == sizes[0]).all():
+        idx = rng.integers(0, sizes[0], size=(n_all, reps), dtype=np.int64)
+    else:
+        idx = rng.integers(0, np.repeat(sizes, sizes)[:, None], size=(n_all, reps), dtype=np.int64)
+    idx += np.repeat(g.offsets[:-1], sizes)[:, None]
+    idx *= reps
+    idx += np.arange(reps)
+    return np.bincount(idx.ravel(), minlength=n_all * reps).reshape(n_all, reps).astype(np.float32)
+
+
+def _group_stats(g: _Group, counts: np.ndarray, gamma: float) -> tuple[np.ndarray, np.ndarray]:
+    """From (N, R) counts: (R, 4) statistics in STATISTICS order and (R, num_taus) profile fractions."""
+    n_all, n_tasks = len(g.x), len(g.tasks)
+    sums = _dot(g.weights.astype(counts.dtype), counts)  # (T + 1, R)
+    task_means = np.sort(sums[:n_tasks].T.astype(float), axis=1)  # (R, T), sorted for the median
+    median = 0.5 * (task_means[:, (n_tasks - 1) // 2] + task_means[:, n_tasks // 2])
+    cum = np.zeros((n_all + 1, counts.shape[1]), counts.dtype)  # row i: draws among the i lowest scores
+    np.cumsum(counts[g.order], axis=0, out=cum[1:])
+    profiles = 1.0 - cum[g.tau_rows].T / n_all  # (R, num_taus) share of draws above tau
+    cut = n_all // 4
+    xs = g.x[g.order]
+    kept = np.subtract(n_all - cut, cum[1:n_all])  # (N - 1, R)
+    np.clip(kept, 0.0, n_all - 2 * cut, out=kept)
+    iqm_draws = ((n_all - 2 * cut) * xs[0] + _dot(np.diff(xs).astype(counts.dtype), kept)) / (n_all - 2 * cut)
+    stats = np.column_stack([iqm_draws, task_means.mean(axis=1), median, gamma - sums[n_tasks]])
+    return stats, profiles
+
+
+@dataclass(frozen=True)
+class _Pair:
+    """Index arrays turning Y's cumulative counts into P(X > Y) + P(X = Y)/2 for X's draws."""
+
+    x_pos: np.ndarray  # (P,) positions in X of the runs in common tasks
+    lo: np.ndarray  # (P,) positions in Y's cumulative counts: Y draws strictly below x (plus a constant)
+    hi: np.ndarray  # (P,) ... below or tied
+    weight: np.ndarray  # (P,) 1 / (2 n_t m_t T_common)
+    constant: float  # sum_t o_t / (m_t T_common): the counts of Y's earlier tasks, subtracted
+    n_tasks: int
+
+
+def _pair(
+    gx: _Group, gy: _Group, *, tasks: Sequence[str] | None = None, y_sizes: Mapping[str, int] | None = None
+) -> _Pair | None:
+    """The plan for P(X > Y); against REST, one part per other group Y, with the rest's sizes and tasks."""
+    tasks = [t for t in gx.tasks if t in gy.tasks] if tasks is None else list(tasks)
+    common = [t for t in tasks if t in gy.tasks]
+    if not common:
+        return None
+    pos, lo, hi, weight, constant = [], [], [], [], 0.0
+    for t in common:
+        i, j = gx.tasks.index(t), gy.tasks.index(t)
+        xa, xb = gx.offsets[i], gx.offsets[i + 1]
+        ya, yb = gy.offsets[j], gy.offsets[j + 1]
+        m = y_sizes[t] if y_sizes else yb - ya
+        ys = gy.x[ya:yb]
+        pos.append(np.arange(xa, xb))
+        lo.append(ya + np.searchsorted(ys, gx.x[xa:xb], side="left"))
+        hi.append(ya + np.searchsorted(ys, gx.x[xa:xb], side="right"))
+        weight.append(np.full(xb - xa, 1.0 / (2.0 * (xb - xa) * m * len(tasks))))
+        constant += ya / (m * len(tasks))
+    cat = np.concatenate
+    return _Pair(cat(pos), cat(lo), cat(hi), cat(weight), constant, len(tasks))
+
+
+def _plan(groups: Mapping[str, _Group], x: str, y: str) -> list[tuple[_Pair, str]]:
+    """(part, y group) whose PoI draws add up to P(x > y); y = REST pools every other group per task."""
+    if y != REST:
+        part = _pair(groups[x], groups[y])
+        return [(part, y)] if part else []
+    others = [n for n in groups if n != x]
+    sizes = {t: sum(int(groups[n].sizes[groups[n].tasks.index(t)]) for n in others if t in groups[n].tasks)
+             for t in groups[x].tasks}  # fmt: skip
+    tasks = [t for t, m in sizes.items() if m]
+    parts = [(_pair(groups[x], groups[n], tasks=tasks, y_sizes=sizes), n) for n in others]
+    return [(part, n) for part, n in parts if part]
+
+
+def _pair_draws(p: _Pair, cx: np.ndarray, cum_y: np.ndarray) -> np.ndarray:
+    """(R,) PoI per replicate from X's counts (N_x, R) and Y's cumulative counts (N_y + 1, R)."""
+    both = cum_y[p.lo]
+    both += cum_y[p.hi]
+    both *= cx[p.x_pos]
+    return _dot(p.weight.astype(cx.dtype), both) - p.constant
+
+
+def _interval(draws: np.ndarray, level: float) -> np.ndarray:
+    """(2, ...) percentile interval over the first axis of (reps, ...) draws."""
+    alpha = (1.0 - level) / 2.0
+    flat = np.ascontiguousarray(draws.reshape(len(draws), -1).T)  # quantiles along contiguous rows
+    return np.quantile(flat, [alpha, 1.0 - alpha], axis=1).reshape(2, *draws.shape[1:])
+
+
+def aggregates(
+    scores: Mapping[str, Mapping[str, np.ndarray]],
+    *,
+    reps: int = 2000,
+    rng: np.random.Generator,
+    pairs: Sequence[tuple[str, str]] | None = None,
+    taus: np.ndarray | None = None,
+    gamma: float = 1.0,
+    level: float = 0.95,
+    max_elements: int = 1 << 21,
+) -> Aggregates:
+    """rliable's aggregates with stratified-bootstrap percentile intervals (see the module docstring).
+
+    Args:
+        scores: group -> task -> (num_runs,) scores; tasks may differ in runs, and groups in tasks.
+        reps: bootstrap replicates.
+        rng: the only source of randomness.
+        pairs: (x, y) groups for the probability of improvement; default every pair in the given order.
+            y = REST pools the other groups per task (resampled as they are, within group and task).
+        taus: (num_taus,) thresholds of the performance profiles (default: none).
+        gamma: the optimality gap's threshold.
+        level: interval coverage.
+        max_elements: replicates run in chunks of about max_elements / (all runs) (memory bound).
+
+    Returns:
+        Aggregates (table, poi, profiles).
+    """
+    if reps < 1:
+        raise ValueError(f"reps={reps} must be >= 1")
+    if not scores:
+        raise ValueError("no groups to aggregate: pass {group: {task: scores}}")
+    taus = np.asarray([] if taus is None else taus, dtype=float)
+    groups = {name: _group(per_task, taus, gamma) for name, per_task in scores.items()}
+    names = list(groups)
+    if REST in groups:
+        raise ValueError(f"a group is called {REST!r}, the name pairs use for 'all other groups': rename it")
+    pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]] if pairs is None else list(pairs)
+    unknown = sorted({n for p in pairs for n in p} - set(names) - {REST})
+    if unknown:
+        raise ValueError(f"pairs name groups {unknown} that have no scores; groups: {names} (or {REST!r})")
+    plans = {p: _plan(groups, *p) for p in pairs}
+    plans = {p: parts for p, parts in plans.items() if parts}
+    y_names = {y for parts in plans.values() for _, y in parts}
+
+    def evaluate(counts: dict[str, np.ndarray]) -> tuple[dict, dict]:
+        per_group = {n: _group_stats(groups[n], counts[n], gamma) for n in names}
+        cums = {n: np.concatenate([np.zeros((1, counts[n].shape[1]), counts[n].dtype), np.cumsum(counts[n], axis=0)])
+                for n in y_names}  # fmt: skip
+        return per_group, {
+            p: sum(_pair_draws(part, counts[p[0]], cums[y]) for part, y in parts)
+            for p, parts in plans.items()
+        }
+
+    point, point_pairs = evaluate({n: np.ones((len(g.x), 1)) for n, g in groups.items()})
+    chunk = max(1, min(reps, max_elements // sum(len(g.x) for g in groups.values())))
+    draws = {n: [] for n in names}
+    pair_draws = {p: [] for p in plans}
+    for start in range(0, reps, chunk):
+        b = min(chunk, reps - start)
+        per_group, per_pair = evaluate({n: _draw_counts(groups[n], b, rng) for n in names})
+        for n in names:
+            draws[n].append(per_group[n])
+        for p in plans:
+            pair_draws[p].append(per_pair[p])
+    return _tables(groups, point, point_pairs, draws, pair_draws, plans, taus, level)
+
+
+def _tables(groups, point, point_pairs, draws, pair_draws, plans, taus, level) -> Aggregates:
+    rows, prof_rows, poi_rows = [], [], []
+    for n, g in groups.items():
+        stat_draws = np.concatenate([d[0] for d in draws[n]])  # (reps, 4)
+        lo, hi = _interval(stat_draws, level)
+        for k, name in enumerate(STATISTICS):
+            rows.append(
+                (n, name, float(point[n][0][0, k]), float(lo[k]), float(hi[k]), len(g.x), len(g.tasks))
+            )
+        if len(taus):
+            prof = np.concatenate([d[1] for d in draws[n]])  # (reps, num_taus)
+            plo, phi = _interval(prof, level)
+            prof_rows += [(n, float(taus[i]), float(point[n][1][0, i]), float(plo[i]), float(phi[i]))
+                          for i in range(len(taus))]  # fmt: skip
+    for (a, b), parts in plans.items():
+        lo, hi = _interval(np.concatenate(pair_draws[(a, b)]), level)
+        poi_rows.append((a, b, float(point_pairs[(a, b)][0]), float(lo), float(hi), parts[0][0].n_tasks))
+    return Aggregates(tuple(rows), tuple(poi_rows), tuple(prof_rows))
+
+
+def aggregates_table(
+    frame: pd.DataFrame, *, group: str, task: str | None, metric: str
+) -> dict[str, dict[str, np.ndarray]]:
+    """A long table (one row per run and task: group, task, score) as `aggregates`' input.
+
+    Rows whose metric is missing or not finite are left out; a `status` column, when present, keeps only
+    FINISHED rows. Groups and tasks are ordered as `value_sort_key` orders them (64 < 256 < 1024).
+
+    Args:
+        frame: the long table (rliable's layout, or a runs table with a stratum as the task).
+        group: the column naming the configuration.
+        task: the column naming the task; None: one task "all".
+        metric: the score column.
+    """
+    return scores_by_group(
+        {c: frame[c].tolist() for c in (group, task, metric, "status") if c and c in frame.columns},
+        group=group, task=task, metric=metric,
+    )  # fmt: skip
+
+
+def read_scores(
+    path: str | Path, *, group: str, task: str | None, metric: str
+) -> dict[str, dict[str, np.ndarray]]:
+    """`aggregates_table` for a CSV (stdlib reader) or parquet (pyarrow) file, without pandas."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"scores table {path} does not exist: pass a .csv or .parquet file")
+    wanted = [c for c in (group, task, metric, "status") if c]
+    if path.suffix in (".parquet", ".pq"):
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(path)
+        columns = {c: table.column(c).to_pylist() for c in wanted if c in table.column_names}
+    else:
+        with path.open(newline="") as f:
+            reader = csv.reader(f)
+            header = next(reader, [])
+            keep = {c: header.index(c) for c in wanted if c in header}
+            rows = list(reader)
+        columns = {c: [r[i] if i < len(r) else "" for r in rows] for c, i in keep.items()}
+    return scores_by_group(columns, group=group, task=task, metric=metric)
+
+
+def scores_by_group(
+    columns: Mapping[str, Sequence], *, group: str, task: str | None, metric: str
+) -> dict[str, dict[str, np.ndarray]]:
+    """group -> task -> scores from columns (lists or arrays): the one rule behind both readers."""
+    missing = [c for c in (group, task, metric) if c is not None and c not in columns]
+    if missing:
+        raise ValueError(f"columns {missing} are not in the scores table; columns: {sorted(columns)}")
+    raw = ["" if v is None else v for v in columns[metric]]
+    try:
+        y = np.array([np.nan if v == "" else float(v) for v in raw], dtype=float)
+    except (TypeError, ValueError):
+        bad = next(v for v in raw if not _is_number(v))
+        raise ValueError(
+            f"column {metric!r} has non-numeric values (e.g. {bad!r}); pass a numeric --metric or clean it"
+        ) from None
+    labels = np.array(["" if v is None else str(v) for v in columns[group]], dtype=object)
+    keep = np.isfinite(y) & (labels != INACTIVE)
+    if "status" in columns:
+        keep &= np.array([str(v).upper() == "FINISHED" for v in columns["status"]])
+    if not keep.any():
+        raise ValueError(f"no finite {metric!r} scores with a {group!r} value: check --metric and --group")
+    tasks = (
+        np.array([str(v) for v in columns[task]], dtype=object) if task else np.full(len(y), "all", object)
+    )
+    y, labels, tasks = y[keep], labels[keep], tasks[keep]
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for g in sorted(set(labels), key=value_sort_key):
+        mine = labels == g
+        out[g] = {t: y[mine & (tasks == t)] for t in sorted(set(tasks[mine]), key=value_sort_key)}
+    return out
+
+
+def _is_number(value) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def value_aggregates(prepared, *, reps: int = 500, seed: int = 0) -> pd.DataFrame:
     """Per hyperparameter value, pooled over strata: IQM with a stratified-bootstrap CI, and the
     probability of improvement of this value over the hyperparameter's other values (with CI).
 
-    Vectorised over replicates (the same stratified bootstrap as `stratified_bootstrap_ci`).
+    The strata are `aggregates`' tasks; "the rest" (REST) is every other active value of the hyperparameter.
 
     Returns:
         hparam, value, n_runs, iqm, iqm_lo, iqm_hi, poi_vs_rest, poi_lo, poi_hi.
     """
     rng = np.random.default_rng(seed)
     sign = 1.0 if prepared.mode == "max" else -1.0
-    strata = prepared.strata()
     rows = []
-
-    def boot(a: np.ndarray) -> np.ndarray:  # (reps, len(a)) resampled within the stratum
-        return a[rng.integers(0, len(a), size=(reps, len(a)))]
-
     for h in prepared.hparams:
-        values = sorted({v for _, f in strata for v in f[h].unique()} - {""}, key=value_sort_key)
-        for value in values:
-            mine = [sign * f.loc[f[h] == value, prepared.metric].to_numpy(float) for _, f in strata]
-            rest = [
-                sign * f.loc[(f[h] != value) & (f[h] != ""), prepared.metric].to_numpy(float)
-                for _, f in strata
-            ]
-            pooled = np.concatenate(mine)
-            est = iqm(pooled)
-            draws = _iqm_rows(np.concatenate([boot(a) for a in mine if len(a)], axis=1))
-            lo, hi = np.quantile(draws, [0.025, 0.975])
-            if sign < 0:
-                est, lo, hi = -est, -hi, -lo
-            pairs = [(a, b) for a, b in zip(mine, rest, strict=True) if len(a) and len(b)]
-            if pairs:
-                poi = probability_of_improvement(*zip(*pairs, strict=True))
-                poi_draws = np.mean([_poi_rows(boot(a), boot(b)) for a, b in pairs], axis=0)
-                poi_lo, poi_hi = np.quantile(poi_draws, [0.025, 0.975])
-            else:
-                poi = poi_lo = poi_hi = np.nan
-            rows.append((h.removeprefix("params."), value, len(pooled), est, lo, hi, poi, poi_lo, poi_hi))
+        active = prepared.frame[prepared.frame[h] != INACTIVE]
+        if active.empty:
+            continue
+        table = active.assign(_score=sign * active[prepared.metric].to_numpy(float))
+        by_value = aggregates_table(table, group=h, task=prepared.stratum, metric="_score")
+        result = aggregates(
+            by_value, reps=reps, rng=rng, pairs=[(v, REST) for v in by_value] if len(by_value) > 1 else []
+        )
+        est = result.table[result.table.statistic == "iqm"].set_index("group")
+        poi = result.poi.set_index("group_x")
+        for v in by_value:
+            e, lo, hi = (sign * est.loc[v, c] for c in ("estimate", "lo", "hi"))
+            p = poi.loc[v, ["poi", "lo", "hi"]].to_numpy(float) if v in poi.index else np.full(3, np.nan)
+            rows.append((h.removeprefix("params."), v, int(est.loc[v, "n_runs"]), e, *sorted((lo, hi)), *p))
     cols = ["hparam", "value", "n_runs", "iqm", "iqm_lo", "iqm_hi", "poi_vs_rest", "poi_lo", "poi_hi"]
-    return pd.DataFrame(rows, columns=cols)
+    return _frame(rows, cols)

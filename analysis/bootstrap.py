@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from analysis.runs import value_sort_key
+from analysis._values import value_sort_key
 
 __all__ = [
     "ALGORITHM1_COLUMNS",
@@ -79,10 +79,14 @@ def _factorize(labels: Sequence[str]) -> tuple[np.ndarray, list[str]]:
 
 
 def _levels(metric: np.ndarray, labels: Sequence[str], *, mode: str) -> _Levels:
-    y = np.asarray(metric, dtype=float)
+    codes, uniques = _factorize(labels)
+    return _coded_levels(np.asarray(metric, dtype=float), codes, uniques, mode=mode)
+
+
+def _coded_levels(y: np.ndarray, codes: np.ndarray, uniques: Sequence[str], *, mode: str) -> _Levels:
+    """`_levels` from integer codes 0..K-1 (every code present) and the values they stand for."""
     if mode not in ("max", "min"):
         raise ValueError(f"mode={mode!r}: use 'max' or 'min'")
-    codes, uniques = _factorize(labels)
     k = len(uniques)
     n_runs = np.bincount(codes, minlength=k)
     score = y if mode == "max" else -y
@@ -120,7 +124,10 @@ def algorithm1_exact(metric: np.ndarray, labels: Sequence[str], *, mode: str = "
     Returns:
         ValueTable with win rates summing to 1 and each value's best-metric mean and 95% interval.
     """
-    lv = _levels(metric, labels, mode=mode)
+    return _exact(_levels(metric, labels, mode=mode))
+
+
+def _exact(lv: _Levels) -> ValueTable:
     g = lv.q.sum(axis=1)
     big_g = np.cumsum(g)
     big_g[-1] = 1.0  # guard round-off: all the mass
@@ -280,12 +287,13 @@ def win_rate_intervals(prepared, *, reps: int = 50, seed: int = 0, level: float 
     alpha = (1.0 - level) / 2.0
     rows = []
     for stratum, h, y, lab in prepared.cells():
-        values = tuple(_factorize(lab)[1])
+        codes, values = _factorize(lab)  # once per cell; each resample keeps the values it drew
         draws = np.zeros((reps, len(values)))
         for b in range(reps):
             pick = rng.integers(0, len(y), len(y))
-            t = algorithm1_exact(y[pick], lab[pick], mode=prepared.mode)
-            draws[b, [values.index(v) for v in t.values]] = t.win_rate
+            present, drawn = np.unique(codes[pick], return_inverse=True)
+            lv = _coded_levels(y[pick], drawn, [values[i] for i in present], mode=prepared.mode)
+            draws[b, present] = _exact(lv).win_rate
         lo, hi = np.quantile(draws, [alpha, 1.0 - alpha], axis=0)
         rows += [(stratum, h.removeprefix("params."), v, lo[i], hi[i]) for i, v in enumerate(values)]
     return pd.DataFrame(rows, columns=["stratum", "hparam", "value", "win_lo", "win_hi"])

@@ -6,14 +6,15 @@ import sys
 
 import click
 
-__all__ = ["main", "report", "simulate"]
+__all__ = ["aggregate", "main", "report", "simulate"]
 
 
 @click.command()
 @click.argument("runs")
 @click.option("--out", "out_dir", default="report", show_default=True, help="Output folder.")
 @click.option("--metric", default="metrics.heldout_goal_success", show_default=True, help="Metric column.")
-@click.option("--stratum", default=None, help="Stratum column, e.g. params.sft_checkpoint (default: none).")
+@click.option("--stratum", default=None,
+              help="Stratum column, e.g. params.sft_checkpoint; 'auto': params.sft_checkpoint when present.")  # fmt: skip
 @click.option(
     "--hparams", default=None, help="Comma-separated hyperparameter columns (default: all params.*)."
 )
@@ -31,9 +32,11 @@ __all__ = ["main", "report", "simulate"]
 )
 @click.option("--target", type=float, default=None, help="Score for the FLOPs-to-target table.")
 @click.option("--tracking-uri", default=None, help="MLflow tracking URI for RUNS=mlflow:EXPERIMENT.")
+@click.option("--bounds", default="0,1", show_default=True,
+              help="The metric's range LO,HI for distribution-free tuning-curve bands ('none': skip them).")  # fmt: skip
 @click.option("--no-plots", is_flag=True, help="Skip PNGs (faster).")
 def report(runs, out_dir, metric, stratum, hparams, mode, method, resamples, seed, bins, curves, target,
-           tracking_uri, no_plots) -> None:  # fmt: skip
+           tracking_uri, bounds, no_plots) -> None:  # fmt: skip
     """Rank hyperparameters on RUNS (CSV, parquet or mlflow:EXPERIMENT): Algorithm 1, effects, curves, budgets.
 
     Writes OUT/hparams.csv, effects.csv, importance.csv, tuning_curves.csv, aggregates.csv,
@@ -42,9 +45,17 @@ def report(runs, out_dir, metric, stratum, hparams, mode, method, resamples, see
     """
     from analysis.report import ReportOptions, build_report
 
+    try:
+        limits = None if bounds.lower() == "none" else tuple(float(v) for v in bounds.split(","))
+    except ValueError:
+        limits = ()
+    if limits is not None and (len(limits) != 2 or limits[0] >= limits[1]):
+        raise click.BadParameter(
+            f"{bounds!r}: use LO,HI with LO < HI (e.g. 0,1) or none", param_hint="--bounds"
+        )
     options = ReportOptions(
         metric=metric, stratum=stratum, hparams=tuple(hparams.split(",")) if hparams else None, mode=mode,
-        method=method, resamples=resamples, seed=seed, bins=bins, target=target, plots=not no_plots,
+        method=method, resamples=resamples, seed=seed, bins=bins, target=target, bounds=limits, plots=not no_plots,
     )  # fmt: skip
     try:
         result = build_report(runs, out_dir, options, curves_source=curves, tracking_uri=tracking_uri)
@@ -80,6 +91,44 @@ def _print_summary(summary: dict, out_dir) -> None:
 
 
 @click.command()
+@click.argument("scores")
+@click.option("--group", required=True, help="Column naming the configuration (rliable's algorithm).")
+@click.option("--task", default=None, help="Column naming the task (or a stratum); default: one task.")
+@click.option("--metric", required=True, help="Score column.")
+@click.option(
+    "--reps", type=click.IntRange(min=1), default=50_000, show_default=True, help="Bootstrap replicates."
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--gamma", type=float, default=1.0, show_default=True, help="Optimality gap threshold.")
+@click.option("--out", "out_dir", required=True, help="Output folder.")
+def aggregate(scores, group, task, metric, reps, seed, gamma, out_dir) -> None:
+    """rliable's aggregates for any long SCORES table (CSV or parquet; one row per run and task).
+
+    IQM, mean, median and optimality gap per group, the probability of improvement for every pair, each
+    with stratified-bootstrap percentile intervals (runs resampled within each task), and performance
+    profiles with bands. Writes OUT/aggregates.csv (group,statistic,estimate,lo,hi,...), poi.csv
+    (group_x,group_y,poi,lo,hi,...), profiles.csv and profiles.png.
+    """
+    import numpy as np
+
+    from analysis._output import finish_folder, open_folder
+    from analysis.aggregate import aggregates, read_scores
+    from analysis.plots import plot_profiles
+
+    try:
+        out = open_folder(out_dir)
+        table = read_scores(scores, group=group, task=task, metric=metric)
+    except (ValueError, FileNotFoundError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    every = np.concatenate([a for per_task in table.values() for a in per_task.values()])
+    taus = np.linspace(every.min(), every.max(), 41)
+    result = aggregates(table, reps=reps, rng=np.random.default_rng(seed), taus=taus, gamma=gamma)
+    files = result.write_csv(out) + [plot_profiles(result.profile_rows, out / "profiles.png", metric=metric)]
+    finish_folder(out, files)
+    click.echo(f"{len(table)} groups, {reps} replicates -> {out}/aggregates.csv, poi.csv, profiles.png")
+
+
+@click.command()
 @click.option("--runs", "num_runs", type=click.IntRange(min=2), default=1370, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", required=True, help="Runs table to write (.csv or .parquet); truth JSON beside it.")
@@ -102,6 +151,7 @@ def _group() -> None:
     """agentsweep's analysis commands (runs table -> statistics -> report)."""
 
 
+_group.add_command(aggregate)
 _group.add_command(report)
 _group.add_command(simulate)
 

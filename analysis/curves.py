@@ -8,8 +8,8 @@
   (the best score any run had reached with at most C FLOPs), with a bootstrap band over runs.
 - `compute_to_reach`: the FLOPs at which the frontier first reaches a target, with a bootstrap interval, and
   the ratio between two groups (e.g. SFT+RL vs SFT only: the study's 55%).
-- `reached_by_budget`: each run's score as of budget C (the checkpoint the study's rule would pick among the
-  evaluations with flops <= C: best rolling mean, window 3, its raw score): Algorithm 1 per budget.
+- `reached_by_budget`: each run's score as of budget C (the checkpoint the study's rule, `analysis.selection`,
+  picks among the evaluations with flops <= C: best rolling mean, window 3, its raw score): Algorithm 1 per budget.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ import numpy as np
 import pandas as pd
 from scipy.special import gammaln
 
-from analysis.runs import value_sort_key
+from analysis._values import value_sort_key
+from analysis.selection import select_checkpoints
 
 __all__ = [
     "budget_grid",
@@ -29,6 +30,7 @@ __all__ = [
     "expected_max_weights",
     "frontier",
     "reached_by_budget",
+    "tuning_curve_band",
     "tuning_curves",
 ]
 
@@ -64,11 +66,62 @@ def expected_max_curve(scores: np.ndarray, k_max: int | None = None, *, mode: st
     return sign * (np.sort(sign * y) @ w)
 
 
-def tuning_curves(prepared, *, k_max: int = 50, reps: int = 200, seed: int = 0) -> pd.DataFrame:
-    """Expected-max tuning curves per (stratum, hyperparameter, value) with 95% bootstrap bands.
+def tuning_curve_band(
+    scores: np.ndarray,
+    k_max: int | None = None,
+    *,
+    bounds: tuple[float, float] = (0.0, 1.0),
+    level: float = 0.95,
+    mode: str = "max",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Distribution-free simultaneous band for E[best of k runs], k = 1..k_max (default n).
+
+    The construction of Lourie, Cho and He, "Show Your Work with Confidence" (2023), with the DKW band (as opda's
+    `confidence_bands(method="dkw")`): with probability >= level the CDF F of a run's score lies within
+    eps = sqrt(log(2 / (1 - level)) / (2 n)) of the empirical CDF everywhere; E[max of k] = b - int_a^b F^k is
+    monotone in F, so the lowest CDF in the band bounds every k's curve from above and the highest from
+    below, all k at once. It needs the metric's possible range `bounds` (success rates: 0..1).
 
     Returns:
-        Long table: stratum, hparam, value, k, expected_best, lo, hi.
+        (lower, upper), each (k_max,).
+    """
+    y = np.asarray(scores, dtype=float)
+    a, b = bounds
+    if y.ndim != 1 or not len(y):
+        raise ValueError("scores must be a non-empty 1-d array")
+    if y.min() < a or y.max() > b:
+        raise ValueError(
+            f"scores span [{y.min():.4g}, {y.max():.4g}], outside bounds {bounds}: pass the metric's range (--bounds LO,HI, or --bounds none)"
+        )
+    if mode == "min":
+        lower, upper = tuning_curve_band(-y, k_max, bounds=(-b, -a), level=level)
+        return -upper, -lower
+    n = len(y)
+    k = np.arange(1, (n if k_max is None else k_max) + 1)
+    eps = np.sqrt(np.log(2.0 / (1.0 - level)) / (2.0 * n))
+    edges = np.concatenate([[a], np.sort(y), [b]])  # F_n = i / n on [edges[i], edges[i + 1])
+    width = np.diff(edges)[:, None]  # (n + 1, 1)
+    cdf = np.arange(n + 1)[:, None] / n
+    low_cdf, high_cdf = np.clip(cdf - eps, 0.0, 1.0), np.clip(cdf + eps, 0.0, 1.0)
+    upper = b - (width * low_cdf ** k[None, :]).sum(axis=0)
+    lower = b - (width * high_cdf ** k[None, :]).sum(axis=0)
+    return lower, upper
+
+
+def tuning_curves(
+    prepared,
+    *,
+    k_max: int = 50,
+    reps: int = 200,
+    seed: int = 0,
+    bounds: tuple[float, float] | None = (0.0, 1.0),
+) -> pd.DataFrame:
+    """Expected-max tuning curves per (stratum, hyperparameter, value) with 95% bootstrap bands and, given the
+    metric's range `bounds`, distribution-free simultaneous bands (`tuning_curve_band`).
+
+    Returns:
+        Long table: stratum, hparam, value, k, expected_best, lo, hi (bootstrap), band_lo, band_hi
+        (distribution-free; NaN without bounds).
     """
     rng = np.random.default_rng(seed)
     sign = 1.0 if prepared.mode == "max" else -1.0
@@ -85,10 +138,14 @@ def tuning_curves(prepared, *, k_max: int = 50, reps: int = 200, seed: int = 0) 
                 curve = np.sort(y) @ w
                 boot = np.sort(y[rng.integers(0, n, size=(reps, n))], axis=1) @ w  # (reps, kk)
                 lo, hi = np.quantile(boot, [0.025, 0.975], axis=0)
+                band = (tuning_curve_band(sign * y, kk, bounds=bounds, mode=prepared.mode) if bounds
+                        else (np.full(kk, np.nan), np.full(kk, np.nan)))  # fmt: skip
                 for k in range(kk):
                     rows.append((stratum, h.removeprefix("params."), value, k + 1, sign * curve[k],
-                                 sign * (lo if sign > 0 else hi)[k], sign * (hi if sign > 0 else lo)[k]))  # fmt: skip
-    return pd.DataFrame(rows, columns=["stratum", "hparam", "value", "k", "expected_best", "lo", "hi"])
+                                 sign * (lo if sign > 0 else hi)[k], sign * (hi if sign > 0 else lo)[k],
+                                 band[0][k], band[1][k]))  # fmt: skip
+    columns = ["stratum", "hparam", "value", "k", "expected_best", "lo", "hi", "band_lo", "band_hi"]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def _envelope(flops: np.ndarray, scores: np.ndarray, grid: np.ndarray) -> np.ndarray:
@@ -188,24 +245,25 @@ def compute_to_reach(
     return pd.DataFrame(rows, columns=["group", "flops_to_target", "lo", "hi", "p_reached"])
 
 
-def reached_by_budget(
-    curves: pd.DataFrame, metric: str, budget_flops: float, *, window: int = 3
-) -> pd.Series:
-    """Each run's score as of a FLOPs budget: the study's checkpoint rule applied to evaluations <= budget.
+def reached_by_budget(curves: pd.DataFrame, metric: str, budget_flops: float) -> pd.Series:
+    """Each run's score as of a FLOPs budget: the study's checkpoint rule (`analysis.selection`) applied to
+    the run's evaluations with flops <= budget, in FLOPs order.
 
     Returns:
-        run_id -> raw score of the evaluation with the best trailing rolling mean (window 3) among those
-        with flops <= budget (runs with no such evaluation are absent).
+        run_id -> raw score at the selected evaluation (runs with no scored evaluation within the budget are
+        absent).
     """
-    data = curves[curves["flops"] <= budget_flops].sort_values(["run_id", "flops"])
-    data = data.dropna(subset=[metric])
+    data = curves[curves["flops"] <= budget_flops].sort_values(["run_id", "flops"], kind="stable")
     if data.empty:
         return pd.Series(dtype=float)
-    rolled = data.groupby("run_id", sort=False)[metric].transform(
-        lambda s: s.rolling(window, min_periods=1).mean()
-    )
-    best_idx = rolled.groupby(data["run_id"], sort=False).idxmax()
-    return pd.Series(data.loc[best_idx.to_numpy(), metric].to_numpy(), index=best_idx.index.astype(str))
+    codes, ids = pd.factorize(data["run_id"].astype(str), sort=False)
+    position = data.groupby(codes, sort=False).cumcount().to_numpy()
+    num_evals = np.bincount(codes)
+    values = np.full((len(ids), num_evals.max()), np.nan)  # (runs, evaluations), NaN past each run's end
+    values[codes, position] = data[metric].to_numpy(dtype=float)
+    picked = values[np.arange(len(ids)), select_checkpoints(values, num_evals)]
+    keep = np.isfinite(picked)
+    return pd.Series(picked[keep], index=np.asarray(ids)[keep], dtype=float)
 
 
 def budget_grid(curves: pd.DataFrame, num: int = 5) -> Sequence[float]:

@@ -23,13 +23,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from analysis._output import finish_folder, open_folder
 from analysis.aggregate import value_aggregates
 from analysis.bootstrap import algorithm1_table, win_rate_intervals
 from analysis.curves import budget_grid, compute_to_reach, frontier, reached_by_budget, tuning_curves
 from analysis.effects import compute_effects
 from analysis.runs import PreparedRuns, load_curves, load_runs, prepare_runs
 
-__all__ = ["ReportOptions", "ReportResult", "build_report"]
+__all__ = ["AUTO_STRATUM", "BRANCH_POINT", "ReportOptions", "ReportResult", "build_report"]
+
+AUTO_STRATUM = "auto"
+BRANCH_POINT = "params.sft_checkpoint"
+"""The stratum `--stratum auto` picks when the runs table has it: the SFT branch point."""
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +46,8 @@ class ReportOptions:
     metric: str = "metrics.heldout_goal_success"
     """The metric column to rank by."""
     stratum: str | None = None
-    """Stratum column (e.g. params.sft_checkpoint); None: one stratum "all"."""
+    """Stratum column (e.g. params.sft_checkpoint); None: one stratum "all"; AUTO_STRATUM: the branch point
+    column when the table has one."""
     hparams: tuple[str, ...] | None = None
     """Hyperparameter columns; default every params.* column except the stratum."""
     mode: str = "max"
@@ -56,6 +62,8 @@ class ReportOptions:
     """Quantile bins for continuous hyperparameters."""
     target: float | None = None
     """Score for compute_to_target.csv (default: the best score of the lowest stratum's frontier)."""
+    bounds: tuple[float, float] | None = (0.0, 1.0)
+    """The metric's possible range, for the distribution-free tuning-curve bands (None: bootstrap bands only)."""
     win_ci_reps: int = 50
     """Outer bootstrap replicates behind the win-rate bars' intervals (0: none)."""
     plots: bool = True
@@ -79,15 +87,17 @@ def build_report(
 ) -> ReportResult:
     """Run every analysis on a runs table and write the report folder."""
     t0 = time.perf_counter()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = open_folder(out_dir)
     runs = (
         runs_source
         if isinstance(runs_source, pd.DataFrame)
         else load_runs(runs_source, tracking_uri=tracking_uri)
     )
+    stratum = options.stratum
+    if stratum == AUTO_STRATUM:
+        stratum = BRANCH_POINT if BRANCH_POINT in runs.columns else None
     prepared = prepare_runs(
-        runs, metric=options.metric, stratum=options.stratum, hparams=options.hparams, mode=options.mode,
+        runs, metric=options.metric, stratum=stratum, hparams=options.hparams, mode=options.mode,
         bins=options.bins,
     )  # fmt: skip
     tables: dict[str, pd.DataFrame] = {}
@@ -104,7 +114,7 @@ def build_report(
         effects,
         importance.sort_values(["stratum", "importance"], ascending=[True, False], kind="stable"),
     )
-    tables["tuning_curves"] = tuning_curves(prepared, seed=options.seed)
+    tables["tuning_curves"] = tuning_curves(prepared, seed=options.seed, bounds=options.bounds)
     tables["aggregates"] = value_aggregates(prepared, reps=1000, seed=options.seed)
     if curves_source is not None:
         curves = curves_source if isinstance(curves_source, pd.DataFrame) else load_curves(curves_source)
@@ -121,7 +131,9 @@ def build_report(
     summary["wall_s"] = round(time.perf_counter() - t0, 3)
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=_json_default))
     (out / "report.html").write_text(_html(summary, tables, figures))
-    return ReportResult(out, summary, files + [out / "summary.json", out / "report.html"])
+    files += [out / "summary.json", out / "report.html"]
+    finish_folder(out, files)
+    return ReportResult(out, summary, files)
 
 
 def _json_default(obj):
@@ -139,6 +151,11 @@ def _compute_tables(
     rng = np.random.default_rng(options.seed)
     used = set(prepared.frame["run_id"])
     curves = curves[curves["run_id"].isin(used)]
+    if curves.empty:
+        raise ValueError(
+            f"the curves table shares no run_id with the {len(used)} analysed runs (e.g. runs "
+            f"{sorted(used)[:2]}): pass the curves exported with this runs table (runs.curves.parquet)"
+        )
     strata = prepared.frame.set_index("run_id")[prepared.stratum] if prepared.stratum else None
     fronts = []
     for label, frame in prepared.strata():
@@ -197,8 +214,11 @@ def _summary(prepared: PreparedRuns, tables: dict[str, pd.DataFrame], options: R
                 }  # fmt: skip
             per_h[name] = entry
         e_all = effects[effects.stratum == label]
+        coefficients = 1 + len(e_all) - e_all.hparam.nunique()  # intercept + (K_H - 1) per hyperparameter
         strata[label] = {"n_runs": int(len(frame)), "hparams": per_h,
-                         "effects_without_intervals": bool(len(e_all) and e_all.effect_lo.isna().all())}  # fmt: skip
+                         "effects_without_intervals": bool(len(e_all) and e_all.effect_lo.isna().all()),
+                         "coefficients": int(coefficients),
+                         "runs_for_intervals": int(max(0, coefficients + 1 - len(frame)))}  # fmt: skip
     return {
         "source": source if isinstance(source, str | Path) else "<DataFrame>",
         "metric": prepared.metric, "mode": prepared.mode, "stratum": prepared.stratum,
@@ -213,108 +233,28 @@ def _summary(prepared: PreparedRuns, tables: dict[str, pd.DataFrame], options: R
 
 
 def _plots(prepared: PreparedRuns, tables: dict[str, pd.DataFrame], out: Path) -> dict[str, Path]:
-    import matplotlib
+    from analysis import plots
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figures: dict[str, Path] = {}
-    names = [h.removeprefix("params.") for h in prepared.hparams]
-    cols = min(4, len(names))
-    rows = int(np.ceil(len(names) / cols))
-    for label, _ in prepared.strata():
-        for kind in ("winrates", "effects"):
-            fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.4 * rows), squeeze=False)
-            for ax, name in zip(axes.ravel(), names, strict=False):
-                if kind == "winrates":
-                    _bar_winrates(ax, tables["hparams"], label, name)
-                else:
-                    _points_effects(ax, tables["effects"], label, name)
-            for ax in axes.ravel()[len(names) :]:
-                ax.set_visible(False)
-            title = "Algorithm 1 win rate (95% CI: outer bootstrap)" if kind == "winrates" else (
-                "marginal mean (95% CI of the effect)")  # fmt: skip
-            fig.suptitle(f"{title} - stratum {label}", fontsize=10)
-            fig.subplots_adjust(hspace=0.7, wspace=0.3, top=0.9, bottom=0.1)
-            figures[f"{kind}_{label}"] = _save(fig, out / f"{kind}_{_slug(label)}.png")
-            plt.close(fig)
-    figures["tuning_curves"] = _plot_tuning(prepared, tables, out, plt)
+    metric = prepared.metric.removeprefix("metrics.")
+    strata = [label for label, _ in prepared.strata()]
+    ranked = _ranked_hparams(prepared, tables["importance"])
+    figures = {
+        "effects": plots.plot_effects(tables["effects"], strata, ranked, out / "effects.png", metric=metric),
+        "winrates": plots.plot_winrates(tables["hparams"], strata, ranked, out / "winrates.png"),
+        "tuning_curves": plots.plot_tuning_curves(
+            tables["tuning_curves"], strata, ranked[:3], out / "tuning_curves.png", metric=metric
+        ),
+    }
     if "frontier" in tables:
-        fig, ax = plt.subplots(figsize=(6, 4))
-        for label, part in tables["frontier"].groupby("stratum", sort=False):
-            ax.plot(part.flops, part.frontier, label=f"stratum {label}")
-            ax.fill_between(part.flops, part.lo, part.hi, alpha=0.2)
-        ax.set_xscale("log")
-        ax.set_xlabel("cumulative FLOPs")
-        ax.set_ylabel(prepared.metric.removeprefix("metrics."))
-        ax.set_title("compute frontier (upper envelope, 95% bootstrap band)", fontsize=10)
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        figures["frontier"] = _save(fig, out / "frontier.png")
-        plt.close(fig)
+        figures["frontier"] = plots.plot_frontier(tables["frontier"], out / "frontier.png", metric=metric)
     return figures
 
 
-def _tick(value: object) -> str:
-    """A value as a tick label: large or long numbers in short scientific form (FLOPs 469546450944.0 -> 4.7e+11)."""
-    text = str(value)
-    try:
-        number = float(text)
-    except ValueError:
-        return text
-    return f"{number:.3g}" if len(text) > 8 and number != 0 else text
-
-
-def _bar_winrates(ax, alg1: pd.DataFrame, stratum: str, name: str) -> None:
-    a = alg1[(alg1.stratum == stratum) & (alg1.hparam == name)]
-    x = np.arange(len(a))
-    err = None
-    if "win_lo" in a:
-        err = np.vstack([a.win_rate - a.win_lo, a.win_hi - a.win_rate]).clip(min=0)
-    ax.bar(x, a.win_rate, yerr=err, capsize=2, color="tab:blue")
-    ax.set_xticks(x, [_tick(v) for v in a.value], fontsize=7, rotation=30)
-    ax.set_ylim(0, 1)
-    ax.set_title(name, fontsize=9)
-
-
-def _points_effects(ax, effects: pd.DataFrame, stratum: str, name: str) -> None:
-    e = effects[(effects.stratum == stratum) & (effects.hparam == name)]
-    x = np.arange(len(e))
-    colors = ["tab:red" if s else "tab:gray" for s in e.significant]
-    ax.errorbar(
-        x, e["mean"], yerr=[e.effect - e.effect_lo, e.effect_hi - e.effect], fmt="none", ecolor="gray"
-    )
-    ax.scatter(x, e["mean"], c=colors, zorder=3, s=18)
-    ax.set_xticks(x, [_tick(v) for v in e.value], fontsize=7, rotation=30)
-    ax.set_title(name, fontsize=9)
-
-
-def _plot_tuning(prepared: PreparedRuns, tables, out: Path, plt) -> Path:
-    importance = tables["importance"]
-    top = importance.groupby("hparam")["importance"].mean().sort_values(ascending=False).index[:3].tolist()
-    strata = [label for label, _ in prepared.strata()]
-    fig, axes = plt.subplots(len(strata), max(len(top), 1), figsize=(3.6 * max(len(top), 1), 2.6 * len(strata)),
-                             squeeze=False)  # fmt: skip
-    tc = tables["tuning_curves"]
-    for r, label in enumerate(strata):
-        for c, name in enumerate(top):
-            ax = axes[r, c]
-            for value, part in tc[(tc.stratum == label) & (tc.hparam == name)].groupby("value", sort=False):
-                ax.plot(part.k, part.expected_best, label=value)
-                ax.fill_between(part.k, part.lo, part.hi, alpha=0.15)
-            ax.set_title(f"{name} | {label}", fontsize=9)
-            ax.set_xlabel("k runs", fontsize=8)
-            ax.legend(fontsize=6)
-    fig.suptitle("expected best of k random runs (unbiased; 95% bootstrap band)", fontsize=10)
-    fig.subplots_adjust(hspace=0.6, wspace=0.3, top=0.9, bottom=0.1)
-    path = _save(fig, out / "tuning_curves.png")
-    plt.close(fig)
-    return path
-
-
-def _save(fig, path: Path) -> Path:
-    fig.savefig(path, dpi=72)
-    return path
+def _ranked_hparams(prepared: PreparedRuns, importance: pd.DataFrame) -> list[str]:
+    """Hyperparameter names, most important first (mean over strata; unknown importance last)."""
+    names = [h.removeprefix("params.") for h in prepared.hparams]
+    mean = importance.groupby("hparam")["importance"].mean()
+    return sorted(names, key=lambda n: -(mean.get(n, np.nan) if np.isfinite(mean.get(n, np.nan)) else -1.0))
 
 
 def _slug(label: str) -> str:
@@ -326,8 +266,10 @@ def _img(path: Path) -> str:
     return f'<img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}">'
 
 
-def _table(frame: pd.DataFrame, max_rows: int = 400) -> str:
-    return frame.head(max_rows).to_html(index=False, float_format=lambda v: f"{v:.4g}", border=0, classes="t")
+def _table(frame: pd.DataFrame, max_rows: int = 400, table_id: str | None = None) -> str:
+    return frame.head(max_rows).to_html(
+        index=False, float_format=lambda v: f"{v:.4g}", border=0, classes="t", table_id=table_id
+    )
 
 
 _GUIDE = """
@@ -341,53 +283,100 @@ value is better on average" and the tuning curves for "what a budget of k runs b
 """
 
 
+def _headline(tables: dict[str, pd.DataFrame], label: str) -> pd.DataFrame:
+    """What a reader came for, per stratum: hyperparameters by importance, the value to pick, how sure."""
+    imp = tables["importance"][tables["importance"].stratum == label].set_index("hparam")
+    eff = tables["effects"][tables["effects"].stratum == label]
+    alg = tables["hparams"][tables["hparams"].stratum == label]
+    rows = []
+    for name in dict.fromkeys([*imp.index, *alg.hparam]):
+        e, a = eff[eff.hparam == name], alg[alg.hparam == name]
+        best = e.loc[e.p_best.idxmax()] if len(e) and e.p_best.notna().any() else None
+        top = a.loc[a.win_rate.idxmax()] if len(a) else None
+        i = imp.loc[name] if name in imp.index else None
+        rows.append({
+            "hparam": name,
+            "importance [95% CI]": "" if i is None else _interval_text(i.importance, i.importance_lo, i.importance_hi),
+            "recommended": "" if best is None else best.value,
+            "p_best": np.nan if best is None else best.p_best,
+            "effect [95% CI]": "" if best is None else _interval_text(best.effect, best.effect_lo, best.effect_hi),
+            "matters?": "" if best is None else ("yes" if e.significant.any() else "no"),
+            "Algorithm 1 winner (win rate)": "" if top is None else f"{top.value} ({top.win_rate:.2f})",
+        })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def _interval_text(value: float, lo: float, hi: float) -> str:
+    if not np.isfinite(value):
+        return "n/a"
+    return f"{value:+.3g} [{lo:+.3g}, {hi:+.3g}]" if np.isfinite(lo) else f"{value:+.3g} [no interval]"
+
+
+_STYLE = (
+    "body{font-family:system-ui,sans-serif;max-width:1250px;margin:2em auto;padding:0 1em;color:#222;"
+    "line-height:1.4}table.t{border-collapse:collapse;font-size:13px;margin:.5em 0}"
+    "table.t td,table.t th{padding:3px 8px;border-bottom:1px solid #ddd;text-align:right}"
+    "table.t th{background:#f5f5f5}img{max-width:100%;display:block;margin:.5em 0}"
+    "h2{border-bottom:2px solid #eee;padding-bottom:.2em;margin-top:1.6em}.warn{background:#fff4e0;"
+    "border-left:4px solid #f0a020;padding:.4em .8em}details{margin:.6em 0}summary{cursor:pointer}"
+)
+
+
 def _html(summary: dict, tables: dict[str, pd.DataFrame], figures: dict[str, Path]) -> str:
     parts = [
-        "<!doctype html><html><head><meta charset='utf-8'><title>agentsweep report</title><style>",
-        "body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}",
-        "table.t{border-collapse:collapse;font-size:12px;margin:.5em 0}",
-        "table.t td,table.t th{padding:2px 6px;border-bottom:1px solid #ddd;text-align:right}",
-        "img{max-width:100%}h2{border-bottom:2px solid #eee;padding-bottom:.2em}</style></head><body>",
-        "<h1>agentsweep report</h1>",
-        f"<p>Source: <code>{html.escape(str(summary['source']))}</code>. Metric "
+        f"<!doctype html><html><head><meta charset='utf-8'><title>agentsweep report</title><style>{_STYLE}"
+        "</style></head><body><h1>agentsweep report</h1>",
+        f"<p>{summary['n_runs_used']} runs of <code>{html.escape(str(summary['source']))}</code>, metric "
         f"<code>{html.escape(summary['metric'])}</code> ({summary['mode']}), stratum "
-        f"<code>{html.escape(str(summary['stratum']))}</code>. Runs used: {summary['n_runs_used']}; "
-        f"excluded: {html.escape(json.dumps(summary['excluded']))}. Algorithm 1 method: {summary['method']}. "
-        f"Seed {summary['seed']}.</p>",
+        f"<code>{html.escape(str(summary['stratum']))}</code>; excluded: "
+        f"{html.escape(json.dumps(summary['excluded']))}. Seed {summary['seed']}.</p>",
+        "<h2>What to pick</h2><p>Per stratum, hyperparameters from most to least important (importance: how much "
+        "the metric moves, typically, when you change it, in metric units). <i>recommended</i>: the value with "
+        "the highest probability of having the best marginal mean (<i>p_best</i>); <i>effect</i>: its marginal "
+        "mean minus the average over values; <i>matters?</i>: some value's effect is significant after "
+        "Bonferroni adjustment.</p>",
     ]
+    for label, info in summary["strata"].items():
+        parts.append(f"<h3>Stratum {html.escape(label)} ({info['n_runs']} runs)</h3>")
+        if info.get("effects_without_intervals"):
+            parts.append(
+                f"<p class='warn'><b>Too few runs for the effects model:</b> {info['n_runs']} runs fit its "
+                f"{info['coefficients']} coefficients exactly, so effects have no intervals, significance, "
+                f"p_best or importance. Add at least {info['runs_for_intervals']} more runs to this stratum "
+                f"for intervals (about {10 * info['coefficients']} runs in all give intervals narrow enough "
+                "to rank values); Algorithm 1's win rates below still apply.</p>"
+            )
+        parts.append(_table(_headline(tables, label), table_id=f"headline-{_slug(label)}"))
+    if "compute_to_target" in tables or "frontier" in figures:
+        parts.append("<h2>Compute</h2>")
+        if "frontier" in figures:
+            parts.append(_img(figures["frontier"]))
+        if "compute_to_target" in tables:
+            parts += ["<h3>FLOPs to reach the target</h3>", _table(tables["compute_to_target"])]
+    for key, title in (
+        ("effects", "Effects"),
+        ("winrates", "Algorithm 1"),
+        ("tuning_curves", "Tuning curves"),
+    ):
+        if key in figures:
+            parts += [f"<h2>{title}</h2>", _img(figures[key])]
+    parts += ["<h2>Tables</h2>", _GUIDE]
     if summary["binned"]:
         parts.append(f"<p>Binned ({html.escape(summary['binning'])}): "
                      f"{html.escape(json.dumps(summary['binned']))}</p>")  # fmt: skip
-    counts = pd.DataFrame(
-        [(k, v["n_runs"]) for k, v in summary["strata"].items()], columns=["stratum", "runs"]
-    )
-    parts += ["<h2>Runs per stratum</h2>", _table(counts), _GUIDE]
-    parts += ["<h2>Importance</h2>", f"<p>Method: {html.escape(str(summary['importance_method']))}.</p>",
-              _table(tables["importance"].drop(columns="method"))]  # fmt: skip
     for label in summary["strata"]:
-        parts.append(f"<h2>Stratum {html.escape(label)}</h2>")
-        if summary["strata"][label].get("effects_without_intervals"):
-            parts.append(
-                "<p><b>Too few runs for the effects model:</b> the runs fit the main-effects model exactly (no "
-                "residual degrees of freedom), so its effects have no intervals, significance, p_best or importance. "
-                "Add runs; Algorithm 1's bootstrap win rates below still apply.</p>"
-            )
-        for key in (f"effects_{label}", f"winrates_{label}"):
-            if key in figures:
-                parts.append(_img(figures[key]))
         eff = tables["effects"][tables["effects"].stratum == label]
         alg = tables["hparams"][tables["hparams"].stratum == label]
-        parts += ["<div style='display:flex;gap:2em;flex-wrap:wrap'><div><h3>Effects</h3>", _table(eff),
-                  "</div><div><h3>Algorithm 1</h3>", _table(alg), "</div></div>"]  # fmt: skip
-    if "tuning_curves" in figures:
-        parts += ["<h2>Tuning curves</h2>", _img(figures["tuning_curves"])]
-    parts += ["<h2>Aggregates (IQM, probability of improvement; stratified bootstrap)</h2>",
-              _table(tables["aggregates"])]  # fmt: skip
-    if "frontier" in figures:
-        parts += ["<h2>Compute</h2>", _img(figures["frontier"])]
-    for name, title in (("compute_to_target", "FLOPs to reach the target"),
-                        ("budget_winners", "Algorithm 1 winners under a FLOPs budget")):  # fmt: skip
-        if name in tables:
-            parts += [f"<h3>{title}</h3>", _table(tables[name])]
+        parts += [f"<details><summary>Stratum {html.escape(label)}: Effects and Algorithm 1</summary>",
+                  "<div style='display:flex;gap:2em;flex-wrap:wrap'><div><h3>Effects</h3>", _table(eff),
+                  "</div><div><h3>Algorithm 1</h3>", _table(alg), "</div></div></details>"]  # fmt: skip
+    parts += ["<details><summary>Importance</summary>",
+              f"<p>Method: {html.escape(str(summary['importance_method']))}.</p>",
+              _table(tables["importance"].drop(columns="method")), "</details>",
+              "<details><summary>Aggregates (IQM, probability of improvement vs the other values; stratified "
+              "bootstrap)</summary>", _table(tables["aggregates"]), "</details>"]  # fmt: skip
+    if "budget_winners" in tables:
+        parts += ["<details><summary>Algorithm 1 winners under a FLOPs budget</summary>",
+                  _table(tables["budget_winners"]), "</details>"]  # fmt: skip
     parts.append("</body></html>")
     return "\n".join(parts)

@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from analysis._values import INACTIVE, value_sort_key
+
 __all__ = [
     "INACTIVE",
     "PreparedRuns",
@@ -22,13 +24,9 @@ __all__ = [
     "load_curves",
     "load_runs",
     "prepare_runs",
-    "value_sort_key",
 ]
 
 logger = logging.getLogger(__name__)
-
-INACTIVE = ""
-"""The value of a conditional hyperparameter on runs where it is inactive."""
 
 
 def load_runs(source: str | Path, *, tracking_uri: str | None = None) -> pd.DataFrame:
@@ -131,14 +129,6 @@ class PreparedRuns:
         return [(k, self.frame[self.frame[self.stratum] == k]) for k in keys]
 
 
-def value_sort_key(value: str) -> tuple[int, float, str]:
-    """Sort key for hyperparameter values: numbers in numeric order (64 < 256 < 1024), then strings."""
-    try:
-        return (0, float(value), value)
-    except ValueError:
-        return (1, 0.0, value)
-
-
 def bin_values(values: pd.Series, num_bins: int) -> pd.Series:
     """Quantile bins of a numeric hyperparameter; labels name the interval, e.g. "[1e-06, 5e-06]".
 
@@ -205,6 +195,7 @@ def prepare_runs(
         raise ValueError(
             f"metric column {metric!r} has non-numeric values (e.g. {example!r}); clean or drop them"
         )
+    _require_unique_runs(runs)
     frame = runs.copy()
     frame[metric] = values
     excluded = {}
@@ -228,6 +219,20 @@ def prepare_runs(
     if stratum is not None:
         frame[stratum] = frame[stratum].astype(str)
     return PreparedRuns(frame, metric, stratum, list(hparams), mode, excluded, binned)
+
+
+def _require_unique_runs(runs: pd.DataFrame) -> None:
+    """ValueError naming the repeated run ids: a run counted twice would weigh twice in every estimate."""
+    if "run_id" not in runs.columns:
+        return
+    counts = runs["run_id"].value_counts()
+    repeated = counts[counts > 1]
+    if len(repeated):
+        examples = ", ".join(f"{k!r} x{v}" for k, v in repeated.head(3).items())
+        raise ValueError(
+            f"column run_id has {len(repeated)} repeated value(s) ({examples}): one row per run; drop the "
+            "copies (e.g. runs.drop_duplicates('run_id', keep='last')) or export the table again"
+        )
 
 
 def _resolve(runs: pd.DataFrame, name: str) -> str:

@@ -18,7 +18,8 @@ __all__ = ["LAZY_COMMANDS", "main", "cli"]
 
 # name -> "module:attribute" of a click command or group. Only commands that exist are listed here.
 LAZY_COMMANDS: dict[str, str] = {
-    "report": "analysis.cli:report",
+    "aggregate": "analysis.cli:aggregate",
+    "report": "sweep.report_command:report",
     "simulate": "analysis.cli:simulate",
     "launch": "sweep.commands:launch",
     "resume": "sweep.commands:resume",

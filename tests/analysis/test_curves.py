@@ -80,3 +80,44 @@ def test_reached_by_budget_uses_the_rolling_mean_rule():
     # run a evals <= 20: [0.5, 0.4]: rolling means [0.5, 0.45] -> first eval, raw 0.5
     assert scores.to_dict() == {"a": 0.5, "b": 0.6}
     assert reached_by_budget(_curves(), "success", 1.0).empty
+
+
+def test_reached_by_budget_is_the_shared_checkpoint_rule():
+    from analysis.selection import select_checkpoint
+
+    curves = pd.DataFrame(
+        {
+            "run_id": ["a"] * 5,
+            "step": range(5),
+            "flops": [1.0, 2, 3, 4, 5],
+            "success": [0.2, np.nan, 0.9, 0.1, 0.3],
+        }
+    )
+    for budget in (2.0, 3.0, 5.0):
+        values = curves.success[curves.flops <= budget].to_numpy()
+        assert reached_by_budget(curves, "success", budget)["a"] == values[select_checkpoint(values)]
+    only_nan = curves.assign(success=np.nan)
+    assert reached_by_budget(only_nan, "success", 5.0).empty
+
+
+def test_distribution_free_band_holds_the_true_curve_and_the_estimate():
+    from analysis.curves import tuning_curve_band
+
+    rng = np.random.default_rng(0)
+    levels = np.linspace(0, 1, 11)
+    pmf = rng.dirichlet(np.ones(11))
+    cdf = np.cumsum(pmf)
+    k = np.arange(1, 31)
+    truth = (levels[:, None] * (cdf[:, None] ** k - np.r_[0, cdf[:-1]][:, None] ** k)).sum(axis=0)
+    inside = 0
+    for _ in range(200):
+        y = rng.choice(levels, size=30, p=pmf)
+        lo, hi = tuning_curve_band(y, bounds=(0.0, 1.0))
+        plug_in = np.array([np.mean(y[rng.integers(0, 30, (4000, kk))].max(axis=1)) for kk in (1, 5, 30)])
+        assert np.all(lo[[0, 4, 29]] <= plug_in + 0.01) and np.all(plug_in <= hi[[0, 4, 29]] + 0.01)
+        inside += np.all((lo <= truth + 1e-12) & (truth <= hi + 1e-12))
+    assert inside / 200 >= 0.95  # simultaneous, distribution-free: at least the nominal level
+    lo_min, hi_min = tuning_curve_band(y, bounds=(0.0, 1.0), mode="min")
+    assert np.all(np.diff(hi_min) <= 1e-12) and np.all(lo_min <= hi_min)  # expected minimum falls with k
+    with pytest.raises(ValueError, match="--bounds"):
+        tuning_curve_band(y + 5, bounds=(0.0, 1.0))

@@ -1,0 +1,43 @@
+"""report.html as a reader sees it: rendered by headless chromium (Playwright), every image loaded, the headline
+table first. Uses Debian chromium like envs (AGENTSWEEP_CHROMIUM overrides); skipped where there is none."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from analysis.report import ReportOptions, build_report
+from analysis.simulate import simulate_study
+
+pytestmark = pytest.mark.browser
+CHROMIUM = os.environ.get("AGENTSWEEP_CHROMIUM", "/usr/lib/chromium/chromium")
+
+
+def test_report_page_renders_with_every_image_and_the_headline_first(tmp_path):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no chromium at {CHROMIUM}")
+    runs, curves, _ = simulate_study(240, seed=2)
+    build_report(runs, tmp_path / "r", ReportOptions(stratum="params.sft_checkpoint", win_ci_reps=10),
+                 curves_source=curves)  # fmt: skip
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto((tmp_path / "r" / "report.html").as_uri())
+            images = page.eval_on_selector_all(
+                "img", "els => els.map(e => [e.alt, e.complete, e.naturalWidth])"
+            )
+            num_headlines = page.locator("table[id^=headline-]").count()
+            first_heading = page.locator("h2").first.inner_text()
+            header = page.locator("table[id^=headline-]").first.locator("th").all_inner_texts()
+            page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+        finally:
+            browser.close()
+    assert {alt for alt, _, _ in images} >= {"effects", "winrates", "tuning_curves", "frontier"}
+    assert all(done and width > 300 for _, done, width in images), images  # loaded and large enough to read
+    assert num_headlines == 3 and first_heading == "What to pick"
+    assert header[:3] == ["hparam", "importance [95% CI]", "recommended"]
+    assert (tmp_path / "report.png").stat().st_size > 50_000
