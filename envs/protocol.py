@@ -1,4 +1,4 @@
-"""The episode protocol: the one contract between `envs` and `trainers` (see ARCHITECTURE.md).
+"""The episode protocol: the one contract between `envs` and `trainers` (docs/architecture.md).
 
 An env worker takes (task, seed, policy) and returns a `Trajectory`. A policy is anything with
 `generate(prompts, *, temperature, max_new_tokens) -> list[Completion]`. Prompts carry both the chat

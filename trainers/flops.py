@@ -1,4 +1,4 @@
-"""FLOPs accounting by the study's formula (NVIDIA's Llama benchmarking formula, PAPER.md).
+"""FLOPs accounting by the study's formula (NVIDIA's Llama benchmarking formula; docs/architecture.md states it).
 
 Per token::
 

@@ -9,7 +9,7 @@ import pytest
 from trainers.flops import PRESETS, FlopsCounter, ModelShape, flops_per_token, model_shape
 
 
-# Hand-computed with PAPER.md's formula, e.g. SmolLM2-135M at 2048 tokens:
+# Hand-computed with the study's formula (docs/architecture.md), e.g. SmolLM2-135M at 2048 tokens:
 #   attention 12*30*576^2*(1 + 3/9 + 2048/576) = 583,925,760; mlp 18*30*576*1536 = 477,757,440;
 #   embedding 6*49152*576 = 169,869,312; sum 1,231,552,512; trained x (1 + 3).
 @pytest.mark.parametrize(
