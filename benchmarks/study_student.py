@@ -121,6 +121,7 @@ class Synth:
 
     def __init__(self, words: list[str], seed: int) -> None:
         self.words, self.rng = words, random.Random(seed)
+        self.table_share = 0.5
 
     def key(self) -> str:
         r = self.rng
@@ -203,11 +204,11 @@ class Synth:
         if style == 1:
             a, b = self.keys(2)
             return [(f"first \"{a}\" then \"{b}\"\n", False), (f"1 {a}\n2 {b}\n", True)]
-        seq = " ".join(r.choice(self.words) for _ in range(r.randint(3, 10)))
+        seq = " ".join(r.choice(self.words) if r.random() < 0.5 else self.key() for _ in range(r.randint(4, 16)))
         return [(f"{seq} | ", False), (f"{seq}\n", True)]
 
     def doc(self) -> list[tuple[str, bool]]:
-        return self.table_doc() if self.rng.random() < 0.65 else self.copy_doc()
+        return self.table_doc() if self.rng.random() < self.table_share else self.copy_doc()
 
 
 def encode_doc(tok, segs: list[tuple[str, bool]]) -> tuple[list[int], list[int]]:
