@@ -1,0 +1,323 @@
+"""Issue 16 study recipe, stages 2-4: SFT branch points of the pretrained student on MiniWoB++ scripted traces, a
+held-out lookup probe, held-out success in the browser, and GRPO from a branch point with a per-update wall split.
+
+Stages (each resumable / skippable; outputs under --out, small tables under benchmarks/study/):
+
+    # 1. SFT with branch points every --every updates (student: a study_student.py snapshot or `tiny-llama`)
+    /work/wt/venv-run python benchmarks/study_recipe.py sft --student /tmp/study/student/snap_001500 \\
+        --traces /tmp/study/teacher/train --out /tmp/study/sftP --steps 300 --every 50 --lr 1e-3
+    # 2. greedy probe on the held-out teacher steps (seeds never trained on): does the student write the
+    #    teacher's action (right bid, right copied text)? per task, Wilson 95% intervals
+    /work/wt/venv-run python benchmarks/study_recipe.py probe --traces /tmp/study/teacher/heldout \\
+        --models /tmp/study/sftP/branch_* --csv benchmarks/study/probe.csv --tag pretrained
+    # 3. held-out goal success in the browser (one episode per goal), Wilson 95% interval
+    /work/wt/venv-run python benchmarks/study_recipe.py eval --models /tmp/study/sftP/branch_step000150 \\
+        --seeds 0-2,1000-1009
+    # 4. GRPO from a branch point (the study's recommended knobs unless changed), last-evaluation lift with a
+    #    paired bootstrap interval, per-update wall split (generation, env, update, evaluation)
+    /work/wt/venv-run python benchmarks/study_recipe.py rl --branch /tmp/study/sftP/branch_step000150 \\
+        --out /tmp/study/rl0 --seed 0 --updates 20
+
+The full protocol (a later session, unattended): `rl` over seeds 0-2 from >= 2 branch points; each run writes
+`<out>/rl_summary.json`, and a rerun of the same command resumes from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import glob
+import json
+import logging
+import math
+import time
+from pathlib import Path
+
+TASKS = ("click-test,click-test-2,click-link,click-dialog,click-dialog-2,click-tab,enter-text,login-user,"
+         "choose-list,focus-text-2")  # fmt: skip
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    if n == 0:
+        return float("nan"), float("nan")
+    p = k / n
+    d = 1 + z * z / n
+    c = (p + z * z / (2 * n)) / d
+    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
+    return max(0.0, c - h), min(1.0, c + h)
+
+
+def parse_seeds(spec: str) -> list[int]:
+    out: list[int] = []
+    for part in spec.split(","):
+        lo, _, hi = part.partition("-")
+        out += list(range(int(lo), int(hi or lo) + 1))
+    return out
+
+
+def _setup(threads: int) -> None:
+    import torch
+    from transformers.utils import logging as hf_logging
+
+    torch.set_num_threads(threads)
+    hf_logging.disable_progress_bar()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+
+
+# ---------------------------------------------------------------- sft
+def cmd_sft(args) -> None:
+    from trainers.config import SFTConfig
+    from trainers.sft import train_sft
+    from trainers.teacher import TraceSet
+
+    n = len(TraceSet.load(args.traces).examples)
+    cfg = SFTConfig(traces=args.traces, student=args.student, output_dir=args.out, learning_rate=args.lr,
+                    batch_size=args.batch, micro_batch_size=args.batch, num_epochs=args.steps * args.batch / n,
+                    warmup_ratio=0.05, checkpoint_every_steps=args.every, max_seq_len=1024, seed=args.seed,
+                    cpu_threads=args.threads)  # fmt: skip
+    t0 = time.perf_counter()
+    branches = train_sft(cfg)
+    wall = time.perf_counter() - t0
+    for b in branches:
+        print(f"branch step {b.step}: {b.flops:.3e} FLOPs  {b.path}")
+    print(f"SFT {args.steps} steps of {args.batch} on {n} examples: {wall:.0f} s")
+
+
+# ---------------------------------------------------------------- probe
+def _action_line(text: str) -> str:
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else ""
+
+
+def cmd_probe(args) -> None:
+    """Greedy completions on the held-out teacher steps; a step is right when its action line is the teacher's."""
+    import torch
+
+    from envs.protocol import Prompt
+    from trainers.backends import HFPolicy
+    from trainers.models import load_student
+    from trainers.teacher import TraceSet
+
+    examples = TraceSet.load(args.traces).examples
+    prompts = [Prompt(messages=tuple(e.messages), observation={}, task=e.task, seed=e.seed) for e in examples]
+    models = sorted({m for pat in args.models for m in (glob.glob(pat) or [pat])})
+    rows = []
+    for mdir in models:
+        model, tok = load_student(mdir)
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            comps = HFPolicy(model, tok, micro_batch_size=32).generate(prompts, temperature=0.0,
+                                                                       max_new_tokens=args.max_new_tokens)  # fmt: skip
+        wall = time.perf_counter() - t0
+        per: dict[str, list[int]] = {}
+        samples: dict[str, str] = {}
+        for e, c in zip(examples, comps, strict=True):
+            ok = int(_action_line(c.text) == _action_line(e.completion))
+            per.setdefault(e.task, []).append(ok)
+            if not ok and e.task not in samples:
+                samples[e.task] = f"teacher {e.completion!r} student {c.text!r}"
+        allk = sum(sum(v) for v in per.values())
+        alln = sum(len(v) for v in per.values())
+        lo, hi = wilson(allk, alln)
+        print(f"## {mdir}: held-out steps right {allk}/{alln} = {allk / alln:.3f} [{lo:.3f}, {hi:.3f}] ({wall:.0f} s)")
+        for task, v in sorted(per.items()):
+            lo, hi = wilson(sum(v), len(v))
+            print(f"   {task:<28} {sum(v):>3}/{len(v):<3} {sum(v) / len(v):.2f} [{lo:.2f}, {hi:.2f}]"
+                  + (f"   e.g. {samples[task][:150]}" if task in samples else ""))  # fmt: skip
+            rows.append({"tag": args.tag, "model": mdir, "task": task, "right": sum(v), "steps": len(v)})
+        rows.append({"tag": args.tag, "model": mdir, "task": "ALL", "right": allk, "steps": alln})
+    if args.csv:
+        path = Path(args.csv)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        new = not path.is_file()
+        with path.open("a", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]))
+            if new:
+                w.writeheader()
+            w.writerows(rows)
+
+
+# ---------------------------------------------------------------- env evaluation
+def _rl_config(args, **over):
+    from trainers.config import RLConfig
+
+    tasks = tuple(f"miniwob.{t}" for t in args.tasks.split(","))
+    base = dict(student=args.student, env="miniwob", tasks=tasks, batch_size=args.batch_size,
+                group_size=args.group_size, num_updates=args.updates, eval_every=args.eval_every,
+                learning_rate=args.lr, temperature=args.temperature, max_new_tokens=args.max_new_tokens,
+                max_seq_len=1024, max_steps=args.max_steps, gamma=0.9, output_dir=args.out, seed=args.seed,
+                micro_batch_size=16, cpu_threads=args.threads, loss_aggregation=args.loss_aggregation,
+                env_options={"observation": "compact", "max_obs_tokens": 600})  # fmt: skip
+    base.update(over)
+    return RLConfig(**base)
+
+
+def _runner(args):
+    from envs.runner import open_runner
+
+    return open_runner("miniwob", workers=1, max_steps=args.max_steps, observation="compact", max_obs_tokens=600)
+
+
+def _episodes(runner, policy, goals, cfg, seed: int):
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return runner.run_episodes(policy, list(goals), temperature=cfg.temperature,
+                                   max_new_tokens=cfg.max_new_tokens, gamma=cfg.gamma, error_log=cfg.error_log)  # fmt: skip
+
+
+def cmd_eval(args) -> None:
+    from trainers.backends import HFPolicy
+    from trainers.models import load_student
+
+    tasks = [f"miniwob.{t}" for t in args.tasks.split(",")]
+    goals = [(t, s) for t in tasks for s in parse_seeds(args.seeds)]
+    cfg = _rl_config(args)
+    runner = _runner(args)
+    try:
+        for mdir in args.models:
+            model, tok = load_student(mdir)
+            t0 = time.perf_counter()
+            trajs = _episodes(runner, HFPolicy(model, tok), goals, cfg, args.seed)
+            ok = [int(t.success) for t in trajs if not t.env_error]
+            lo, hi = wilson(sum(ok), len(ok))
+            print(f"## {mdir}: held-out goal success {sum(ok)}/{len(ok)} = {sum(ok) / max(1, len(ok)):.3f} "
+                  f"[{lo:.3f}, {hi:.3f}] at T={cfg.temperature} ({time.perf_counter() - t0:.0f} s)")  # fmt: skip
+            per: dict[str, list[int]] = {}
+            for g, t in zip(goals, trajs, strict=True):
+                if not t.env_error:
+                    per.setdefault(g[0], []).append(int(t.success))
+            print("   " + ", ".join(f"{k.removeprefix('miniwob.')} {sum(v)}/{len(v)}" for k, v in per.items()))
+    finally:
+        runner.close()
+
+
+# ---------------------------------------------------------------- RL with a wall split
+class _TimedRunner:
+    """Wraps an episode runner: times policy generation and the env separately, rollouts vs evaluations."""
+
+    def __init__(self, runner, eval_keys: set) -> None:
+        self.runner, self.eval_keys = runner, eval_keys
+        self.t = {"rollout_gen": 0.0, "rollout_env": 0.0, "eval": 0.0}
+
+    def __getattr__(self, name):
+        return getattr(self.runner, name)
+
+    def run_episodes(self, policy, goals, **kw):
+        gen = [0.0]
+
+        class Timed:
+            def generate(self_inner, prompts, **k):
+                t0 = time.perf_counter()
+                try:
+                    return policy.generate(prompts, **k)
+                finally:
+                    gen[0] += time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        out = self.runner.run_episodes(Timed(), goals, **kw)
+        total = time.perf_counter() - t0
+        if goals and tuple(goals[0]) in self.eval_keys:
+            self.t["eval"] += total
+        else:
+            self.t["rollout_gen"] += gen[0]
+            self.t["rollout_env"] += total - gen[0]
+        return out
+
+
+def cmd_rl(args) -> None:
+    from trainers.rl import train_rl
+
+    tasks = [f"miniwob.{t}" for t in args.tasks.split(",")]
+    train = [(t, s) for t in tasks for s in parse_seeds(args.train_seeds)]
+    heldout = [(t, s) for t in tasks for s in parse_seeds(args.seeds)]
+    out = Path(args.out)
+    resume = None
+    ckpts = sorted(out.glob("ckpt_*"))
+    if ckpts and not (out / "rl_summary.json").is_file():
+        resume = str(ckpts[-1])
+    cfg = _rl_config(args, init_checkpoint=args.branch, sft_flops=args.branch_flops, resume_from=resume)
+    runner = _TimedRunner(_runner(args), {tuple(g) for g in heldout})
+    marks: list[dict] = []
+    t_start = time.perf_counter()
+
+    def report(metrics, checkpoint=None):
+        marks.append({**{k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))},
+                      **{k: round(v, 2) for k, v in runner.t.items()},
+                      "since_start_s": round(time.perf_counter() - t_start, 1)})  # fmt: skip
+        print(json.dumps(marks[-1]), flush=True)
+
+    try:
+        res = train_rl(cfg, report, runner=runner, goal_splits={"train": train, "heldout_goals": heldout,
+                                                                 "heldout_tasks": []})  # fmt: skip
+    finally:
+        runner.runner.close()
+    wall = time.perf_counter() - t_start
+    first, last = res.history[0], res.history[-1]
+    n = len(heldout)
+    k0, k1 = round(first["heldout_goal_success"] * n), round(last["heldout_goal_success"] * n)
+    t = runner.t
+    update_s = wall - sum(t.values())
+    summary = {"branch": args.branch, "seed": args.seed, "heldout_goals": n, "updates": int(last["step"]),
+               "branch_success": first["heldout_goal_success"], "last_success": last["heldout_goal_success"],
+               "lift_last": last["heldout_goal_success"] - first["heldout_goal_success"],
+               "branch_wilson": wilson(k0, n), "last_wilson": wilson(k1, n),
+               "chosen": res.scores.get("heldout_goal_success"), "chosen_step": res.scores.get("step"),
+               "wall_s": wall, "wall_split_s": {**t, "update_and_other": update_s},
+               "curve": [(h["step"], h["heldout_goal_success"], h.get("train_return")) for h in res.history],
+               "config": {k: str(v) for k, v in vars(args).items()}}  # fmt: skip
+    (out / "rl_summary.json").write_text(json.dumps(summary, indent=1))
+    print(json.dumps({k: v for k, v in summary.items() if k not in ("config",)}, indent=1))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--threads", type=int, default=1)
+    common.add_argument("--tasks", default=TASKS)
+    common.add_argument("--seed", type=int, default=0)
+
+    p = sub.add_parser("sft", parents=[common])
+    p.add_argument("--student", required=True)
+    p.add_argument("--traces", default="/tmp/study/teacher/train")
+    p.add_argument("--out", required=True)
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--every", type=int, default=50)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--lr", type=float, default=1e-3)
+
+    p = sub.add_parser("probe", parents=[common])
+    p.add_argument("--traces", default="/tmp/study/teacher/heldout")
+    p.add_argument("--models", nargs="+", required=True)
+    p.add_argument("--max-new-tokens", type=int, default=32)
+    p.add_argument("--csv", default=None)
+    p.add_argument("--tag", default="")
+
+    for name in ("eval", "rl"):
+        p = sub.add_parser(name, parents=[common])
+        p.add_argument("--student", default="tiny-llama", help="only names the run; weights come from --branch/--models")
+        p.add_argument("--seeds", default="0-2,1000-1009", help="held-out seeds (never trained on)")
+        p.add_argument("--temperature", type=float, default=0.25, help="the study's best: 0.25")
+        p.add_argument("--max-new-tokens", type=int, default=32)
+        p.add_argument("--max-steps", type=int, default=6)
+        p.add_argument("--batch-size", type=int, default=32)
+        p.add_argument("--group-size", type=int, default=8)
+        p.add_argument("--updates", type=int, default=20)
+        p.add_argument("--eval-every", type=int, default=10)
+        p.add_argument("--lr", type=float, default=1e-4)
+        p.add_argument("--loss-aggregation", default="sequence")
+        p.add_argument("--out", default="/tmp/study/rl")
+    sub.choices["eval"].add_argument("--models", nargs="+", required=True)
+    p = sub.choices["rl"]
+    p.add_argument("--branch", required=True)
+    p.add_argument("--branch-flops", type=float, default=0.0)
+    p.add_argument("--train-seeds", default="3-39")
+    args = ap.parse_args()
+    _setup(args.threads)
+    {"sft": cmd_sft, "probe": cmd_probe, "eval": cmd_eval, "rl": cmd_rl}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+"""Issue 16 study recipe, stage 0: scripted-teacher traces of the study's MiniWoB++ tasks (compact observation).
+
+Plays envs' ScriptedPolicy on training seeds and, separately, on held-out seeds (never trained on; their traces
+are only the teacher-forced probe's reference and the teacher's success on held-out goals). Resumable: one directory per
+(split, task); existing ones are skipped, then each split is merged into one TraceSet directory.
+
+    /work/wt/venv-run python benchmarks/study_teacher.py --out /tmp/study/teacher
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from pathlib import Path
+
+TASKS = ("click-test,click-test-2,click-link,click-dialog,click-dialog-2,click-tab,enter-text,login-user,"
+         "choose-list,focus-text-2")  # fmt: skip
+READS_GOAL = ("click-test-2", "click-link", "click-dialog-2", "click-tab", "enter-text", "login-user",
+              "choose-list", "focus-text-2")  # fmt: skip
+
+
+def parse_seeds(spec: str) -> list[int]:
+    """'3-9,10-69' -> [3, ..., 69]."""
+    out: list[int] = []
+    for part in spec.split(","):
+        lo, _, hi = part.partition("-")
+        out += list(range(int(lo), int(hi or lo) + 1))
+    return out
+
+
+def merge(root: Path, names: list[str], spec: str) -> None:
+    """One TraceSet directory (`examples.jsonl`, `provenance.json`) at `root` from the per-task ones."""
+    rows, prov = [], {"seeds": spec, "tasks": names, "per_task": {}}
+    for name in names:
+        rows += (root / name / "examples.jsonl").read_text().splitlines()
+        p = json.loads((root / name / "provenance.json").read_text())
+        prov["per_task"][name] = {k: p[k] for k in ("num_episodes", "num_successful", "wall_s") if k in p}
+    prov["num_episodes"] = sum(v["num_episodes"] for v in prov["per_task"].values())
+    prov["num_successful"] = sum(v["num_successful"] for v in prov["per_task"].values())
+    prov["teacher_flops"] = 0.0
+    (root / "examples.jsonl").write_text("\n".join(r for r in rows if r.strip()) + "\n")
+    (root / "provenance.json").write_text(json.dumps(prov, indent=1))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tasks", default=TASKS)
+    ap.add_argument("--train-seeds", default="3-39", help="the study's 3-9 plus more unseen-by-eval seeds")
+    ap.add_argument("--heldout-seeds", default="0-2,1000-1019", help="the study's 0-2 plus fresh unseen seeds")
+    ap.add_argument("--out", default="/tmp/study/teacher")
+    ap.add_argument("--max-steps", type=int, default=6)
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    import torch
+
+    torch.set_num_threads(1)
+    from envs.runner import open_runner
+    from trainers.config import TeacherConfig
+    from trainers.teacher import collect_teacher_traces
+
+    tasks = tuple(f"miniwob.{t}" for t in args.tasks.split(","))
+    runner = open_runner("miniwob", workers=1, max_steps=args.max_steps, observation="compact",
+                         max_obs_tokens=600)  # fmt: skip
+    try:
+        for split, spec in (("train", args.train_seeds), ("heldout", args.heldout_seeds)):
+            for task in tasks:  # one directory per task: progress is visible and a killed run resumes
+                out = Path(args.out) / split / task.removeprefix("miniwob.")
+                if (out / "examples.jsonl").is_file():
+                    continue
+                goals = [(task, s) for s in parse_seeds(spec)]
+                t0 = time.perf_counter()
+                tr = collect_teacher_traces(TeacherConfig(env="miniwob", tasks=(task,), output_dir=str(out),
+                                                          max_steps=args.max_steps), runner=runner, goals=goals)  # fmt: skip
+                p = tr.provenance
+                print(f"{split} {task}: {p['num_successful']}/{p['num_episodes']} episodes succeeded, "
+                      f"{len(tr.examples)} examples, {time.perf_counter() - t0:.0f} s", flush=True)  # fmt: skip
+            merge(Path(args.out) / split, [t.removeprefix("miniwob.") for t in tasks], spec)
+    finally:
+        runner.close()
+
+
+if __name__ == "__main__":
+    main()
