@@ -33,8 +33,10 @@ import math
 import time
 from pathlib import Path
 
-TASKS = ("click-test,click-test-2,click-link,click-dialog,click-dialog-2,click-tab,enter-text,login-user,"
-         "choose-list,focus-text-2")  # fmt: skip
+TASKS = (
+    "click-test,click-test-2,click-link,click-dialog,click-dialog-2,click-tab,enter-text,login-user,"
+    "choose-list,focus-text-2"
+)
 
 
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -71,10 +73,20 @@ def cmd_sft(args) -> None:
     from trainers.teacher import TraceSet
 
     n = len(TraceSet.load(args.traces).examples)
-    cfg = SFTConfig(traces=args.traces, student=args.student, output_dir=args.out, learning_rate=args.lr,
-                    batch_size=args.batch, micro_batch_size=args.batch, num_epochs=args.steps * args.batch / n,
-                    warmup_ratio=0.05, checkpoint_every_steps=args.every, max_seq_len=1024, seed=args.seed,
-                    cpu_threads=args.threads)  # fmt: skip
+    cfg = SFTConfig(
+        traces=args.traces,
+        student=args.student,
+        output_dir=args.out,
+        learning_rate=args.lr,
+        batch_size=args.batch,
+        micro_batch_size=args.batch,
+        num_epochs=args.steps * args.batch / n,
+        warmup_ratio=0.05,
+        checkpoint_every_steps=args.every,
+        max_seq_len=1024,
+        seed=args.seed,
+        cpu_threads=args.threads,
+    )
     t0 = time.perf_counter()
     branches = train_sft(cfg)
     wall = time.perf_counter() - t0
@@ -106,8 +118,9 @@ def cmd_probe(args) -> None:
         model, tok = load_student(mdir)
         t0 = time.perf_counter()
         with torch.no_grad():
-            comps = HFPolicy(model, tok, micro_batch_size=32).generate(prompts, temperature=0.0,
-                                                                       max_new_tokens=args.max_new_tokens)  # fmt: skip
+            comps = HFPolicy(model, tok, micro_batch_size=32).generate(
+                prompts, temperature=0.0, max_new_tokens=args.max_new_tokens
+            )
         wall = time.perf_counter() - t0
         per: dict[str, list[int]] = {}
         samples: dict[str, str] = {}
@@ -119,11 +132,15 @@ def cmd_probe(args) -> None:
         allk = sum(sum(v) for v in per.values())
         alln = sum(len(v) for v in per.values())
         lo, hi = wilson(allk, alln)
-        print(f"## {mdir}: held-out steps right {allk}/{alln} = {allk / alln:.3f} [{lo:.3f}, {hi:.3f}] ({wall:.0f} s)")
+        print(
+            f"## {mdir}: held-out steps right {allk}/{alln} = {allk / alln:.3f} [{lo:.3f}, {hi:.3f}] ({wall:.0f} s)"
+        )
         for task, v in sorted(per.items()):
             lo, hi = wilson(sum(v), len(v))
-            print(f"   {task:<28} {sum(v):>3}/{len(v):<3} {sum(v) / len(v):.2f} [{lo:.2f}, {hi:.2f}]"
-                  + (f"   e.g. {samples[task][:150]}" if task in samples else ""))  # fmt: skip
+            print(
+                f"   {task:<28} {sum(v):>3}/{len(v):<3} {sum(v) / len(v):.2f} [{lo:.2f}, {hi:.2f}]"
+                + (f"   e.g. {samples[task][:150]}" if task in samples else "")
+            )
             rows.append({"tag": args.tag, "model": mdir, "task": task, "right": sum(v), "steps": len(v)})
         rows.append({"tag": args.tag, "model": mdir, "task": "ALL", "right": allk, "steps": alln})
     if args.csv:
@@ -142,12 +159,27 @@ def _rl_config(args, **over):
     from trainers.config import RLConfig
 
     tasks = tuple(f"miniwob.{t}" for t in args.tasks.split(","))
-    base = dict(student=args.student, env="miniwob", tasks=tasks, batch_size=args.batch_size,
-                group_size=args.group_size, num_updates=args.updates, eval_every=args.eval_every,
-                learning_rate=args.lr, temperature=args.temperature, max_new_tokens=args.max_new_tokens,
-                max_seq_len=1024, max_steps=args.max_steps, gamma=0.9, output_dir=args.out, seed=args.seed,
-                micro_batch_size=16, cpu_threads=args.threads, loss_aggregation=args.loss_aggregation,
-                env_options={"observation": "compact", "max_obs_tokens": 600})  # fmt: skip
+    base = dict(
+        student=args.student,
+        env="miniwob",
+        tasks=tasks,
+        batch_size=args.batch_size,
+        group_size=args.group_size,
+        num_updates=args.updates,
+        eval_every=args.eval_every,
+        learning_rate=args.lr,
+        temperature=args.temperature,
+        max_new_tokens=args.max_new_tokens,
+        max_seq_len=1024,
+        max_steps=args.max_steps,
+        gamma=0.9,
+        output_dir=args.out,
+        seed=args.seed,
+        micro_batch_size=16,
+        cpu_threads=args.threads,
+        loss_aggregation=args.loss_aggregation,
+        env_options={"observation": "compact", "max_obs_tokens": 600},
+    )
     base.update(over)
     return RLConfig(**base)
 
@@ -155,16 +187,19 @@ def _rl_config(args, **over):
 def _runner(args):
     from envs.runner import open_runner
 
-    return open_runner("miniwob", workers=1, max_steps=args.max_steps, observation="compact", max_obs_tokens=600)
+    return open_runner(
+        "miniwob", workers=1, max_steps=args.max_steps, observation="compact", max_obs_tokens=600
+    )
 
 
 def _episodes(runner, policy, goals, cfg, seed: int):
     import torch
 
+    from trainers.envio import play_episodes
+
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return runner.run_episodes(policy, list(goals), temperature=cfg.temperature,
-                                   max_new_tokens=cfg.max_new_tokens, gamma=cfg.gamma, error_log=cfg.error_log)  # fmt: skip
+        return play_episodes(runner, policy, list(goals), cfg)
 
 
 def cmd_eval(args) -> None:
@@ -182,13 +217,17 @@ def cmd_eval(args) -> None:
             trajs = _episodes(runner, HFPolicy(model, tok), goals, cfg, args.seed)
             ok = [int(t.success) for t in trajs if not t.env_error]
             lo, hi = wilson(sum(ok), len(ok))
-            print(f"## {mdir}: held-out goal success {sum(ok)}/{len(ok)} = {sum(ok) / max(1, len(ok)):.3f} "
-                  f"[{lo:.3f}, {hi:.3f}] at T={cfg.temperature} ({time.perf_counter() - t0:.0f} s)")  # fmt: skip
+            print(
+                f"## {mdir}: held-out goal success {sum(ok)}/{len(ok)} = {sum(ok) / max(1, len(ok)):.3f} "
+                f"[{lo:.3f}, {hi:.3f}] at T={cfg.temperature} ({time.perf_counter() - t0:.0f} s)"
+            )
             per: dict[str, list[int]] = {}
             for g, t in zip(goals, trajs, strict=True):
                 if not t.env_error:
                     per.setdefault(g[0], []).append(int(t.success))
-            print("   " + ", ".join(f"{k.removeprefix('miniwob.')} {sum(v)}/{len(v)}" for k, v in per.items()))
+            print(
+                "   " + ", ".join(f"{k.removeprefix('miniwob.')} {sum(v)}/{len(v)}" for k, v in per.items())
+            )
     finally:
         runner.close()
 
@@ -243,14 +282,22 @@ def cmd_rl(args) -> None:
     t_start = time.perf_counter()
 
     def report(metrics, checkpoint=None):
-        marks.append({**{k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))},
-                      **{k: round(v, 2) for k, v in runner.t.items()},
-                      "since_start_s": round(time.perf_counter() - t_start, 1)})  # fmt: skip
+        marks.append(
+            {
+                **{k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))},
+                **{k: round(v, 2) for k, v in runner.t.items()},
+                "since_start_s": round(time.perf_counter() - t_start, 1),
+            }
+        )
         print(json.dumps(marks[-1]), flush=True)
 
     try:
-        res = train_rl(cfg, report, runner=runner, goal_splits={"train": train, "heldout_goals": heldout,
-                                                                 "heldout_tasks": []})  # fmt: skip
+        res = train_rl(
+            cfg,
+            report,
+            runner=runner,
+            goal_splits={"train": train, "heldout_goals": heldout, "heldout_tasks": []},
+        )
     finally:
         runner.runner.close()
     wall = time.perf_counter() - t_start
@@ -259,14 +306,23 @@ def cmd_rl(args) -> None:
     k0, k1 = round(first["heldout_goal_success"] * n), round(last["heldout_goal_success"] * n)
     t = runner.t
     update_s = wall - sum(t.values())
-    summary = {"branch": args.branch, "seed": args.seed, "heldout_goals": n, "updates": int(last["step"]),
-               "branch_success": first["heldout_goal_success"], "last_success": last["heldout_goal_success"],
-               "lift_last": last["heldout_goal_success"] - first["heldout_goal_success"],
-               "branch_wilson": wilson(k0, n), "last_wilson": wilson(k1, n),
-               "chosen": res.scores.get("heldout_goal_success"), "chosen_step": res.scores.get("step"),
-               "wall_s": wall, "wall_split_s": {**t, "update_and_other": update_s},
-               "curve": [(h["step"], h["heldout_goal_success"], h.get("train_return")) for h in res.history],
-               "config": {k: str(v) for k, v in vars(args).items()}}  # fmt: skip
+    summary = {
+        "branch": args.branch,
+        "seed": args.seed,
+        "heldout_goals": n,
+        "updates": int(last["step"]),
+        "branch_success": first["heldout_goal_success"],
+        "last_success": last["heldout_goal_success"],
+        "lift_last": last["heldout_goal_success"] - first["heldout_goal_success"],
+        "branch_wilson": wilson(k0, n),
+        "last_wilson": wilson(k1, n),
+        "chosen": res.scores.get("heldout_goal_success"),
+        "chosen_step": res.scores.get("step"),
+        "wall_s": wall,
+        "wall_split_s": {**t, "update_and_other": update_s},
+        "curve": [(h["step"], h["heldout_goal_success"], h.get("train_return")) for h in res.history],
+        "config": {k: str(v) for k, v in vars(args).items()},
+    }
     (out / "rl_summary.json").write_text(json.dumps(summary, indent=1))
     print(json.dumps({k: v for k, v in summary.items() if k not in ("config",)}, indent=1))
 
@@ -297,7 +353,9 @@ def main() -> None:
 
     for name in ("eval", "rl"):
         p = sub.add_parser(name, parents=[common])
-        p.add_argument("--student", default="tiny-llama", help="only names the run; weights come from --branch/--models")
+        p.add_argument(
+            "--student", default="tiny-llama", help="only names the run; weights come from --branch/--models"
+        )
         p.add_argument("--seeds", default="0-2,1000-1009", help="held-out seeds (never trained on)")
         p.add_argument("--temperature", type=float, default=0.25, help="the study's best: 0.25")
         p.add_argument("--max-new-tokens", type=int, default=32)

@@ -39,10 +39,43 @@ def generic_words(limit: int = 6000) -> list[str]:
     import importlib
     import inspect
 
-    mods = ["os", "re", "json", "collections", "itertools", "functools", "argparse", "logging", "pathlib",
-            "string", "textwrap", "datetime", "random", "statistics", "subprocess", "shutil", "csv", "email",
-            "http.client", "urllib.parse", "unittest", "typing", "dataclasses", "inspect", "threading", "socket",
-            "zipfile", "tarfile", "calendar", "decimal", "fractions", "heapq", "bisect", "difflib", "pprint"]  # fmt: skip
+    mods = [
+        "os",
+        "re",
+        "json",
+        "collections",
+        "itertools",
+        "functools",
+        "argparse",
+        "logging",
+        "pathlib",
+        "string",
+        "textwrap",
+        "datetime",
+        "random",
+        "statistics",
+        "subprocess",
+        "shutil",
+        "csv",
+        "email",
+        "http.client",
+        "urllib.parse",
+        "unittest",
+        "typing",
+        "dataclasses",
+        "inspect",
+        "threading",
+        "socket",
+        "zipfile",
+        "tarfile",
+        "calendar",
+        "decimal",
+        "fractions",
+        "heapq",
+        "bisect",
+        "difflib",
+        "pprint",
+    ]
     text = []
     for name in mods:
         mod = importlib.import_module(name)
@@ -80,11 +113,21 @@ def build_study_tokenizer(vocab_size: int = 1200):
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Split(Regex(_SPLIT), behavior="isolated")
     tok.decoder = decoders.Fuse()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIALS + ["<unk>"],
-                                  initial_alphabet=alphabet, show_progress=False, min_frequency=2)  # fmt: skip
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIALS + ["<unk>"],
+        initial_alphabet=alphabet,
+        show_progress=False,
+        min_frequency=2,
+    )
     tok.train_from_iterator(_tokenizer_corpus(generic_words()), trainer=trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<|im_end|>",
-                                   bos_token="<|im_start|>", unk_token="<unk>")  # fmt: skip
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        pad_token="<pad>",
+        eos_token="<|im_end|>",
+        bos_token="<|im_start|>",
+        unk_token="<unk>",
+    )
     fast.chat_template = CHAT_TEMPLATE
     missing = [i for i in range(NUM_IDS) if len(fast(str(i))["input_ids"]) != 1]
     if missing:
@@ -96,11 +139,19 @@ def build_model(tokenizer, *, hidden: int, layers: int, heads: int, seed: int):
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=hidden * 3,
-                         num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=heads,
-                         max_position_embeddings=2048, pad_token_id=tokenizer.pad_token_id,
-                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                         tie_word_embeddings=True)  # fmt: skip
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        intermediate_size=hidden * 3,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=heads,
+        max_position_embeddings=2048,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        tie_word_embeddings=True,
+    )
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = LlamaForCausalLM(config)
@@ -110,10 +161,60 @@ def build_model(tokenizer, *, hidden: int, layers: int, heads: int, seed: int):
 
 
 # ---------------------------------------------------------------- synthetic, task-free pretraining text
-_SYL = ["ba", "ce", "di", "fo", "gu", "ha", "je", "ki", "lo", "mu", "na", "pe", "qui", "ro", "sa", "te", "vi", "xo",
-        "ya", "ze", "an", "el", "is", "or", "um", "tr", "st", "br", "ch", "sh"]  # fmt: skip
-_FILLERS = ["item", "entry", "node", "cell", "row", "key", "slot", "field", "part", "unit", "box", "tag", "elem",
-            "record", "thing", "obj", "word", "name", "label", "card"]  # fmt: skip
+_SYL = [
+    "ba",
+    "ce",
+    "di",
+    "fo",
+    "gu",
+    "ha",
+    "je",
+    "ki",
+    "lo",
+    "mu",
+    "na",
+    "pe",
+    "qui",
+    "ro",
+    "sa",
+    "te",
+    "vi",
+    "xo",
+    "ya",
+    "ze",
+    "an",
+    "el",
+    "is",
+    "or",
+    "um",
+    "tr",
+    "st",
+    "br",
+    "ch",
+    "sh",
+]
+_FILLERS = [
+    "item",
+    "entry",
+    "node",
+    "cell",
+    "row",
+    "key",
+    "slot",
+    "field",
+    "part",
+    "unit",
+    "box",
+    "tag",
+    "elem",
+    "record",
+    "thing",
+    "obj",
+    "word",
+    "name",
+    "label",
+    "card",
+]
 
 
 class Synth:
@@ -131,7 +232,10 @@ class Synth:
         elif kind < 0.7:
             k = "".join(r.choice(_SYL) for _ in range(r.randint(1, 4)))
         else:
-            k = "".join(r.choice("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") for _ in range(r.randint(2, 8)))
+            k = "".join(
+                r.choice("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+                for _ in range(r.randint(2, 8))
+            )
         case = r.random()
         if case < 0.3:
             k = k.capitalize()
@@ -172,8 +276,15 @@ class Synth:
 
         def line(i: int, k: str) -> str:
             f = fill if r.random() < 0.7 else r.choice(_FILLERS)
-            return [f"[{i}] {f} \"{k}\"", f"{i}: {k}", f"#{i} {f} {k}", f"({i}) {f} '{k}'", f"{k} = {i}",
-                    f"{k} [{i}]", f"<{i}> {f}: \"{k}\""][layout]  # fmt: skip
+            return [
+                f'[{i}] {f} "{k}"',
+                f"{i}: {k}",
+                f"#{i} {f} {k}",
+                f"({i}) {f} '{k}'",
+                f"{k} = {i}",
+                f"{k} [{i}]",
+                f'<{i}> {f}: "{k}"',
+            ][layout]
 
         recs = [line(i, k) for i, k in zip(ids, keys, strict=True)]
         if r.random() < 0.3:  # distractor records without a key
@@ -184,13 +295,13 @@ class Synth:
         style = r.randrange(3)
         if style == 0:  # the query first, then the table, then key copy and id
             q = want[0]
-            segs.append((f"Look for \"{keys[q]}\".\n" + "\n".join(recs) + "\n", False))
+            segs.append((f'Look for "{keys[q]}".\n' + "\n".join(recs) + "\n", False))
             segs.append((f"found {keys[q]}\nid {ids[q]}\n", True))
         else:
             segs.append(("\n".join(recs) + "\n", False))
             for q in want:
                 if style == 1:
-                    segs.append((f"where is \"{keys[q]}\"? {ids[q]}\n", True))
+                    segs.append((f'where is "{keys[q]}"? {ids[q]}\n', True))
                 else:
                     segs.append((f"{keys[q]} -> {ids[q]}\n", True))
         return segs
@@ -200,11 +311,13 @@ class Synth:
         style = r.randrange(3)
         if style == 0:
             k = self.key()
-            return [(f"say \"{k}\": ", False), (f"{k}\n", True)]
+            return [(f'say "{k}": ', False), (f"{k}\n", True)]
         if style == 1:
             a, b = self.keys(2)
-            return [(f"first \"{a}\" then \"{b}\"\n", False), (f"1 {a}\n2 {b}\n", True)]
-        seq = " ".join(r.choice(self.words) if r.random() < 0.5 else self.key() for _ in range(r.randint(4, 16)))
+            return [(f'first "{a}" then "{b}"\n', False), (f"1 {a}\n2 {b}\n", True)]
+        seq = " ".join(
+            r.choice(self.words) if r.random() < 0.5 else self.key() for _ in range(r.randint(4, 16))
+        )
         return [(f"{seq} | ", False), (f"{seq}\n", True)]
 
     def doc(self) -> list[tuple[str, bool]]:
@@ -282,13 +395,19 @@ def main() -> None:
     ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--heads", type=int, default=4)
     ap.add_argument("--vocab", type=int, default=1200)
-    ap.add_argument("--steps", type=int, default=1500, help="pretraining updates (0: save the untrained model)")
+    ap.add_argument(
+        "--steps", type=int, default=1500, help="pretraining updates (0: save the untrained model)"
+    )
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--width", type=int, default=160, help="tokens per packed sequence")
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--warmup", type=int, default=50)
-    ap.add_argument("--schedule", choices=("const", "cosine"), default="const",
-                    help="after warm-up: constant (open-ended runs, snapshots at every probe) or cosine to --steps")
+    ap.add_argument(
+        "--schedule",
+        choices=("const", "cosine"),
+        default="const",
+        help="after warm-up: constant (open-ended runs, snapshots at every probe) or cosine to --steps",
+    )
     ap.add_argument("--probe-every", type=int, default=100)
     ap.add_argument("--save-every", type=int, default=100)
     ap.add_argument("--seed", type=int, default=0)
@@ -314,7 +433,9 @@ def main() -> None:
             return (step + 1) / args.warmup
         if args.schedule == "const":
             return 1.0
-        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, (step - args.warmup) / max(1, args.steps - args.warmup))))
+        return 0.1 + 0.9 * 0.5 * (
+            1 + math.cos(math.pi * min(1.0, (step - args.warmup) / max(1, args.steps - args.warmup)))
+        )
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
     synth = Synth(synth_seed_words, args.seed + 1)
@@ -328,7 +449,10 @@ def main() -> None:
         synth.rng.setstate(st["synth"])
         step, log, wall0, tokens = st["step"], st["log"], st["wall"], st["tokens"]
         print(f"resumed at step {step}", flush=True)
-    print(f"student: hidden {args.hidden}, {args.layers} layers, vocab {len(tok)}, {nparams} parameters", flush=True)
+    print(
+        f"student: hidden {args.hidden}, {args.layers} layers, vocab {len(tok)}, {nparams} parameters",
+        flush=True,
+    )
     t0 = time.perf_counter() - wall0
     model.train()
     while step < args.steps:
@@ -346,24 +470,48 @@ def main() -> None:
         tokens += int(mask.sum())
         if step % args.probe_every == 0 or step == args.steps:
             p = probe(model, tok, 10_000 + args.seed)
-            rec = {"step": step, "loss": round(loss.item(), 4), "wall_s": round(time.perf_counter() - t0, 1),
-                   "tokens": tokens, **p}  # fmt: skip
+            rec = {
+                "step": step,
+                "loss": round(loss.item(), 4),
+                "wall_s": round(time.perf_counter() - t0, 1),
+                "tokens": tokens,
+                **p,
+            }
             log.append(rec)
             print(json.dumps(rec), flush=True)
             model.save_pretrained(out / f"snap_{step:06d}")
             tok.save_pretrained(out / f"snap_{step:06d}")
         if step % args.save_every == 0 and step < args.steps:
-            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-                        "synth": synth.rng.getstate(), "step": step, "log": log, "tokens": tokens,
-                        "wall": time.perf_counter() - t0}, state_path)  # fmt: skip
+            torch.save(
+                {
+                    "model": model.state_dict(),
+                    "opt": opt.state_dict(),
+                    "sched": sched.state_dict(),
+                    "synth": synth.rng.getstate(),
+                    "step": step,
+                    "log": log,
+                    "tokens": tokens,
+                    "wall": time.perf_counter() - t0,
+                },
+                state_path,
+            )
     final = out / "model"
     model.save_pretrained(final)
     tok.save_pretrained(final)
     # FLOPs of the pretraining stage (6 N per trained token, the dense approximation), for the compute accounting
-    meta = {"args": vars(args), "parameters": nparams, "tokens": tokens, "pretrain_flops": 6.0 * nparams * tokens,
-            "wall_s": time.perf_counter() - t0, "log": log}  # fmt: skip
+    meta = {
+        "args": vars(args),
+        "parameters": nparams,
+        "tokens": tokens,
+        "pretrain_flops": 6.0 * nparams * tokens,
+        "wall_s": time.perf_counter() - t0,
+        "log": log,
+    }
     (out / "pretrain.json").write_text(json.dumps(meta, indent=1))
-    print(f"saved {final} ({meta['wall_s']:.0f} s, {tokens} tokens, {meta['pretrain_flops']:.3e} FLOPs)", flush=True)
+    print(
+        f"saved {final} ({meta['wall_s']:.0f} s, {tokens} tokens, {meta['pretrain_flops']:.3e} FLOPs)",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

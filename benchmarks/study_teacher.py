@@ -15,10 +15,20 @@ import logging
 import time
 from pathlib import Path
 
-TASKS = ("click-test,click-test-2,click-link,click-dialog,click-dialog-2,click-tab,enter-text,login-user,"
-         "choose-list,focus-text-2")  # fmt: skip
-READS_GOAL = ("click-test-2", "click-link", "click-dialog-2", "click-tab", "enter-text", "login-user",
-              "choose-list", "focus-text-2")  # fmt: skip
+TASKS = (
+    "click-test,click-test-2,click-link,click-dialog,click-dialog-2,click-tab,enter-text,login-user,"
+    "choose-list,focus-text-2"
+)
+READS_GOAL = (
+    "click-test-2",
+    "click-link",
+    "click-dialog-2",
+    "click-tab",
+    "enter-text",
+    "login-user",
+    "choose-list",
+    "focus-text-2",
+)
 
 
 def parse_seeds(spec: str) -> list[int]:
@@ -48,7 +58,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tasks", default=TASKS)
     ap.add_argument("--train-seeds", default="3-39", help="the study's 3-9 plus more unseen-by-eval seeds")
-    ap.add_argument("--heldout-seeds", default="0-2,1000-1019", help="the study's 0-2 plus fresh unseen seeds")
+    ap.add_argument(
+        "--heldout-seeds", default="0-2,1000-1019", help="the study's 0-2 plus fresh unseen seeds"
+    )
     ap.add_argument("--out", default="/tmp/study/teacher")
     ap.add_argument("--max-steps", type=int, default=6)
     args = ap.parse_args()
@@ -61,8 +73,9 @@ def main() -> None:
     from trainers.teacher import collect_teacher_traces
 
     tasks = tuple(f"miniwob.{t}" for t in args.tasks.split(","))
-    runner = open_runner("miniwob", workers=1, max_steps=args.max_steps, observation="compact",
-                         max_obs_tokens=600)  # fmt: skip
+    runner = open_runner(
+        "miniwob", workers=1, max_steps=args.max_steps, observation="compact", max_obs_tokens=600
+    )
     try:
         for split, spec in (("train", args.train_seeds), ("heldout", args.heldout_seeds)):
             for task in tasks:  # one directory per task: progress is visible and a killed run resumes
@@ -71,11 +84,19 @@ def main() -> None:
                     continue
                 goals = [(task, s) for s in parse_seeds(spec)]
                 t0 = time.perf_counter()
-                tr = collect_teacher_traces(TeacherConfig(env="miniwob", tasks=(task,), output_dir=str(out),
-                                                          max_steps=args.max_steps), runner=runner, goals=goals)  # fmt: skip
+                tr = collect_teacher_traces(
+                    TeacherConfig(
+                        env="miniwob", tasks=(task,), output_dir=str(out), max_steps=args.max_steps
+                    ),
+                    runner=runner,
+                    goals=goals,
+                )
                 p = tr.provenance
-                print(f"{split} {task}: {p['num_successful']}/{p['num_episodes']} episodes succeeded, "
-                      f"{len(tr.examples)} examples, {time.perf_counter() - t0:.0f} s", flush=True)  # fmt: skip
+                print(
+                    f"{split} {task}: {p['num_successful']}/{p['num_episodes']} episodes succeeded, "
+                    f"{len(tr.examples)} examples, {time.perf_counter() - t0:.0f} s",
+                    flush=True,
+                )
             merge(Path(args.out) / split, [t.removeprefix("miniwob.") for t in tasks], spec)
     finally:
         runner.close()
