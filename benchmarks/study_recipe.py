@@ -33,6 +33,8 @@ import math
 import time
 from pathlib import Path
 
+from study_teacher import parse_seeds  # benchmarks/ is the script's folder, first on sys.path
+
 TASKS = (
     "click-test,click-test-2,click-link,click-dialog,click-dialog-2,click-tab,enter-text,login-user,"
     "choose-list,focus-text-2"
@@ -47,14 +49,6 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     c = (p + z * z / (2 * n)) / d
     h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
     return max(0.0, c - h), min(1.0, c + h)
-
-
-def parse_seeds(spec: str) -> list[int]:
-    out: list[int] = []
-    for part in spec.split(","):
-        lo, _, hi = part.partition("-")
-        out += list(range(int(lo), int(hi or lo) + 1))
-    return out
 
 
 def _setup(threads: int) -> None:
