@@ -8,6 +8,7 @@ URIs are replaced by `<redacted>` (`redact_uri`); a tracking URI saved that way 
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -15,6 +16,7 @@ from typing import Any
 
 __all__ = [
     "REDACTED",
+    "RedactingFilter",
     "find_secret",
     "is_secret_name",
     "redact",
@@ -37,6 +39,8 @@ _MIN_SECRET_LEN = 4  # shorter values would scrub ordinary text
 def is_secret_name(name: str) -> bool:
     """Whether a key or variable name looks like it holds a secret (PWD, PASSWORD, TOKEN, API_KEY, SECRET...)."""
     if name.lower().endswith("_env"):  # names the variable that holds a secret (TeacherConfig.api_key_env)
+        return False
+    if name.upper() in ("PWD", "OLDPWD"):  # the shell's working directories
         return False
     return bool(_SECRET_NAME.search(name))
 
@@ -120,3 +124,17 @@ def resolve_uri(saved: str, environ: Mapping[str, str] | None = None) -> str:
         f"the sweep's tracking URI is saved without its password ({saved}): export MLFLOW_TRACKING_URI with "
         "the full URI, or give the password the store's own way (MLFLOW_TRACKING_PASSWORD, PGPASSWORD)"
     )
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that redacts each record's message (`redact`): URI passwords and `secrets` (default:
+    this process's `secret_values()` when the filter is made). The CLI puts it on its log handler, so what
+    libraries log (MLflow's "View run at <tracking URI>") is redacted too."""
+
+    def __init__(self, secrets: Iterable[str] | None = None):
+        super().__init__()
+        self.secrets = list(secret_values() if secrets is None else secrets)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = redact(record.getMessage(), secrets=self.secrets), ()
+        return True

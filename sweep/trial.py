@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from sweep.secrets import REDACTED, redact, secret_values
+from sweep.secrets import REDACTED, RedactingFilter, redact, secret_values
 from sweep.settings import SweepSettings
 from sweep.space import BRANCH_POINT, param_to_str
 
@@ -98,12 +98,14 @@ def _run_objective(settings: SweepSettings, params: dict[str, Any], context: Any
 
 
 def _copy_scrubbed(src: Path, dst: Path, secrets: list[str]) -> None:
+    """Scrub the samples where the objective wrote them (Ray keeps trial working dirs), then copy them."""
     if not src.is_dir():
         return
     for f in sorted(p for p in src.rglob("*") if p.is_file()):
         data = f.read_bytes()
         for s in secrets:
             data = data.replace(s.encode(), REDACTED.encode())
+        f.write_bytes(data)
         out = dst / f.relative_to(src)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_bytes(data)
@@ -123,16 +125,6 @@ class _ScrubbingStream(io.TextIOBase):
         self.inner.flush()
 
 
-class _ScrubbingFilter(logging.Filter):
-    def __init__(self, secrets: list[str]):
-        super().__init__()
-        self.secrets = secrets
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.msg, record.args = redact(record.getMessage(), secrets=self.secrets), ()
-        return True
-
-
 @contextlib.contextmanager
 def _scrubbed_output(secrets: list[str]) -> Iterator[None]:
     """While the objective runs, Python-level prints and log records of this worker are scrubbed."""
@@ -142,7 +134,7 @@ def _scrubbed_output(secrets: list[str]) -> Iterator[None]:
     import sys
 
     handlers = [h for h in logging.getLogger().handlers]
-    scrub = _ScrubbingFilter(secrets)
+    scrub = RedactingFilter(secrets)
     for h in handlers:
         h.addFilter(scrub)
     try:
