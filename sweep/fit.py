@@ -121,6 +121,13 @@ def _trial_name(trial: Any) -> str:
 
 def fit(s: SweepSettings, *, restore: bool, progress: Any, ray_init: Mapping[str, Any] | None) -> SweepResult:
     """Run (or continue) the sweep's Tune experiment to its end, reconcile MLflow, close the parent run."""
+    with _fit_environment():
+        return _fit(s, restore=restore, progress=progress, ray_init=ray_init)
+
+
+def _fit(
+    s: SweepSettings, *, restore: bool, progress: Any, ray_init: Mapping[str, Any] | None
+) -> SweepResult:
     from mlflow.tracking import MlflowClient
     from ray import tune
 
@@ -141,7 +148,7 @@ def fit(s: SweepSettings, *, restore: bool, progress: Any, ray_init: Mapping[str
         else:
             tuner = _tuner(s)
         t_fit = time.perf_counter()
-        with _tune_environment(), _progress_to(progress):
+        with _progress_to(progress):
             tuner.fit()
         t_rec = time.perf_counter()
         counts = reconcile(s, client, restored=restore)
@@ -166,10 +173,12 @@ def fit(s: SweepSettings, *, restore: bool, progress: Any, ray_init: Mapping[str
 
 
 @contextlib.contextmanager
-def _tune_environment() -> Iterator[None]:
-    """Tune settings read from the environment when a fit starts; the caller's own values win, and the process
-    environment is left as it was (a library call must not change later Tune runs in the same process)."""
+def _fit_environment() -> Iterator[None]:
+    """Tune and MLflow settings read from the environment during a fit; the caller's own values win, and the
+    process environment is left as it was (a library call must not change later runs in the same process)."""
     wanted = {
+        # MLflow's client prints "View run at <tracking URI>" on stdout when a run ends: URI credentials included
+        "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
         # Tune saves the experiment state (trials, searcher) at most this often: small, so a SIGKILL loses little
         "TUNE_GLOBAL_CHECKPOINT_S": "5",
         "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
