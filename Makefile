@@ -14,7 +14,6 @@ STAMP := $(VENV)/.agentsweep-$(shell cat pyproject.toml Makefile | sha1sum | cut
 DEMO_OUT ?= demo_out
 PYTEST_ARGS ?=
 
-export RAY_AUTH_MODE := disabled
 export RAY_USAGE_STATS_ENABLED := 0
 export TOKENIZERS_PARALLELISM := false
 export HF_HUB_OFFLINE := 1
@@ -49,6 +48,8 @@ chromium:
 demo: setup
 	$(VENV)/bin/agentsweep demo --out $(DEMO_OUT)
 
+# only the tests opt out of Ray's token authentication (their throwaway local clusters); the demo keeps it on
+test: export RAY_AUTH_MODE := disabled
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
 

@@ -56,14 +56,12 @@ class _LazyGroup(click.Group):
 def _setup_logging(verbose: int, quiet: bool) -> None:
     from rich.logging import RichHandler
 
+    from sweep.secrets import RedactingFilter
+
     level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
-    logging.basicConfig(
-        level=level,
-        format="%(message)s",
-        datefmt="[%X]",
-        handlers=[RichHandler(rich_tracebacks=verbose > 0, show_path=verbose > 1, markup=False)],
-        force=True,
-    )
+    handler = RichHandler(rich_tracebacks=verbose > 0, show_path=verbose > 1, markup=False)
+    handler.addFilter(RedactingFilter())  # no URI password or secret value in what any library logs
+    logging.basicConfig(level=level, format="%(message)s", datefmt="[%X]", handlers=[handler], force=True)
 
 
 @click.group(

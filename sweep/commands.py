@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
 import sys
+import types
+import typing
 from pathlib import Path
+from typing import Any, Literal
 
 import click
+
+from sweep.secrets import redact_uri
+from sweep.settings import CLI_FLAG, SweepLocked, SweepSettings, field_docs, load_settings
+from sweep.tracking import TrackingUnreachable, ensure_reachable
 
 __all__ = ["demo", "export", "launch", "resume", "status", "ui"]
 
 logger = logging.getLogger(__name__)
+
+_USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, SweepLocked, TrackingUnreachable)
+"""What a command reports as one line and exit 1 (click's usage errors exit 2)."""
 
 
 def _parse_resources(items: tuple[str, ...]) -> dict[str, float]:
@@ -73,9 +84,63 @@ def _summary(result) -> None:
     s = result.settings
     Console(stderr=True).print(
         f"[bold]{s.sweep_id}[/]: {result.num_finished} finished, {result.num_failed} failed, "
-        f"{result.num_trials} trials in {result.wall_s:.0f} s\n  sweep dir: {s.sweep_dir}\n  MLflow: {s.tracking_uri}"
+        f"{result.num_trials} trials in {result.wall_s:.0f} s\n  sweep dir: {s.sweep_dir}\n  MLflow: {redact_uri(s.tracking_uri)}"
         f"\n  next: agentsweep export {s.sweep_dir} -o runs.parquet"
     )
+
+
+def _settings_options(command: Any) -> Any:
+    """One `launch` option per user-facing `SweepSettings` field: its docstring is the help, its default the
+    option's default (`sweep.settings` marks them; nothing is restated here)."""
+    hints = typing.get_type_hints(SweepSettings)
+    docs = field_docs(SweepSettings)
+    for f in reversed(dataclasses.fields(SweepSettings)):
+        if CLI_FLAG not in f.metadata:
+            continue
+        flag = "--" + (f.metadata[CLI_FLAG] or f.name).replace("_", "-")
+        kind = _strip_none(hints[f.name])
+        default = None if f.default is dataclasses.MISSING or f.default == "" else f.default
+        kwargs: dict[str, Any] = {
+            "default": default,
+            "show_default": default is not None,
+            "help": docs[f.name],
+        }
+        if typing.get_origin(kind) is Literal:
+            kwargs["type"] = click.Choice(typing.get_args(kind))
+        elif typing.get_origin(kind) is dict and typing.get_args(kind)[1] is float:
+            kwargs.update(multiple=True, metavar="NAME=AMOUNT", default=(), show_default=False)
+        elif typing.get_origin(kind) is dict:
+            kwargs.update(type=click.Path(exists=True, dir_okay=False), metavar="FILE")
+        else:
+            kwargs["type"] = kind
+        command = click.option(flag, f.name, **kwargs)(command)
+    return command
+
+
+def _strip_none(kind: Any) -> Any:
+    args = [a for a in typing.get_args(kind) if a is not type(None)]
+    return args[0] if typing.get_origin(kind) in (typing.Union, types.UnionType) and len(args) == 1 else kind
+
+
+def _settings_from_cli(values: dict[str, Any]) -> dict[str, Any]:
+    """Click's values of the generated options -> `SweepSettings` field values (files read, pairs parsed)."""
+    hints = typing.get_type_hints(SweepSettings)
+    out = dict(values)
+    for name, value in values.items():
+        kind = _strip_none(hints[name])
+        if typing.get_origin(kind) is dict and typing.get_args(kind)[1] is float:
+            out[name] = _parse_resources(value)
+        elif typing.get_origin(kind) is dict:
+            out[name] = _load_options(value)
+    return out
+
+
+def _local_ray_options(command: Any) -> Any:
+    """Options of a local Ray (ignored with --address)."""
+    command = click.option(
+        "--num-gpus", type=float, default=None, help="GPUs of a local Ray (default: detected)."
+    )(command)
+    return click.option("--num-cpus", type=int, default=None, help="CPUs of a local Ray (default: all).")(command)  # fmt: skip
 
 
 @click.command()
@@ -84,81 +149,56 @@ def _summary(result) -> None:
     "--out", "out_dir", default="sweeps", show_default=True, help="Directory for sweeps (and sqlite MLflow)."
 )
 @click.option(
-    "--address", default=None, help="Ray cluster address (ray://host:10001 or host:6379); default: local."
-)
-@click.option("--tracking-uri", default=None, help="MLflow tracking URI; default sqlite:///<out>/mlruns.db.")
-@click.option("--experiment", default="agentsweep", show_default=True, help="MLflow experiment name.")
-@click.option("--trials", "num_trials", type=int, default=None, help="Number of trials.")
-@click.option(
-    "--budget-flops", type=float, default=None, help="Stop starting trials once this compute is spent."
-)
-@click.option(
-    "--search", type=click.Choice(["random", "tpe", "grid"]), default=None, help="Default: the space's."
-)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option(
-    "--objective", default="sweep.objectives:rl", show_default=True, help="module:function run per trial."
-)
-@click.option(
-    "--options", "options_file", type=click.Path(exists=True, dir_okay=False), help="YAML of fixed options."
-)
-@click.option(
     "--branch-builder", default=None, help="module:function building SFT branch points (once, cached)."
 )
-@click.option("--cpus-per-trial", type=float, default=1.0, show_default=True)
-@click.option(
-    "--gpus-per-trial", type=float, default=0.0, show_default=True, help="Fractions (0.5) share a GPU."
-)
-@click.option(
-    "--resource", "resources", multiple=True, help="Custom resource per trial, NAME=AMOUNT (repeatable)."
-)
-@click.option("--max-concurrent", type=int, default=None, help="At most this many trials at once.")
-@click.option("--max-failures", type=int, default=1, show_default=True, help="Retries of a failing trial.")
-@click.option("--scheduler", type=click.Choice(["none", "asha"]), default="none", show_default=True)
-@click.option("--num-cpus", type=int, default=None, help="CPUs of a local Ray (default: all).")
-@click.option("--num-gpus", type=float, default=None, help="GPUs of a local Ray (default: detected).")
+@_settings_options
+@_local_ray_options
 @click.option("--dashboard", is_flag=True, help="Start Ray's dashboard on 127.0.0.1 (local Ray only).")
-def launch(space, out_dir, address, tracking_uri, experiment, num_trials, budget_flops, search, seed, objective,
-           options_file, branch_builder, cpus_per_trial, gpus_per_trial, resources, max_concurrent, max_failures,
-           scheduler, num_cpus, num_gpus, dashboard) -> None:  # fmt: skip
+def launch(space, out_dir, branch_builder, num_cpus, num_gpus, dashboard, **values) -> None:
     """Start a sweep over SPACE (a YAML path or a packaged name: paper, demo)."""
     from sweep.driver import launch as _launch
     from sweep.space import load_space
 
     try:
+        settings = _settings_from_cli(values)
         space_obj = load_space(space)
-        if num_trials is None and budget_flops is None and (search or space_obj.search) != "grid":
+        if (
+            settings["num_trials"] is None
+            and settings["budget_flops"] is None
+            and (settings["search"] or space_obj.search) != "grid"
+        ):
             raise click.UsageError("give --trials N or --budget-flops F (or use --search grid)")
-        options = _load_options(options_file)
-        with _RichProgress(num_trials, f"sweep {space_obj.name}") as bar:
+        local = (
+            None
+            if settings["address"]
+            else {"num_cpus": num_cpus, "num_gpus": num_gpus, "dashboard": dashboard}
+        )
+        if settings["tracking_uri"]:
+            ensure_reachable(settings["tracking_uri"])  # before the progress bar: an error is one line
+        with _RichProgress(settings["num_trials"], f"sweep {space_obj.name}") as bar:
             result = _launch(
-                space_obj, out_dir=out_dir, objective=objective, options=options, branch_builder=branch_builder,
-                tracking_uri=tracking_uri, progress=bar, experiment=experiment, num_trials=num_trials,
-                budget_flops=budget_flops, search=search, seed=seed, cpus_per_trial=cpus_per_trial,
-                gpus_per_trial=gpus_per_trial, custom_resources=_parse_resources(resources),
-                max_concurrent=max_concurrent, max_failures=max_failures, scheduler=scheduler, address=address,
-                ray_init={"num_cpus": num_cpus, "num_gpus": num_gpus, "dashboard": dashboard} if not address else None,
+                space_obj, out_dir=out_dir, branch_builder=branch_builder, progress=bar, ray_init=local,
+                options=settings.pop("options"), tracking_uri=settings.pop("tracking_uri") or None, **settings,
             )  # fmt: skip
-    except (ValueError, FileNotFoundError, FileExistsError) as exc:
+    except _USER_ERRORS as exc:
         raise click.ClickException(str(exc)) from exc
     _summary(result)
 
 
 @click.command()
 @click.argument("sweep", type=click.Path(exists=True))
-@click.option("--num-cpus", type=int, default=None, help="CPUs of a local Ray (default: all).")
-@click.option("--num-gpus", type=float, default=None, help="GPUs of a local Ray (default: detected).")
+@_local_ray_options
 def resume(sweep, num_cpus, num_gpus) -> None:
     """Continue SWEEP (its directory) after the driver stopped: no trial lost, none duplicated."""
-    from sweep.driver import load_settings
     from sweep.driver import resume as _resume
 
     try:
         settings = load_settings(sweep)
         ray_init = None if settings.address else {"num_cpus": num_cpus, "num_gpus": num_gpus}
+        ensure_reachable(settings.tracking_uri)
         with _RichProgress(None, f"resume {settings.sweep_id}") as bar:
             result = _resume(sweep, progress=bar, ray_init=ray_init)
-    except (ValueError, FileNotFoundError) as exc:
+    except _USER_ERRORS as exc:
         raise click.ClickException(str(exc)) from exc
     _summary(result)
 
@@ -168,11 +208,11 @@ def resume(sweep, num_cpus, num_gpus) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def status(sweep, as_json) -> None:
     """Trials by state, FLOPs spent and the best trial so far of SWEEP."""
-    from sweep.driver import sweep_status
+    from sweep.tracking import sweep_status
 
     try:
         info = sweep_status(sweep)
-    except (ValueError, FileNotFoundError) as exc:
+    except _USER_ERRORS as exc:
         raise click.ClickException(str(exc)) from exc
     if as_json:
         click.echo(json.dumps(info, indent=1, default=str))
@@ -202,7 +242,7 @@ def export(sweep, out) -> None:
 
     try:
         runs_path, curves = export_sweep(sweep, out)
-    except (ValueError, FileNotFoundError) as exc:
+    except _USER_ERRORS as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"runs: {runs_path}\ncurves: {curves}")
 
@@ -216,11 +256,13 @@ def export(sweep, out) -> None:
 @click.option("--port", type=int, default=5000, show_default=True)
 def ui(sweep, tracking_uri, host, port) -> None:
     """Open the MLflow UI on SWEEP's store (or --tracking-uri), bound to 127.0.0.1 by default."""
-    if tracking_uri is None and sweep is not None:
-        from sweep.driver import load_settings
-
-        tracking_uri = load_settings(sweep).tracking_uri
-    tracking_uri = tracking_uri or f"sqlite:///{Path('mlruns.db').resolve()}"
+    try:
+        if tracking_uri is None and sweep is not None:
+            tracking_uri = load_settings(sweep).tracking_uri
+        tracking_uri = tracking_uri or f"sqlite:///{Path('mlruns.db').resolve()}"
+        ensure_reachable(tracking_uri)
+    except _USER_ERRORS as exc:
+        raise click.ClickException(str(exc)) from exc
     if host not in ("127.0.0.1", "localhost", "::1"):
         logger.warning(
             "the MLflow UI will listen on %s: anyone who can reach it can read and delete runs", host
@@ -255,7 +297,7 @@ def demo(out_dir, num_trials, num_updates, seed) -> None:
             s = run_demo(
                 Path(out_dir), num_trials=num_trials, num_updates=num_updates, seed=seed, progress=bar
             )
-    except (ValueError, FileNotFoundError) as exc:
+    except _USER_ERRORS as exc:
         raise click.ClickException(str(exc)) from exc
     console = Console()
     console.print(

@@ -117,9 +117,8 @@ def run_demo(
                 raise ValueError(f"--updates {num_updates}: give at least 1 GRPO update per trial")
             options = {**DEMO_OPTIONS, "rl": {**DEMO_OPTIONS["rl"], "num_updates": num_updates}}
         result = launch(
-            "demo", out_dir=out_dir, objective="sweep.objectives:rl", options=options,
-            branch_builder="sweep.branch_points:sft_branch_points", num_trials=num_trials or REAL_TRIALS,
-            seed=seed, max_failures=1, progress=progress,
+            "demo", out_dir=out_dir, options=options, branch_builder="sweep.branch_points:sft_branch_points",
+            num_trials=num_trials or REAL_TRIALS, seed=seed, progress=progress,
         )  # fmt: skip
     else:
         logger.warning(
@@ -128,7 +127,7 @@ def run_demo(
         )  # fmt: skip
         result = launch(
             "paper", out_dir=out_dir, objective="sweep.objectives:surrogate", options={"num_evals": 5},
-            num_trials=num_trials or SURROGATE_TRIALS, seed=seed, max_failures=1, progress=progress,
+            num_trials=num_trials or SURROGATE_TRIALS, seed=seed, progress=progress,
         )  # fmt: skip
     stage_s["sweep"] = time.perf_counter() - t0
     t1 = time.perf_counter()

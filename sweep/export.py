@@ -2,8 +2,8 @@
 
 Runs table: one row per trial, MLflow's export layout: `run_id`, `status`, `params.<name>` (strings, '' where a
 conditional is inactive), `metrics.<name>` and a few `tags.*`. The metrics are those of the checkpoint the study
-would select: the best rolling mean (window 3) of held-out goal success, reported raw, at that evaluation (so
-`metrics.flops` is the compute to reach it); `metrics.best_step` says which evaluation it was.
+would select (`analysis.selection.select_checkpoint`: the best rolling mean of held-out goal success), raw, at
+that evaluation (so `metrics.flops` is the compute to reach it); `metrics.best_step` says which evaluation it was.
 Curves table: `run_id, step, flops, <metric>...`, one row per evaluation (the last value wins where a resumed
 trial re-reported a step).
 """
@@ -15,25 +15,21 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-__all__ = ["curves_path", "export_sweep", "runs_tables", "select_checkpoint"]
+from analysis.selection import CHECKPOINT_METRIC, select_checkpoint
+from sweep.tracking import TAG_BRANCH_POINT, TAG_SEED, TAG_SWEEP, TAG_TRIAL
+
+__all__ = ["curves_path", "export_sweep", "runs_tables"]
 
 logger = logging.getLogger(__name__)
 
-SELECTION_METRIC = "heldout_goal_success"
-SELECTION_WINDOW = 3
-_TAGS = ("agentsweep.sweep_id", "agentsweep.trial_id", "agentsweep.seed", "agentsweep.branch_point")
+_TAGS = (TAG_SWEEP, TAG_TRIAL, TAG_SEED, TAG_BRANCH_POINT)
 
 
-def select_checkpoint(curve: Any, *, metric: str = SELECTION_METRIC, window: int = SELECTION_WINDOW) -> int:
-    """Row position of the selected evaluation: argmax of the rolling mean of `metric` (first on ties).
-
-    Args:
-        curve: one run's curve (pandas DataFrame sorted by step) with a `metric` column.
-    """
-    if metric not in curve or curve[metric].isna().all():
+def _selected_row(curve: Any) -> int:
+    """Row position of the study's checkpoint in one run's curve (`analysis.selection.select_checkpoint`)."""
+    if CHECKPOINT_METRIC not in curve:
         return len(curve) - 1
-    rolled = curve[metric].rolling(window, min_periods=1).mean()
-    return int(rolled.to_numpy().argmax())
+    return select_checkpoint(curve[CHECKPOINT_METRIC].to_numpy(dtype=float))
 
 
 def curves_path(runs_path: str | Path) -> Path:
@@ -44,13 +40,14 @@ def curves_path(runs_path: str | Path) -> Path:
 
 def runs_tables(sweep: str | Path, *, max_workers: int = 8) -> tuple[Any, Any]:
     """(runs, curves) DataFrames of a sweep directory, read from its MLflow store."""
+    from sweep.settings import load_settings
+    from sweep.tracking import ensure_reachable, find_child_runs
+
+    s = load_settings(sweep)
+    ensure_reachable(s.tracking_uri)
     import pandas as pd
     from mlflow.tracking import MlflowClient
 
-    from sweep.driver import load_settings
-    from sweep.tracking import find_child_runs
-
-    s = load_settings(sweep)
     client = MlflowClient(tracking_uri=s.tracking_uri)
     runs = find_child_runs(client, s.experiment_id, s.sweep_id)
     names = s.search_space.names
@@ -75,7 +72,7 @@ def runs_tables(sweep: str | Path, *, max_workers: int = 8) -> tuple[Any, Any]:
         rec: dict[str, Any] = {"run_id": run.info.run_id, "status": run.info.status}
         rec.update({f"params.{n}": run.data.params.get(n, "") for n in names})
         if len(curve):
-            row = curve.iloc[select_checkpoint(curve)]
+            row = curve.iloc[_selected_row(curve)]
             rec.update({f"metrics.{k}": float(v) for k, v in row.items() if k not in ("run_id", "step")})
             rec["metrics.best_step"] = float(row["step"])
             rec["metrics.num_evals"] = float(len(curve))

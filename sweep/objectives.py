@@ -19,7 +19,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-__all__ = ["Objective", "Reporter", "TrialContext", "import_object", "rl", "surrogate", "surrogate_success"]
+__all__ = [
+    "Objective",
+    "Reporter",
+    "TrialContext",
+    "import_object",
+    "rl",
+    "rl_flops_of",
+    "surrogate",
+    "surrogate_success",
+]
 
 
 class Reporter(Protocol):
@@ -61,6 +70,12 @@ def import_object(path: str) -> Any:
         return getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as exc:
         raise ValueError(f"cannot import objective {path!r}: {exc}") from exc
+
+
+def rl_flops_of(metrics: Mapping[str, Any]) -> float:
+    """A trial's RL compute from one of its results: `rl_flops`, else `flops` (an objective that reports no
+    split), else 0."""
+    return float(metrics.get("rl_flops", metrics.get("flops", 0.0)) or 0.0)
 
 
 # --------------------------------------------------------------------------- surrogate (benchmarks, tests)
@@ -111,7 +126,8 @@ def surrogate(params: dict[str, Any], ctx: TrialContext, report: Reporter) -> No
     """A stand-in RL run on `surrogate_success`: seeded noisy learning curves, FLOPs, resumable checkpoints.
 
     Options (`ctx.options`): `num_evals` (default 5), `rl_flops_per_episode` (default 2e13), `noise` (0.03),
-    `fail_when` (a mapping name -> value: raise when the params match, to exercise retries), `sleep_s` (0).
+    `fail_when` (a mapping name -> value: raise when the params match, to exercise retries), `sleep_s` (0),
+    `hold_dir` (fault tests: see `_hold`).
     """
     import time
 
@@ -133,6 +149,8 @@ def surrogate(params: dict[str, Any], ctx: TrialContext, report: Reporter) -> No
     for step in range(start + 1, num_evals + 1):
         if ctx.options.get("sleep_s"):
             time.sleep(float(ctx.options["sleep_s"]))
+        if ctx.options.get("hold_dir"):
+            _hold(Path(ctx.options["hold_dir"]), step, ctx.trial_id)
         frac = 1.0 - math.exp(-3.0 * step / num_evals)
         goal = float(np.clip(base + (final - base) * frac + noise * rng.standard_normal(), 0.0, 1.0))
         rl_flops = step * batch * flops_per_episode
@@ -155,6 +173,26 @@ def surrogate(params: dict[str, Any], ctx: TrialContext, report: Reporter) -> No
     summary = {"final_success": final, "seed": ctx.seed, "resources": dict(ctx.resources), "start_step": start,
                "branch_point": ctx.branch_point, "branch_point_flops": ctx.branch_point_flops}  # fmt: skip
     (Path(ctx.samples_dir) / "summary.json").write_text(json.dumps(summary))
+
+
+def _hold(folder: Path, step: int, trial_id: str, *, max_wait_s: float = 120.0) -> None:
+    """A chosen point for fault tests: when `<folder>/arm-step<step>` exists, the first trial to get here
+    before reporting `step` writes its id to `held-step<step>` and waits for `release-step<step>` (or
+    `max_wait_s`); every other trial, and every later pass, goes on."""
+    import os
+    import time
+
+    if not (folder / f"arm-step{step}").exists():
+        return
+    try:
+        fd = os.open(folder / f"held-step{step}", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return
+    with os.fdopen(fd, "w") as f:
+        f.write(trial_id)
+    deadline = time.monotonic() + max_wait_s
+    while not (folder / f"release-step{step}").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 # --------------------------------------------------------------------------- the real RL run

@@ -11,7 +11,8 @@ from typing import Any
 
 from ray.tune.search import ConcurrencyLimiter, Searcher
 
-from sweep.space import SearchSpace
+from sweep.objectives import rl_flops_of
+from sweep.space import SEARCH_KINDS, SearchKind, SearchSpace
 
 __all__ = ["BudgetSearcher", "GridSearcher", "OptunaSpace", "RandomSearcher", "make_searcher"]
 
@@ -170,9 +171,8 @@ class BudgetSearcher(Searcher):
         self.searcher.on_trial_complete(trial_id, result=result, error=error)
 
     def _track(self, trial_id: str, result: dict) -> None:
-        value = result.get("rl_flops", result.get("flops"))
-        if value is not None:
-            self._rl_flops[trial_id] = float(value)
+        if "rl_flops" in result or "flops" in result:
+            self._rl_flops[trial_id] = rl_flops_of(result)
 
     def get_state(self) -> dict:
         return {
@@ -189,7 +189,7 @@ class BudgetSearcher(Searcher):
 def make_searcher(
     space: SearchSpace,
     *,
-    kind: str,
+    kind: SearchKind,
     seed: int,
     max_concurrent: int | None = None,
     budget_flops: float | None = None,
@@ -219,7 +219,7 @@ def make_searcher(
             space=OptunaSpace(space), metric=space.metric, mode=space.mode, sampler=sampler
         )
     else:
-        raise ValueError(f"search={kind!r}; use random, tpe or grid")
+        raise ValueError(f"search={kind!r}; use one of {list(SEARCH_KINDS)}")
     if budget_flops is not None:
         searcher = BudgetSearcher(searcher, budget_flops=budget_flops, base_flops=base_flops)
     if max_concurrent is not None:

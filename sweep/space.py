@@ -26,6 +26,7 @@ __all__ = [
     "AUTO",
     "BRANCH_POINT",
     "Parameter",
+    "SEARCH_KINDS",
     "SearchKind",
     "SearchSpace",
     "load_space",
@@ -127,7 +128,7 @@ class SearchSpace:
         Args:
             rng: a `numpy.random.Generator`.
         """
-        self._require_concrete()
+        self.require_concrete()
         out: dict[str, Any] = {}
         for p in self.parameters:
             out[p.name] = p.values[int(rng.integers(len(p.values)))] if self.is_active(p.name, out) else None
@@ -135,7 +136,7 @@ class SearchSpace:
 
     def grid(self) -> list[dict[str, Any]]:
         """Every distinct configuration, conditionals expanded only under their parent's value."""
-        self._require_concrete()
+        self.require_concrete()
         configs: list[dict[str, Any]] = [{}]
         for p in self.parameters:
             nxt = []
@@ -220,7 +221,8 @@ class SearchSpace:
             description=str(data.get("description", "") or "").strip(),
         )
 
-    def _require_concrete(self) -> None:
+    def require_concrete(self) -> None:
+        """Raise ValueError naming the parameters that still read `values: auto`."""
         pending = [p.name for p in self.parameters if p.auto]
         if pending:
             raise ValueError(

@@ -1,4 +1,5 @@
-"""Shared pytest set-up: offline hubs, no Ray auth, headless plotting, GPU tests skipped without CUDA."""
+"""Shared pytest set-up: offline hubs, headless plotting, GPU tests skipped without CUDA, and Ray's token auth
+switched off for the tests' throwaway local clusters (the tests opt out here; library code never does)."""
 
 from __future__ import annotations
 

@@ -80,7 +80,20 @@ def test_python_m_analysis_help():
     assert "report" in out.stdout
 
 
+def test_only_make_test_switches_ray_auth_off():
+    """`make demo` (and any recipe but `make test`) leaves Ray's token authentication on."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}
+    recipe = 'envcheck: ; @echo "[$$RAY_AUTH_MODE]"'
+    out = subprocess.run(["make", "-s", "--eval", recipe, "envcheck"], capture_output=True, text=True, cwd=ROOT,
+                         env=env, timeout=60)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+    makefile = (ROOT / "Makefile").read_text()
+    assert "test: export RAY_AUTH_MODE := disabled" in makefile
+
+
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # its pip install alone may take 900 s
 def test_base_install_reports_without_extras(tmp_path):
     """`pip install .` with no extras, then a real report on a simulated CSV, with no torch/ray/mlflow around."""
     env_dir = tmp_path / "venv"

@@ -74,10 +74,36 @@ def test_resume_of_a_finished_sweep_changes_nothing(sweep_dir):
     assert info["trials_by_state"] == {"FINISHED": 3}
 
 
+def test_resume_refuses_a_sweep_another_driver_runs(sweep_dir):
+    from sweep.settings import sweep_lock
+
+    with sweep_lock(sweep_dir):  # what a running driver holds
+        result = CliRunner().invoke(cli, ["-q", "resume", str(sweep_dir)])
+    assert result.exit_code == 1 and "being run by another driver" in result.output, result.output
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _listening_addresses(port: int) -> set[str]:
+    """Local addresses of the sockets listening on `port` (from /proc/net/tcp and tcp6)."""
+    found = set()
+    for table, width in (("/proc/net/tcp", 8), ("/proc/net/tcp6", 32)):
+        with open(table) as f:
+            for line in f.readlines()[1:]:
+                local, state = line.split()[1], line.split()[3]
+                addr, hex_port = local.split(":")
+                if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+                    raw = bytes.fromhex(addr)
+                    if width == 8:
+                        found.add(socket.inet_ntop(socket.AF_INET, raw[::-1]))
+                    else:
+                        words = b"".join(raw[i : i + 4][::-1] for i in range(0, 16, 4))
+                        found.add(socket.inet_ntop(socket.AF_INET6, words))
+    return found
 
 
 @pytest.mark.slow
@@ -95,6 +121,7 @@ def test_ui_serves_on_loopback(sweep_dir):
             except OSError:
                 time.sleep(1)
         assert status == 200
+        assert _listening_addresses(port) == {"127.0.0.1"}  # bound to loopback, not 0.0.0.0
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
@@ -119,6 +146,13 @@ def test_demo_smoke(ray_cluster, tmp_path):
 
     result = CliRunner().invoke(cli, ["demo", "--out", str(tmp_path), "--trials", "2", "--updates", "2"])
     assert result.exit_code == 0, result.output
+    # the real pipeline ran (not the surrogate a missing trainers package falls back to) and so did the report
+    assert (
+        "(sweep.objectives:rl)" in result.output
+        and "objective: `sweep.objectives:rl`" in (tmp_path / "DEMO.md").read_text()
+    )
+    assert (tmp_path / "report" / "report.html").is_file()
+    assert missing_pieces() == [] and "Not run" not in (tmp_path / "DEMO.md").read_text()
     runs = pd.read_parquet(tmp_path / "runs.parquet")
     assert len(runs) == 2 and set(runs["status"]) == {"FINISHED"}
     assert runs["metrics.heldout_goal_success"].between(0, 1).all()  # toy + MiniWoB++ held-out goals scored

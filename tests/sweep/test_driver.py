@@ -11,10 +11,11 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from sweep.driver import launch, load_settings, sweep_status
-from sweep.export import export_sweep, select_checkpoint
+from analysis.selection import select_checkpoint
+from sweep.driver import launch, load_settings
+from sweep.export import export_sweep
 from sweep.space import load_space
-from sweep.tracking import find_child_runs
+from sweep.tracking import find_child_runs, sweep_status
 
 SECRET = "hunter2-do-not-log-8431"
 
@@ -73,7 +74,7 @@ def test_sweep_logs_parent_and_nested_runs(ray_cluster, tmp_path, monkeypatch):
 def test_select_checkpoint_uses_rolling_mean():
     curve = pd.DataFrame({"step": [1, 2, 3, 4, 5], "heldout_goal_success": [0.0, 0.9, 0.1, 0.5, 0.6]})
     # rolling means (window 3, partial at the start): 0, .45, .333, .5, .4 -> step 4, not the raw max at step 2
-    assert select_checkpoint(curve) == 3
+    assert select_checkpoint(curve["heldout_goal_success"]) == 3
 
 
 def _tiny_space(tmp_path, params) -> Path:
@@ -157,7 +158,8 @@ def test_settings_round_trip_and_bad_settings(ray_cluster, tmp_path):
 
 
 def test_sweep_complete_rules(tmp_path):
-    from sweep.driver import SweepSettings, sweep_complete
+    from sweep.fit import sweep_complete
+    from sweep.settings import SweepSettings
 
     space = load_space("paper").to_dict()
     fixed = SweepSettings(sweep_id="x", sweep_dir=str(tmp_path), space=space, num_trials=10)

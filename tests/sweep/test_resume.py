@@ -1,9 +1,12 @@
-"""A driver SIGKILLed mid-sweep and resumed: exactly the planned finished runs, no duplicates, searcher kept."""
+"""A driver SIGKILLed at chosen points and resumed: exactly the planned finished runs, each (run, key, step)
+logged once, the searcher kept; a torn result.json line skipped."""
 
 from __future__ import annotations
 
+import collections
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -13,43 +16,94 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from sweep.driver import load_settings, resume
+from sweep.reconcile import read_results
 from sweep.tracking import find_child_runs
 
 PLANNED = 6
+STEPS = {1, 2, 3, 4}
 
 
-def _finished(sweep_dir: Path) -> int:
-    s = load_settings(sweep_dir)
-    runs = find_child_runs(MlflowClient(tracking_uri=s.tracking_uri), s.experiment_id, s.sweep_id)
-    return sum(r.info.status == "FINISHED" for r in runs)
+def _wait_for(path: Path, proc: subprocess.Popen, timeout_s: float = 150) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not path.exists():
+        assert proc.poll() is None, (
+            f"the driver ended before {path.name}: {proc.stderr.read().decode()[-2000:]}"
+        )
+        assert time.monotonic() < deadline, f"{path.name} did not appear in {timeout_s} s"
+        time.sleep(0.1)
 
 
-def test_resume_after_sigkill(ray_cluster, tmp_path):
+def _kill(proc: subprocess.Popen) -> None:
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and only it: Ray's processes belong to the fixture
+    proc.wait(timeout=30)
+    time.sleep(1)  # let Ray notice the dead driver and free its trials' resources
+
+
+def _result_lines(sweep_dir: Path) -> int:
+    return sum(len(read_results(p)) for p in (sweep_dir / "tune" / "experiment").glob("*/result.json"))
+
+
+def metric_counts(client: MlflowClient, run_id: str) -> collections.Counter:
+    """How many times each (key, step) was logged in a run (a set would hide duplicates)."""
+    counts: collections.Counter = collections.Counter()
+    for key in client.get_run(run_id).data.metrics:
+        counts.update((key, m.step) for m in client.get_metric_history(run_id, key))
+    return counts
+
+
+def test_resume_after_sigkill_at_chosen_points(ray_cluster, tmp_path):
+    hold = tmp_path / "hold"
+    hold.mkdir()
     options = tmp_path / "options.yaml"
-    options.write_text(yaml.safe_dump({"num_evals": 4, "sleep_s": 0.5}))
+    options.write_text(yaml.safe_dump({"num_evals": 4, "sleep_s": 0.2, "hold_dir": str(hold)}))
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "sweep.cli", "-q", "launch", "paper", "--out", str(out), "--address", ray_cluster,
-           "--objective", "sweep.objectives:surrogate", "--options", str(options), "--trials", str(PLANNED),
-           "--max-concurrent", "2", "--seed", "5"]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-    sweep_dir = None
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and proc.poll() is None:
-            found = list(out.glob("*/sweep.json"))
-            if found and (found[0].parent / "tune" / "experiment").exists():
-                sweep_dir = found[0].parent
-                if _finished(sweep_dir) >= 2:
-                    break
-            time.sleep(0.5)
-        assert proc.poll() is None, f"the driver ended before the kill: {proc.stderr.read().decode()[-2000:]}"
-        assert sweep_dir is not None and _finished(sweep_dir) < PLANNED
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # the driver and only it: Ray's processes belong to the fixture
-        proc.wait(timeout=30)
-    killed_at = _finished(sweep_dir)
-    time.sleep(2)  # let Ray notice the dead driver and free its trials' resources
+    launch = [sys.executable, "-m", "sweep.cli", "-q", "launch", "paper", "--out", str(out), "--address", ray_cluster,
+              "--objective", "sweep.objectives:surrogate", "--options", str(options), "--trials", str(PLANNED),
+              "--max-concurrent", "2", "--seed", "5"]  # fmt: skip
 
+    def driver(cmd: list[str]) -> subprocess.Popen:
+        return subprocess.Popen(
+            cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+        )
+
+    # 1. before a trial's first report
+    (hold / "arm-step1").touch()
+    proc = driver(launch)
+    _wait_for(hold / "held-step1", proc)
+    _kill(proc)
+    (sweep_dir,) = [p.parent for p in out.glob("*/sweep.json")]
+    resume_cmd = [sys.executable, "-m", "sweep.cli", "-q", "resume", str(sweep_dir)]
+
+    # 2. mid-trial: a trial has reported steps 1 and 2
+    (hold / "arm-step3").touch()
+    proc = driver(resume_cmd)
+    _wait_for(hold / "held-step3", proc)
+    _kill(proc)
+
+    # 3. between Tune's write and MLflow's: Tune logs a result while the MLflow store is locked
+    (hold / "arm-step2").touch()
+    proc = driver(resume_cmd)
+    _wait_for(hold / "held-step2", proc)
+    s = load_settings(sweep_dir)
+    lock = sqlite3.connect(s.tracking_uri.removeprefix("sqlite:///"), timeout=30, isolation_level=None)
+    lock.execute("BEGIN EXCLUSIVE")
+    before = _result_lines(sweep_dir)
+    (hold / "release-step2").touch()
+    deadline = time.monotonic() + 60
+    while _result_lines(sweep_dir) == before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _result_lines(sweep_dir) > before, "Tune wrote no result while MLflow was locked"
+    _kill(proc)
+    lock.execute("ROLLBACK")
+    lock.close()
+
+    # a torn last line (a kill mid-write) in one trial's result log
+    logs = sorted((sweep_dir / "tune" / "experiment").glob("*/result.json"))
+    with open(logs[0], "a") as f:
+        f.write('{"step": 3, "heldout_goal_succ')
+
+    for name in ("release-step1", "release-step3"):
+        (hold / name).touch()
     result = resume(sweep_dir)
     s = result.settings
     client = MlflowClient(tracking_uri=s.tracking_uri)
@@ -61,7 +115,8 @@ def test_resume_after_sigkill(ray_cluster, tmp_path):
     configs = {tuple(sorted(r.data.params.items())) for r in runs}
     assert len(configs) == PLANNED
     assert client.get_run(s.parent_run_id).info.status == "FINISHED"
-    for run in runs:  # every run has its full curve, each step once after export's de-duplication
-        steps = {m.step for m in client.get_metric_history(run.info.run_id, "heldout_goal_success")}
-        assert steps == {1, 2, 3, 4}
-    assert killed_at >= 2
+    for run in runs:  # every run has its full curve, each (key, step) exactly once
+        counts = metric_counts(client, run.info.run_id)
+        assert {step for key, step in counts if key == "heldout_goal_success"} == STEPS
+        assert set(counts.values()) == {1}, {k: n for k, n in counts.items() if n > 1}
+    assert not s.journal_path.exists()

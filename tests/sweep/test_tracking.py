@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from sweep.tracking import REDACTED, is_secret_name, redact, secret_values, trial_seed
+from sweep.secrets import REDACTED, is_secret_name, redact, secret_values
+from sweep.tracking import trial_seed
 
 
 def test_secret_names():
@@ -71,7 +72,8 @@ def test_trial_logger_writes_queued_results_in_one_batch(tmp_path, monkeypatch):
     from mlflow.tracking import MlflowClient
 
     from sweep.space import load_space
-    from sweep.tracking import TrialRunLogger, prepare_sqlite_store
+    from sweep.tracking import prepare_sqlite_store
+    from sweep.trial_logger import TrialRunLogger
 
     uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
     prepare_sqlite_store(uri)
@@ -80,12 +82,12 @@ def test_trial_logger_writes_queued_results_in_one_batch(tmp_path, monkeypatch):
     parent = client.create_run(exp).info.run_id
     space = load_space("paper")
     logger = TrialRunLogger(tracking_uri=uri, experiment_id=exp, parent_run_id=parent, sweep_id="s", space=space,
-                            tags={}, base_seed=0, branch_points={})  # fmt: skip
+                            tags={}, base_seed=0, branch_points={}, journal_path=tmp_path / "journal.jsonl")  # fmt: skip
     config = {p.name: p.values[0] for p in space.parameters}
     trial = SimpleNamespace(trial_id="t1", config=config, path=str(tmp_path / "t1"), error_file=None)
     release = threading.Event()
-    start = logger._start
-    monkeypatch.setattr(logger, "_start", lambda *a: (release.wait(10), start(*a)))
+    start = logger._op_start
+    monkeypatch.setattr(logger, "_op_start", lambda *a: (release.wait(10), start(*a)))
     batches = []
     log_batch = logger.client.log_batch
     monkeypatch.setattr(
