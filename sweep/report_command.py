@@ -6,6 +6,7 @@ hands the runs and curves tables to analysis' command. click and the standard li
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 
@@ -17,6 +18,8 @@ __all__ = ["report"]
 
 
 def _report(**kwargs) -> None:
+    if str(kwargs["runs"]).startswith("mlflow:"):
+        _require_tracking(kwargs["tracking_uri"] or os.environ.get("MLFLOW_TRACKING_URI"))
     sweep_dir = Path(kwargs["runs"])
     if not sweep_dir.is_dir():
         return _analysis_report.callback(**kwargs)
@@ -31,6 +34,18 @@ def _report(**kwargs) -> None:
         if kwargs["curves"] is None and _has_flops(curves):
             kwargs["curves"] = str(curves)
         return _analysis_report.callback(**kwargs)
+
+
+def _require_tracking(tracking_uri: str | None) -> None:
+    """Fail in seconds, in one line, when the tracking server of `mlflow:EXPERIMENT` does not answer."""
+    if not tracking_uri:
+        return  # MLflow's default local store
+    from sweep.tracking import TrackingUnreachable, ensure_reachable
+
+    try:
+        ensure_reachable(tracking_uri)
+    except TrackingUnreachable as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def _has_flops(curves: Path) -> bool:

@@ -35,7 +35,7 @@ def _cli(*args: str, env: dict | None = None) -> subprocess.Popen:
 
 
 def test_unreachable_tracking_server_fails_fast_with_one_line(tmp_path):
-    """launch, resume, status, export and ui: exit 1 within ~15 s, one line naming the URI and what to do."""
+    """launch, resume, status, export, ui and report mlflow:...: exit 1 within ~15 s, one line naming the URI and what to do."""
     uri = f"http://alice:{PASSWORD}@127.0.0.1:{_free_port()}"  # nothing listens there
     sweep_dir = tmp_path / "sweep"
     sweep_dir.mkdir()
@@ -48,6 +48,7 @@ def test_unreachable_tracking_server_fails_fast_with_one_line(tmp_path):
         "status": ["status", str(sweep_dir)],
         "export": ["export", str(sweep_dir), "-o", str(tmp_path / "runs.csv")],
         "ui": ["ui", str(sweep_dir), "--port", str(_free_port())],
+        "report": ["report", "mlflow:agentsweep", "--tracking-uri", uri, "--out", str(tmp_path / "report")],
     }
     t0 = time.monotonic()
     procs = {name: _cli(*args, env=env) for name, args in commands.items()}  # in parallel, on 2 cores
