@@ -291,8 +291,10 @@ def _plan(groups: Mapping[str, _Group], x: str, y: str) -> list[tuple[_Pair, str
         part = _pair(groups[x], groups[y])
         return [(part, y)] if part else []
     others = [n for n in groups if n != x]
-    sizes = {t: sum(int(groups[n].sizes[groups[n].tasks.index(t)]) for n in others if t in groups[n].tasks)
-             for t in groups[x].tasks}  # fmt: skip
+    sizes = {
+        t: sum(int(groups[n].sizes[groups[n].tasks.index(t)]) for n in others if t in groups[n].tasks)
+        for t in groups[x].tasks
+    }
     tasks = [t for t, m in sizes.items() if m]
     parts = [(_pair(groups[x], groups[n], tasks=tasks, y_sizes=sizes), n) for n in others]
     return [(part, n) for part, n in parts if part]
@@ -359,8 +361,12 @@ def aggregates(
 
     def evaluate(counts: dict[str, np.ndarray]) -> tuple[dict, dict]:
         per_group = {n: _group_stats(groups[n], counts[n], gamma) for n in names}
-        cums = {n: np.concatenate([np.zeros((1, counts[n].shape[1]), counts[n].dtype), np.cumsum(counts[n], axis=0)])
-                for n in y_names}  # fmt: skip
+        cums = {
+            n: np.concatenate(
+                [np.zeros((1, counts[n].shape[1]), counts[n].dtype), np.cumsum(counts[n], axis=0)]
+            )
+            for n in y_names
+        }
         return per_group, {
             p: sum(_pair_draws(part, counts[p[0]], cums[y]) for part, y in parts)
             for p, parts in plans.items()
@@ -392,8 +398,10 @@ def _tables(groups, point, point_pairs, draws, pair_draws, plans, taus, level) -
         if len(taus):
             prof = np.concatenate([d[1] for d in draws[n]])  # (reps, num_taus)
             plo, phi = _interval(prof, level)
-            prof_rows += [(n, float(taus[i]), float(point[n][1][0, i]), float(plo[i]), float(phi[i]))
-                          for i in range(len(taus))]  # fmt: skip
+            prof_rows += [
+                (n, float(taus[i]), float(point[n][1][0, i]), float(plo[i]), float(phi[i]))
+                for i in range(len(taus))
+            ]
     for (a, b), parts in plans.items():
         lo, hi = _interval(np.concatenate(pair_draws[(a, b)]), level)
         poi_rows.append((a, b, float(point_pairs[(a, b)][0]), float(lo), float(hi), parts[0][0].n_tasks))
@@ -416,8 +424,10 @@ def aggregates_table(
     """
     return scores_by_group(
         {c: frame[c].tolist() for c in (group, task, metric, "status") if c and c in frame.columns},
-        group=group, task=task, metric=metric,
-    )  # fmt: skip
+        group=group,
+        task=task,
+        metric=metric,
+    )
 
 
 def read_scores(

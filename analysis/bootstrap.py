@@ -192,9 +192,13 @@ def algorithm1_mc(
 
 
 def algorithm1_loop(
-    metric: np.ndarray, labels: Sequence[str], *, mode: str = "max", resamples: int = 1000,
+    metric: np.ndarray,
+    labels: Sequence[str],
+    *,
+    mode: str = "max",
+    resamples: int = 1000,
     rng: np.random.Generator,
-) -> ValueTable:  # fmt: skip
+) -> ValueTable:
     """Algorithm 1 written as the study describes it: a Python loop drawing n runs per resample.
 
     The reference that the exact and vectorised versions are tested and benchmarked against.

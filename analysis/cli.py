@@ -13,30 +13,62 @@ __all__ = ["aggregate", "main", "report", "simulate"]
 @click.argument("runs")
 @click.option("--out", "out_dir", default="report", show_default=True, help="Output folder.")
 @click.option("--metric", default="metrics.heldout_goal_success", show_default=True, help="Metric column.")
-@click.option("--stratum", default=None,
-              help="Stratum column, e.g. params.sft_checkpoint; 'auto': params.sft_checkpoint when present.")  # fmt: skip
+@click.option(
+    "--stratum",
+    default=None,
+    help="Stratum column, e.g. params.sft_checkpoint; 'auto': params.sft_checkpoint when present.",
+)
 @click.option(
     "--hparams", default=None, help="Comma-separated hyperparameter columns (default: all params.*)."
 )
 @click.option("--mode", type=click.Choice(["max", "min"]), default="max", show_default=True)
-@click.option("--method", type=click.Choice(["exact", "mc"]), default="exact", show_default=True,
-              help="Algorithm 1: closed form or Monte Carlo.")  # fmt: skip
+@click.option(
+    "--method",
+    type=click.Choice(["exact", "mc"]),
+    default="exact",
+    show_default=True,
+    help="Algorithm 1: closed form or Monte Carlo.",
+)
 @click.option(
     "--resamples", type=click.IntRange(min=1), default=1000, show_default=True, help="B for --method mc."
 )
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--bins", type=click.IntRange(min=2), default=4, show_default=True,
-              help="Quantile bins for continuous hyperparameters.")  # fmt: skip
+@click.option(
+    "--bins",
+    type=click.IntRange(min=2),
+    default=4,
+    show_default=True,
+    help="Quantile bins for continuous hyperparameters.",
+)
 @click.option(
     "--curves", default=None, help="Curves table (run_id, step, flops, <metric>) for compute budgets."
 )
 @click.option("--target", type=float, default=None, help="Score for the FLOPs-to-target table.")
 @click.option("--tracking-uri", default=None, help="MLflow tracking URI for RUNS=mlflow:EXPERIMENT.")
-@click.option("--bounds", default="0,1", show_default=True,
-              help="The metric's range LO,HI for distribution-free tuning-curve bands ('none': skip them).")  # fmt: skip
+@click.option(
+    "--bounds",
+    default="0,1",
+    show_default=True,
+    help="The metric's range LO,HI for distribution-free tuning-curve bands ('none': skip them).",
+)
 @click.option("--no-plots", is_flag=True, help="Skip PNGs (faster).")
-def report(runs, out_dir, metric, stratum, hparams, mode, method, resamples, seed, bins, curves, target,
-           tracking_uri, bounds, no_plots) -> None:  # fmt: skip
+def report(
+    runs,
+    out_dir,
+    metric,
+    stratum,
+    hparams,
+    mode,
+    method,
+    resamples,
+    seed,
+    bins,
+    curves,
+    target,
+    tracking_uri,
+    bounds,
+    no_plots,
+) -> None:
     """Rank hyperparameters on RUNS (CSV, parquet or mlflow:EXPERIMENT): Algorithm 1, effects, curves, budgets.
 
     Writes OUT/hparams.csv, effects.csv, importance.csv, tuning_curves.csv, aggregates.csv,
@@ -54,9 +86,18 @@ def report(runs, out_dir, metric, stratum, hparams, mode, method, resamples, see
             f"{bounds!r}: use LO,HI with LO < HI (e.g. 0,1) or none", param_hint="--bounds"
         )
     options = ReportOptions(
-        metric=metric, stratum=stratum, hparams=tuple(hparams.split(",")) if hparams else None, mode=mode,
-        method=method, resamples=resamples, seed=seed, bins=bins, target=target, bounds=limits, plots=not no_plots,
-    )  # fmt: skip
+        metric=metric,
+        stratum=stratum,
+        hparams=tuple(hparams.split(",")) if hparams else None,
+        mode=mode,
+        method=method,
+        resamples=resamples,
+        seed=seed,
+        bins=bins,
+        target=target,
+        bounds=limits,
+        plots=not no_plots,
+    )
     try:
         result = build_report(runs, out_dir, options, curves_source=curves, tracking_uri=tracking_uri)
     except (ValueError, FileNotFoundError) as exc:
@@ -82,10 +123,14 @@ def _print_summary(summary: dict, out_dir) -> None:
         ranked = sorted(info["hparams"].items(), key=lambda kv: -(kv[1].get("importance") or 0.0))
         for name, e in ranked:
             table.add_row(
-                name, str(e["algorithm1_winner"]), f"{e['win_rate']:.2f}", str(e.get("effects_best", "")),
-                f"{e.get('p_best', float('nan')):.2f}", "yes" if e.get("any_significant") else "no",
+                name,
+                str(e["algorithm1_winner"]),
+                f"{e['win_rate']:.2f}",
+                str(e.get("effects_best", "")),
+                f"{e.get('p_best', float('nan')):.2f}",
+                "yes" if e.get("any_significant") else "no",
                 f"{e.get('importance') or 0.0:.3g}",
-            )  # fmt: skip
+            )
         console.print(table)
     console.print(f"report: [bold]{out_dir}/report.html[/] (tables and summary.json beside it)")
 

@@ -138,12 +138,25 @@ def tuning_curves(
                 curve = np.sort(y) @ w
                 boot = np.sort(y[rng.integers(0, n, size=(reps, n))], axis=1) @ w  # (reps, kk)
                 lo, hi = np.quantile(boot, [0.025, 0.975], axis=0)
-                band = (tuning_curve_band(sign * y, kk, bounds=bounds, mode=prepared.mode) if bounds
-                        else (np.full(kk, np.nan), np.full(kk, np.nan)))  # fmt: skip
+                band = (
+                    tuning_curve_band(sign * y, kk, bounds=bounds, mode=prepared.mode)
+                    if bounds
+                    else (np.full(kk, np.nan), np.full(kk, np.nan))
+                )
                 for k in range(kk):
-                    rows.append((stratum, h.removeprefix("params."), value, k + 1, sign * curve[k],
-                                 sign * (lo if sign > 0 else hi)[k], sign * (hi if sign > 0 else lo)[k],
-                                 band[0][k], band[1][k]))  # fmt: skip
+                    rows.append(
+                        (
+                            stratum,
+                            h.removeprefix("params."),
+                            value,
+                            k + 1,
+                            sign * curve[k],
+                            sign * (lo if sign > 0 else hi)[k],
+                            sign * (hi if sign > 0 else lo)[k],
+                            band[0][k],
+                            band[1][k],
+                        )
+                    )
     columns = ["stratum", "hparam", "value", "k", "expected_best", "lo", "hi", "band_lo", "band_hi"]
     return pd.DataFrame(rows, columns=columns)
 

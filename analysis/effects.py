@@ -51,8 +51,17 @@ __all__ = [
 ]
 
 EFFECTS_COLUMNS = [
-    "stratum", "hparam", "value", "n_runs", "mean", "effect", "effect_lo", "effect_hi", "p_best", "significant",
-]  # fmt: skip
+    "stratum",
+    "hparam",
+    "value",
+    "n_runs",
+    "mean",
+    "effect",
+    "effect_lo",
+    "effect_hi",
+    "p_best",
+    "significant",
+]
 IMPORTANCE_COLUMNS = ["stratum", "hparam", "importance", "importance_lo", "importance_hi", "method"]
 IMPORTANCE_METHOD = "main-effects OLS (HC3): debiased SD of value effects; 95% CI from normal draws"
 
@@ -161,8 +170,12 @@ def _factor_tables(
     means = rows @ fit.theta
     effect_map = centre @ rows  # (K, p)
     effects = effect_map @ fit.theta
-    table = {"value": np.asarray(f.levels, dtype=object),
-             "n_runs": np.bincount(f.codes[f.active], minlength=num_levels), "mean": means, "effect": effects}  # fmt: skip
+    table = {
+        "value": np.asarray(f.levels, dtype=object),
+        "n_runs": np.bincount(f.codes[f.active], minlength=num_levels),
+        "mean": means,
+        "effect": effects,
+    }
     if fit.dof < 1:
         # saturated: zero residuals would make every interval zero-wide; say "unknown", not "significant"
         nan = np.full(num_levels, np.nan)
@@ -243,8 +256,10 @@ def compute_effects(
             logger.warning(
                 "stratum %s: %d runs for %d main-effect coefficients leave no residual degrees of freedom; "
                 "effects are shown without intervals, significance or importance (add runs to get them)",
-                stratum_value, len(frame), len(fit.theta),
-            )  # fmt: skip
+                stratum_value,
+                len(frame),
+                len(fit.theta),
+            )
         for k, f in enumerate(fit.factors):
             table, (imp, lo, hi) = _factor_tables(fit, k, mode=mode, num_draws=num_draws, rng=rng)
             label = f.name.removeprefix("params.")

@@ -150,8 +150,14 @@ def plot_tuning_curves(
     """Expected best of k runs per value with its band; rows: strata, columns: hparams; one metric axis."""
     cols = max(len(hparams), 1)
     fig = new_figure(4.0 * cols, 2.9 * len(strata), layout=None)
-    fig.subplots_adjust(left=0.08, right=0.98, top=1 - 0.75 / (2.9 * len(strata)), bottom=0.5 / (2.9 * len(strata)),
-                        hspace=0.3, wspace=0.08)  # fmt: skip
+    fig.subplots_adjust(
+        left=0.08,
+        right=0.98,
+        top=1 - 0.75 / (2.9 * len(strata)),
+        bottom=0.5 / (2.9 * len(strata)),
+        hspace=0.3,
+        wspace=0.08,
+    )
     axes = fig.subplots(len(strata), cols, sharex=True, sharey=True, squeeze=False)
     for r, stratum in enumerate(strata):
         for c, name in enumerate(hparams):

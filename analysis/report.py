@@ -97,9 +97,13 @@ def build_report(
     if stratum == AUTO_STRATUM:
         stratum = BRANCH_POINT if BRANCH_POINT in runs.columns else None
     prepared = prepare_runs(
-        runs, metric=options.metric, stratum=stratum, hparams=options.hparams, mode=options.mode,
+        runs,
+        metric=options.metric,
+        stratum=stratum,
+        hparams=options.hparams,
+        mode=options.mode,
         bins=options.bins,
-    )  # fmt: skip
+    )
     tables: dict[str, pd.DataFrame] = {}
     alg1 = algorithm1_table(prepared, method=options.method, resamples=options.resamples, seed=options.seed)
     if options.win_ci_reps > 0:
@@ -107,9 +111,13 @@ def build_report(
         alg1 = alg1.merge(ci, on=["stratum", "hparam", "value"], how="left")
     tables["hparams"] = alg1
     effects, importance = compute_effects(
-        prepared.frame, metric=prepared.metric, stratum=prepared.stratum, hparams=prepared.hparams,
-        mode=prepared.mode, seed=options.seed,
-    )  # fmt: skip
+        prepared.frame,
+        metric=prepared.metric,
+        stratum=prepared.stratum,
+        hparams=prepared.hparams,
+        mode=prepared.mode,
+        seed=options.seed,
+    )
     tables["effects"], tables["importance"] = (
         effects,
         importance.sort_values(["stratum", "importance"], ascending=[True, False], kind="stable"),
@@ -208,28 +216,37 @@ def _summary(prepared: PreparedRuns, tables: dict[str, pd.DataFrame], options: R
             if not e.empty and e.p_best.notna().any():  # all NaN: the stratum's fit had no residual dof
                 top_e = e.loc[e.p_best.idxmax()]
                 entry |= {
-                    "effects_best": top_e.value, "p_best": float(top_e.p_best),
+                    "effects_best": top_e.value,
+                    "p_best": float(top_e.p_best),
                     "any_significant": bool(e.significant.any()),
                     "importance": float(imp.importance.iloc[0]) if not imp.empty else None,
-                }  # fmt: skip
+                }
             per_h[name] = entry
         e_all = effects[effects.stratum == label]
         coefficients = 1 + len(e_all) - e_all.hparam.nunique()  # intercept + (K_H - 1) per hyperparameter
-        strata[label] = {"n_runs": int(len(frame)), "hparams": per_h,
-                         "effects_without_intervals": bool(len(e_all) and e_all.effect_lo.isna().all()),
-                         "coefficients": int(coefficients),
-                         "runs_for_intervals": int(max(0, coefficients + 1 - len(frame)))}  # fmt: skip
+        strata[label] = {
+            "n_runs": int(len(frame)),
+            "hparams": per_h,
+            "effects_without_intervals": bool(len(e_all) and e_all.effect_lo.isna().all()),
+            "coefficients": int(coefficients),
+            "runs_for_intervals": int(max(0, coefficients + 1 - len(frame))),
+        }
     return {
         "source": source if isinstance(source, str | Path) else "<DataFrame>",
-        "metric": prepared.metric, "mode": prepared.mode, "stratum": prepared.stratum,
-        "method": options.method, "resamples": options.resamples if options.method == "mc" else None,
-        "seed": options.seed, "n_runs_used": int(len(prepared.frame)), "excluded": prepared.excluded,
+        "metric": prepared.metric,
+        "mode": prepared.mode,
+        "stratum": prepared.stratum,
+        "method": options.method,
+        "resamples": options.resamples if options.method == "mc" else None,
+        "seed": options.seed,
+        "n_runs_used": int(len(prepared.frame)),
+        "excluded": prepared.excluded,
         "hparams": [h.removeprefix("params.") for h in prepared.hparams],
         "binned": {h.removeprefix("params."): bins for h, bins in prepared.binned.items()},
         "binning": f"quantile bins ({options.bins}) for numeric hyperparameters with > 12 distinct values",
         "importance_method": str(importance["method"].iloc[0]) if len(importance) else None,
         "strata": strata,
-    }  # fmt: skip
+    }
 
 
 def _plots(prepared: PreparedRuns, tables: dict[str, pd.DataFrame], out: Path) -> dict[str, Path]:
@@ -294,15 +311,21 @@ def _headline(tables: dict[str, pd.DataFrame], label: str) -> pd.DataFrame:
         best = e.loc[e.p_best.idxmax()] if len(e) and e.p_best.notna().any() else None
         top = a.loc[a.win_rate.idxmax()] if len(a) else None
         i = imp.loc[name] if name in imp.index else None
-        rows.append({
-            "hparam": name,
-            "importance [95% CI]": "" if i is None else _interval_text(i.importance, i.importance_lo, i.importance_hi),
-            "recommended": "" if best is None else best.value,
-            "p_best": np.nan if best is None else best.p_best,
-            "effect [95% CI]": "" if best is None else _interval_text(best.effect, best.effect_lo, best.effect_hi),
-            "matters?": "" if best is None else ("yes" if e.significant.any() else "no"),
-            "Algorithm 1 winner (win rate)": "" if top is None else f"{top.value} ({top.win_rate:.2f})",
-        })  # fmt: skip
+        rows.append(
+            {
+                "hparam": name,
+                "importance [95% CI]": ""
+                if i is None
+                else _interval_text(i.importance, i.importance_lo, i.importance_hi),
+                "recommended": "" if best is None else best.value,
+                "p_best": np.nan if best is None else best.p_best,
+                "effect [95% CI]": ""
+                if best is None
+                else _interval_text(best.effect, best.effect_lo, best.effect_hi),
+                "matters?": "" if best is None else ("yes" if e.significant.any() else "no"),
+                "Algorithm 1 winner (win rate)": "" if top is None else f"{top.value} ({top.win_rate:.2f})",
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -362,21 +385,35 @@ def _html(summary: dict, tables: dict[str, pd.DataFrame], figures: dict[str, Pat
             parts += [f"<h2>{title}</h2>", _img(figures[key])]
     parts += ["<h2>Tables</h2>", _GUIDE]
     if summary["binned"]:
-        parts.append(f"<p>Binned ({html.escape(summary['binning'])}): "
-                     f"{html.escape(json.dumps(summary['binned']))}</p>")  # fmt: skip
+        parts.append(
+            f"<p>Binned ({html.escape(summary['binning'])}): {html.escape(json.dumps(summary['binned']))}</p>"
+        )
     for label in summary["strata"]:
         eff = tables["effects"][tables["effects"].stratum == label]
         alg = tables["hparams"][tables["hparams"].stratum == label]
-        parts += [f"<details><summary>Stratum {html.escape(label)}: Effects and Algorithm 1</summary>",
-                  "<div style='display:flex;gap:2em;flex-wrap:wrap'><div><h3>Effects</h3>", _table(eff),
-                  "</div><div><h3>Algorithm 1</h3>", _table(alg), "</div></div></details>"]  # fmt: skip
-    parts += ["<details><summary>Importance</summary>",
-              f"<p>Method: {html.escape(str(summary['importance_method']))}.</p>",
-              _table(tables["importance"].drop(columns="method")), "</details>",
-              "<details><summary>Aggregates (IQM, probability of improvement vs the other values; stratified "
-              "bootstrap)</summary>", _table(tables["aggregates"]), "</details>"]  # fmt: skip
+        parts += [
+            f"<details><summary>Stratum {html.escape(label)}: Effects and Algorithm 1</summary>",
+            "<div style='display:flex;gap:2em;flex-wrap:wrap'><div><h3>Effects</h3>",
+            _table(eff),
+            "</div><div><h3>Algorithm 1</h3>",
+            _table(alg),
+            "</div></div></details>",
+        ]
+    parts += [
+        "<details><summary>Importance</summary>",
+        f"<p>Method: {html.escape(str(summary['importance_method']))}.</p>",
+        _table(tables["importance"].drop(columns="method")),
+        "</details>",
+        "<details><summary>Aggregates (IQM, probability of improvement vs the other values; stratified "
+        "bootstrap)</summary>",
+        _table(tables["aggregates"]),
+        "</details>",
+    ]
     if "budget_winners" in tables:
-        parts += ["<details><summary>Algorithm 1 winners under a FLOPs budget</summary>",
-                  _table(tables["budget_winners"]), "</details>"]  # fmt: skip
+        parts += [
+            "<details><summary>Algorithm 1 winners under a FLOPs budget</summary>",
+            _table(tables["budget_winners"]),
+            "</details>",
+        ]
     parts.append("</body></html>")
     return "\n".join(parts)

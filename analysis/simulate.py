@@ -92,8 +92,13 @@ def planted_effects() -> dict[str, dict[str, dict[str, float]]]:
 _EFFECTS = planted_effects()
 
 
-def planted_metric(params: Mapping[str, object], *, rng: np.random.Generator, num_eval_episodes: int = 60,
-                   run_sd: float = 0.05) -> float:  # fmt: skip
+def planted_metric(
+    params: Mapping[str, object],
+    *,
+    rng: np.random.Generator,
+    num_eval_episodes: int = 60,
+    run_sd: float = 0.05,
+) -> float:
     """One run's held-out success under the planted model: the surrogate trainable for sweep benchmarks.
 
     Args:
@@ -249,8 +254,9 @@ def simulate_study(
     return pd.DataFrame(runs), curves, truth
 
 
-def write_study(runs: pd.DataFrame, curves: pd.DataFrame, truth: dict, out: Path,
-                curves_out: Path | None = None) -> Path:  # fmt: skip
+def write_study(
+    runs: pd.DataFrame, curves: pd.DataFrame, truth: dict, out: Path, curves_out: Path | None = None
+) -> Path:
     """Write runs (CSV or parquet by suffix), curves and `<out stem>.truth.json`; returns the truth path."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -59,11 +59,30 @@ def _child_cpu() -> float:
 
 def versus_rliable(python: str | None, reps: int, tmp: Path) -> None:
     rng = np.random.default_rng(0)
-    rows = [(f"cfg{g}", f"task{t}", r, round(float(np.clip(rng.normal(0.3 + 0.1 * g + 0.03 * t, 0.2), 0, 1)), 3))
-            for g in range(4) for t in range(10) for r in range(10)]  # fmt: skip
+    rows = [
+        (f"cfg{g}", f"task{t}", r, round(float(np.clip(rng.normal(0.3 + 0.1 * g + 0.03 * t, 0.2), 0, 1)), 3))
+        for g in range(4)
+        for t in range(10)
+        for r in range(10)
+    ]
     pd.DataFrame(rows, columns=["config", "task", "run", "score"]).to_csv(tmp / "scores.csv", index=False)
-    cmd = [sys.executable, "-m", "sweep.cli", "aggregate", str(tmp / "scores.csv"), "--group", "config", "--task",
-           "task", "--metric", "score", "--reps", str(reps), "--out", str(tmp / "agg")]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "sweep.cli",
+        "aggregate",
+        str(tmp / "scores.csv"),
+        "--group",
+        "config",
+        "--task",
+        "task",
+        "--metric",
+        "score",
+        "--reps",
+        str(reps),
+        "--out",
+        str(tmp / "agg"),
+    ]
     cpu0, w0 = _child_cpu(), time.perf_counter()
     subprocess.run(cmd, check=True, capture_output=True)
     ours_wall, ours_cpu = time.perf_counter() - w0, _child_cpu() - cpu0
@@ -73,8 +92,12 @@ def versus_rliable(python: str | None, reps: int, tmp: Path) -> None:
         print("rliable: skipped (no --rliable-python)")
         return
     (tmp / "rl.py").write_text(_RLIABLE)
-    out = subprocess.run([python, str(tmp / "rl.py"), str(tmp / "scores.csv"), str(reps)], check=True,
-                         capture_output=True, text=True).stdout  # fmt: skip
+    out = subprocess.run(
+        [python, str(tmp / "rl.py"), str(tmp / "scores.csv"), str(reps)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     rl = json.loads(out.strip().splitlines()[-1])
     ours = pd.read_csv(tmp / "agg" / "aggregates.csv").query("statistic == 'iqm'").set_index("group")
     diff = max(
@@ -97,14 +120,28 @@ def report_speed(loop_resamples: int, tmp: Path) -> None:
     print(f"## report, 1,370 runs x 3 strata x 12 hparams with curves (load {_load()})")
     print(f"plain loop B={loop_resamples} -> B=10,000 extrapolated: cpu {loop:6.1f} s")
     for plots in (False, True):
-        cmd = [sys.executable, "-m", "sweep.cli", "report", str(tmp / "runs.csv"), "--curves", str(tmp / "curves.csv"),
-               "--stratum", "auto", "--out", str(tmp / "rep"), *([] if plots else ["--no-plots"])]  # fmt: skip
+        cmd = [
+            sys.executable,
+            "-m",
+            "sweep.cli",
+            "report",
+            str(tmp / "runs.csv"),
+            "--curves",
+            str(tmp / "curves.csv"),
+            "--stratum",
+            "auto",
+            "--out",
+            str(tmp / "rep"),
+            *([] if plots else ["--no-plots"]),
+        ]
         cpu0, w0 = _child_cpu(), time.perf_counter()
         subprocess.run(cmd, check=True, capture_output=True)
         cpu, wall = _child_cpu() - cpu0, time.perf_counter() - w0
         target = 6 if plots else 12
-        print(f"report {'with PNGs' if plots else '--no-plots'} (whole CLI): wall {wall:6.2f} s  cpu {cpu:6.2f} s"
-              f"  = 1/{loop / cpu:4.1f} of the loop's cpu   (target <= 1/{target}) (load {_load()})")  # fmt: skip
+        print(
+            f"report {'with PNGs' if plots else '--no-plots'} (whole CLI): wall {wall:6.2f} s  cpu {cpu:6.2f} s"
+            f"  = 1/{loop / cpu:4.1f} of the loop's cpu   (target <= 1/{target}) (load {_load()})"
+        )
 
 
 def band_coverage(studies: int, n: int, seed: int) -> None:

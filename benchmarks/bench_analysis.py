@@ -116,8 +116,10 @@ def versus_rliable(prepared, reps: int) -> None:
     _, w_rl, c_rl = _timed(run_rliable)
     _, w_ex, c_ex = _timed(lambda: algorithm1_table(prepared, method="exact"), repeat=3)
     n_int = sum(len(c) for c in cells)
-    print(f"best-run interval, {n_int} intervals: rliable cpu {c_rl:8.2f} s (wall {w_rl:.2f}), "
-          f"ours exact cpu {c_ex:.3f} s -> {c_rl / c_ex:8.0f}x")  # fmt: skip
+    print(
+        f"best-run interval, {n_int} intervals: rliable cpu {c_rl:8.2f} s (wall {w_rl:.2f}), "
+        f"ours exact cpu {c_ex:.3f} s -> {c_rl / c_ex:8.0f}x"
+    )
     # IQM interval per value, pooled over strata with a stratified bootstrap: the same statistic both ways.
     h = "params.temperature"
     score_dict = {}
@@ -132,8 +134,10 @@ def versus_rliable(prepared, reps: int) -> None:
     )
     one = prepare_runs(prepared.frame, metric=prepared.metric, stratum=prepared.stratum, hparams=[h])
     _, w_us, c_us = _timed(lambda: value_aggregates(one, reps=reps, seed=0))
-    print(f"IQM interval ({len(score_dict)} values of {h}, with POI too on our side): rliable cpu {c_rl:.2f} s, "
-          f"ours cpu {c_us:.3f} s -> {c_rl / c_us:6.1f}x")  # fmt: skip
+    print(
+        f"IQM interval ({len(score_dict)} values of {h}, with POI too on our side): rliable cpu {c_rl:.2f} s, "
+        f"ours cpu {c_us:.3f} s -> {c_rl / c_us:6.1f}x"
+    )
 
 
 def scale(runs: pd.DataFrame, num: int) -> None:
@@ -169,8 +173,10 @@ def main() -> None:
     args = parser.parse_args()
     runs, _, _ = simulate_study(args.runs, seed=args.seed)
     prepared = prepare_runs(runs, metric=METRIC, stratum=STRATUM)
-    print(f"{len(runs)} simulated runs, {len(prepared.frame)} used, excluded {prepared.excluded}, "
-          f"{len(prepared.hparams)} hparams + stratum")  # fmt: skip
+    print(
+        f"{len(runs)} simulated runs, {len(prepared.frame)} used, excluded {prepared.excluded}, "
+        f"{len(prepared.hparams)} hparams + stratum"
+    )
     study_scale(prepared, args.loop_resamples)
     versus_rliable(prepared, args.rliable_reps)
     if args.scale_runs:

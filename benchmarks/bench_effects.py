@@ -45,8 +45,9 @@ def main() -> None:
         t0 = time.process_time()  # CPU seconds: the machine may be shared; wall time is printed too
         alg = algorithm1_table(prepared, method="exact")
         t1 = time.process_time()
-        eff, _ = compute_effects(prepared.frame, metric=prepared.metric, stratum=prepared.stratum,
-                                 hparams=prepared.hparams, seed=i)  # fmt: skip
+        eff, _ = compute_effects(
+            prepared.frame, metric=prepared.metric, stratum=prepared.stratum, hparams=prepared.hparams, seed=i
+        )
         t2 = time.process_time()
         t_alg, t_eff = t_alg + (t1 - t0), t_eff + (t2 - t1)
         for stratum, plan in truth["strata"].items():
@@ -72,16 +73,22 @@ def main() -> None:
         )
     worst_eff = min(np.mean(v) for v in first_eff.values())
     worst_alg = min(np.mean(v) for v in first_alg.values())
-    print(f"worst best-first rate over strong+moderate: effects {worst_eff:.2%}  Algorithm 1 {worst_alg:.2%}"
-          "  (target >= 95%)")  # fmt: skip
+    print(
+        f"worst best-first rate over strong+moderate: effects {worst_eff:.2%}  Algorithm 1 {worst_alg:.2%}"
+        "  (target >= 95%)"
+    )
     fpr = {k: np.mean(v) for k, v in null_flags.items()}
-    print(f"null false-flag rate: mean {np.mean(list(fpr.values())):.2%}, worst {max(fpr.values()):.2%} "
-          f"over {len(fpr)} null (stratum, hparam)  (target <= 5%)")  # fmt: skip
+    print(
+        f"null false-flag rate: mean {np.mean(list(fpr.values())):.2%}, worst {max(fpr.values()):.2%} "
+        f"over {len(fpr)} null (stratum, hparam)  (target <= 5%)"
+    )
     print(
         f"coverage of 95% effect intervals: {covered / rows:.2%} of {rows} (row, study) pairs  (target 93-97%)"
     )
-    print(f"CPU time per report: effects {t_eff / args.studies:.3f} s, Algorithm 1 exact "
-          f"{t_alg / args.studies:.3f} s  (effects target <= 1 s); benchmark wall {time.perf_counter() - wall0:.0f} s")  # fmt: skip
+    print(
+        f"CPU time per report: effects {t_eff / args.studies:.3f} s, Algorithm 1 exact "
+        f"{t_alg / args.studies:.3f} s  (effects target <= 1 s); benchmark wall {time.perf_counter() - wall0:.0f} s"
+    )
 
 
 if __name__ == "__main__":

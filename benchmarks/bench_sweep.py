@@ -36,9 +36,12 @@ def _bare_trainable(config: dict) -> None:
 
     work = tempfile.mkdtemp(prefix="bare-")
     ctx = TrialContext(
-        trial_id=tune.get_context().get_trial_id(), seed=0, trial_dir=work, samples_dir=f"{work}/samples",
+        trial_id=tune.get_context().get_trial_id(),
+        seed=0,
+        trial_dir=work,
+        samples_dir=f"{work}/samples",
         options={"num_evals": config.pop("_num_evals"), "sleep_s": config.pop("_sleep_s")},
-    )  # fmt: skip
+    )
 
     def report(metrics: dict, checkpoint: str | None = None) -> None:
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(checkpoint) if checkpoint else None)
@@ -61,23 +64,35 @@ def bare_tune(num_trials: int, num_evals: int, storage: Path, sleep_s: float = 0
         _bare_trainable,
         param_space=param_space,
         tune_config=tune.TuneConfig(num_samples=num_trials),
-        run_config=tune.RunConfig(name="bare", storage_path=str(storage), verbose=0,
-                                  checkpoint_config=tune.CheckpointConfig(num_to_keep=2)),
-    )  # fmt: skip
+        run_config=tune.RunConfig(
+            name="bare",
+            storage_path=str(storage),
+            verbose=0,
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+        ),
+    )
     grid = tuner.fit()
     wall_s = time.perf_counter() - t0
     assert grid.num_errors == 0 and len(grid) == num_trials
     return wall_s
 
 
-def agentsweep_run(num_trials: int, num_evals: int, out: Path, seed: int = 0, sleep_s: float = 0.0,
-                   progress=None):  # fmt: skip
+def agentsweep_run(
+    num_trials: int, num_evals: int, out: Path, seed: int = 0, sleep_s: float = 0.0, progress=None
+):
     """One sweep through `launch`; returns (result, launch wall s, Tune fit wall s)."""
     from sweep.driver import launch
 
     t0 = time.perf_counter()
-    result = launch("paper", out_dir=out, objective="sweep.objectives:surrogate", num_trials=num_trials,
-                    seed=seed, options={"num_evals": num_evals, "sleep_s": sleep_s}, progress=progress)  # fmt: skip
+    result = launch(
+        "paper",
+        out_dir=out,
+        objective="sweep.objectives:surrogate",
+        num_trials=num_trials,
+        seed=seed,
+        options={"num_evals": num_evals, "sleep_s": sleep_s},
+        progress=progress,
+    )
     wall_s = time.perf_counter() - t0
     assert result.num_finished == num_trials, result
     return result, wall_s
@@ -133,16 +148,23 @@ def overhead(n: int, num_evals: int, sleep_s: float, rounds: int, out: Path, num
         f"## overhead: {n} trials x {num_evals} evals of {sleep_s:g} s work, {num_cpus} CPUs, {rounds} rounds"
     )
     for r in range(rounds + 1):
-        print(f"bare Ray Tune            {bare[r]:7.1f} s  ({1000 * bare[r] / n:5.0f} ms/trial, driver CPU "
-              f"{1000 * cpu_bare[r] / n:4.0f} ms/trial)")  # fmt: skip
+        print(
+            f"bare Ray Tune            {bare[r]:7.1f} s  ({1000 * bare[r] / n:5.0f} ms/trial, driver CPU "
+            f"{1000 * cpu_bare[r] / n:4.0f} ms/trial)"
+        )
         if r < rounds:
             ref = (bare[r] + bare[r + 1]) / 2
-            print(f"agentsweep (+MLflow)     {ours[r]:7.1f} s  ({1000 * ours[r] / n:5.0f} ms/trial, driver CPU "
-                  f"{1000 * cpu_ours[r] / n:4.0f} ms/trial; setup before the Tune fit {setup[r]:.1f} s)"
-                  f"  ratio to the bare runs around it {ours[r] / ref:.3f}")  # fmt: skip
+            print(
+                f"agentsweep (+MLflow)     {ours[r]:7.1f} s  ({1000 * ours[r] / n:5.0f} ms/trial, driver CPU "
+                f"{1000 * cpu_ours[r] / n:4.0f} ms/trial; setup before the Tune fit {setup[r]:.1f} s)"
+                f"  ratio to the bare runs around it {ours[r] / ref:.3f}"
+            )
     ref = sum((bare[r] + bare[r + 1]) / 2 for r in range(rounds))
-    print(f"ratio agentsweep/bare    {sum(ours) / ref:7.3f}  (overhead {100 * (sum(ours) / ref - 1):+.1f}%, "
-          f"{1000 * (sum(ours) - ref) / (n * rounds):+.0f} ms/trial)", flush=True)  # fmt: skip
+    print(
+        f"ratio agentsweep/bare    {sum(ours) / ref:7.3f}  (overhead {100 * (sum(ours) / ref - 1):+.1f}%, "
+        f"{1000 * (sum(ours) - ref) / (n * rounds):+.0f} ms/trial)",
+        flush=True,
+    )
 
 
 def scale(num_trials: int, num_evals: int, out: Path, num_cpus: int) -> None:
@@ -153,8 +175,13 @@ def scale(num_trials: int, num_evals: int, out: Path, num_cpus: int) -> None:
 
     done_at: list[tuple[float, float]] = []  # (wall s, driver CPU s) as each trial ends
     t0, cpu0 = time.perf_counter(), _cpu_s()
-    result, wall_s = agentsweep_run(num_trials, num_evals, out / "scale", seed=1,
-                                    progress=lambda *_: done_at.append((time.perf_counter() - t0, _cpu_s())))  # fmt: skip
+    result, wall_s = agentsweep_run(
+        num_trials,
+        num_evals,
+        out / "scale",
+        seed=1,
+        progress=lambda *_: done_at.append((time.perf_counter() - t0, _cpu_s())),
+    )
     driver_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     ray.shutdown()  # export and report run alone, as after a real sweep
     sweep_dir = result.settings.sweep_dir
@@ -167,12 +194,16 @@ def scale(num_trials: int, num_evals: int, out: Path, num_cpus: int) -> None:
     curves = pd.read_parquet(runs_path.with_name("runs.curves.parquet"))
     assert len(runs) == num_trials and (runs["status"] == "FINISHED").all(), runs["status"].value_counts()
     assert runs["run_id"].is_unique and len(curves) == num_trials * num_evals
-    print(f"## scale: {num_trials} trials x {num_evals} evals through driver + Ray + MLflow (sqlite), "
-          f"{num_cpus} CPUs")  # fmt: skip
+    print(
+        f"## scale: {num_trials} trials x {num_evals} evals through driver + Ray + MLflow (sqlite), "
+        f"{num_cpus} CPUs"
+    )
     print(f"sweep wall              {wall_s:8.1f} s  ({1000 * wall_s / num_trials:.0f} ms/trial)")
     print(f"driver peak RSS         {driver_rss:8.0f} MiB (this process: driver, MLflow writer)")
-    print(f"export wall             {export_s:8.1f} s  peak RSS {export_rss:5.0f} MiB  "
-          f"({len(runs)} runs FINISHED, {len(curves)} curve points)")  # fmt: skip
+    print(
+        f"export wall             {export_s:8.1f} s  peak RSS {export_rss:5.0f} MiB  "
+        f"({len(runs)} runs FINISHED, {len(curves)} curve points)"
+    )
     print(f"report wall             {report_s:8.1f} s  peak RSS {report_rss:5.0f} MiB  -> {out / 'report'}")
     block = max(1, num_trials // 10)
     marks = [(0.0, cpu0)] + done_at[block - 1 :: block]

@@ -140,7 +140,9 @@ def _local_ray_options(command: Any) -> Any:
     command = click.option(
         "--num-gpus", type=float, default=None, help="GPUs of a local Ray (default: detected)."
     )(command)
-    return click.option("--num-cpus", type=int, default=None, help="CPUs of a local Ray (default: all).")(command)  # fmt: skip
+    return click.option("--num-cpus", type=int, default=None, help="CPUs of a local Ray (default: all).")(
+        command
+    )
 
 
 @click.command()
@@ -177,9 +179,15 @@ def launch(space, out_dir, branch_builder, num_cpus, num_gpus, dashboard, **valu
             ensure_reachable(settings["tracking_uri"])  # before the progress bar: an error is one line
         with _RichProgress(settings["num_trials"], f"sweep {space_obj.name}") as bar:
             result = _launch(
-                space_obj, out_dir=out_dir, branch_builder=branch_builder, progress=bar, ray_init=local,
-                options=settings.pop("options"), tracking_uri=settings.pop("tracking_uri") or None, **settings,
-            )  # fmt: skip
+                space_obj,
+                out_dir=out_dir,
+                branch_builder=branch_builder,
+                progress=bar,
+                ray_init=local,
+                options=settings.pop("options"),
+                tracking_uri=settings.pop("tracking_uri") or None,
+                **settings,
+            )
     except _USER_ERRORS as exc:
         raise click.ClickException(str(exc)) from exc
     _summary(result)
@@ -267,8 +275,20 @@ def ui(sweep, tracking_uri, host, port) -> None:
         logger.warning(
             "the MLflow UI will listen on %s: anyone who can reach it can read and delete runs", host
         )
-    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking_uri, "--host", host,
-           "--port", str(port), "--workers", "1"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "ui",
+        "--backend-store-uri",
+        tracking_uri,
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
     click.echo(f"MLflow UI on http://{host}:{port} (Ctrl-C to stop)")
     os.execv(sys.executable, cmd)
 

@@ -36,17 +36,44 @@ DEMO_ENV_OPTIONS = {
 DEMO_OPTIONS: dict[str, Any] = {
     # non-swept RLConfig fields of every trial (the swept ones come from spaces/demo.yaml): the toy env and two
     # MiniWoB++ tasks in Chromium, held-out goals of those tasks, the toy env's held-out task click-link
-    "rl": {"env": "toy+miniwob", "tasks": DEMO_TASKS, "eval_tasks": ["toy.click-link"], "student": "tiny-llama",
-           "group_size": 4, "num_updates": 4, "eval_every": 2, "max_eval_goals": 9, "max_steps": 4, "workers": 1,
-           "max_new_tokens": 24, "max_seq_len": 640, "cpu_threads": 1, "env_options": DEMO_ENV_OPTIONS},
+    "rl": {
+        "env": "toy+miniwob",
+        "tasks": DEMO_TASKS,
+        "eval_tasks": ["toy.click-link"],
+        "student": "tiny-llama",
+        "group_size": 4,
+        "num_updates": 4,
+        "eval_every": 2,
+        "max_eval_goals": 9,
+        "max_steps": 4,
+        "workers": 1,
+        "max_new_tokens": 24,
+        "max_seq_len": 640,
+        "cpu_threads": 1,
+        "env_options": DEMO_ENV_OPTIONS,
+    },
     # inputs of the shared SFT branch points (their content hash decides whether they are rebuilt)
     "sft": {
-        "teacher": {"env": "toy+miniwob", "tasks": DEMO_TASKS, "teacher": "scripted", "max_goals": 60,
-                    "max_steps": 4, "env_options": DEMO_ENV_OPTIONS},
-        "student": {"student": "tiny-llama", "num_epochs": 6.0, "learning_rate": 3e-3, "batch_size": 8,
-                    "micro_batch_size": 8, "max_seq_len": 640, "checkpoint_every_steps": 30, "cpu_threads": 1},
+        "teacher": {
+            "env": "toy+miniwob",
+            "tasks": DEMO_TASKS,
+            "teacher": "scripted",
+            "max_goals": 60,
+            "max_steps": 4,
+            "env_options": DEMO_ENV_OPTIONS,
+        },
+        "student": {
+            "student": "tiny-llama",
+            "num_epochs": 6.0,
+            "learning_rate": 3e-3,
+            "batch_size": 8,
+            "micro_batch_size": 8,
+            "max_seq_len": 640,
+            "checkpoint_every_steps": 30,
+            "cpu_threads": 1,
+        },
     },
-}  # fmt: skip
+}
 
 
 @dataclass
@@ -117,18 +144,29 @@ def run_demo(
                 raise ValueError(f"--updates {num_updates}: give at least 1 GRPO update per trial")
             options = {**DEMO_OPTIONS, "rl": {**DEMO_OPTIONS["rl"], "num_updates": num_updates}}
         result = launch(
-            "demo", out_dir=out_dir, options=options, branch_builder="sweep.branch_points:sft_branch_points",
-            num_trials=num_trials or REAL_TRIALS, seed=seed, progress=progress,
-        )  # fmt: skip
+            "demo",
+            out_dir=out_dir,
+            options=options,
+            branch_builder="sweep.branch_points:sft_branch_points",
+            num_trials=num_trials or REAL_TRIALS,
+            seed=seed,
+            progress=progress,
+        )
     else:
         logger.warning(
             "the real SFT+RL pipeline is not available (missing: %s): running the sweep machinery on the "
-            "surrogate objective instead", "; ".join(missing),
-        )  # fmt: skip
+            "surrogate objective instead",
+            "; ".join(missing),
+        )
         result = launch(
-            "paper", out_dir=out_dir, objective="sweep.objectives:surrogate", options={"num_evals": 5},
-            num_trials=num_trials or SURROGATE_TRIALS, seed=seed, progress=progress,
-        )  # fmt: skip
+            "paper",
+            out_dir=out_dir,
+            objective="sweep.objectives:surrogate",
+            options={"num_evals": 5},
+            num_trials=num_trials or SURROGATE_TRIALS,
+            seed=seed,
+            progress=progress,
+        )
     stage_s["sweep"] = time.perf_counter() - t0
     t1 = time.perf_counter()
     runs_path, curves_path = export_sweep(result.settings.sweep_dir, out_dir / "runs.parquet")
@@ -148,10 +186,18 @@ def run_demo(
     else:
         missing.append("`agentsweep report` (the analysis package's command)")
     summary = DemoSummary(
-        out_dir=out_dir, sweep_dir=Path(result.settings.sweep_dir), tracking_uri=result.settings.tracking_uri,
-        runs_path=runs_path, curves_path=curves_path, report_dir=report_dir, num_finished=result.num_finished,
-        num_failed=result.num_failed, objective=result.settings.objective, missing=missing, stage_s=stage_s,
-    )  # fmt: skip
+        out_dir=out_dir,
+        sweep_dir=Path(result.settings.sweep_dir),
+        tracking_uri=result.settings.tracking_uri,
+        runs_path=runs_path,
+        curves_path=curves_path,
+        report_dir=report_dir,
+        num_finished=result.num_finished,
+        num_failed=result.num_failed,
+        objective=result.settings.objective,
+        missing=missing,
+        stage_s=stage_s,
+    )
     (out_dir / "DEMO.md").write_text(_markdown(summary))
     return summary
 

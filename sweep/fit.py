@@ -32,10 +32,16 @@ class _TrialEvents(Callback):
     """A Tune callback that announces trial ends on the `sweep.progress` logger."""
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info) -> None:
-        _progress_log.info("trial %s FINISHED", trial.trial_id, extra={"agentsweep_event": ("complete", trial.trial_id, "FINISHED")})  # fmt: skip
+        _progress_log.info(
+            "trial %s FINISHED",
+            trial.trial_id,
+            extra={"agentsweep_event": ("complete", trial.trial_id, "FINISHED")},
+        )
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info) -> None:
-        _progress_log.info("trial %s FAILED", trial.trial_id, extra={"agentsweep_event": ("error", trial.trial_id, "FAILED")})  # fmt: skip
+        _progress_log.info(
+            "trial %s FAILED", trial.trial_id, extra={"agentsweep_event": ("error", trial.trial_id, "FAILED")}
+        )
 
 
 class _ToProgress(logging.Handler):
@@ -154,8 +160,10 @@ def _fit(
         counts = reconcile(s, client, restored=restore)
         logger.info(
             "setup %.1f s, Tune fit %.1f s, MLflow reconcile %.1f s",
-            t_fit - t0, t_rec - t_fit, time.perf_counter() - t_rec,
-        )  # fmt: skip
+            t_fit - t0,
+            t_rec - t_fit,
+            time.perf_counter() - t_rec,
+        )
     finally:
         if started:
             import ray

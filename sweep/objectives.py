@@ -170,8 +170,14 @@ def surrogate(params: dict[str, Any], ctx: TrialContext, report: Reporter) -> No
             checkpoint=str(ckpt),
         )
     Path(ctx.samples_dir).mkdir(parents=True, exist_ok=True)
-    summary = {"final_success": final, "seed": ctx.seed, "resources": dict(ctx.resources), "start_step": start,
-               "branch_point": ctx.branch_point, "branch_point_flops": ctx.branch_point_flops}  # fmt: skip
+    summary = {
+        "final_success": final,
+        "seed": ctx.seed,
+        "resources": dict(ctx.resources),
+        "start_step": start,
+        "branch_point": ctx.branch_point,
+        "branch_point_flops": ctx.branch_point_flops,
+    }
     (Path(ctx.samples_dir) / "summary.json").write_text(json.dumps(summary))
 
 

@@ -45,12 +45,30 @@ RETRY_S = 5.0
 """While the journal holds writes, try to send it at most this often."""
 TUNE_RESULT_KEYS = frozenset(
     {
-        "training_iteration", "time_this_iter_s", "time_total_s", "timestamp", "pid", "node_ip", "date",
-        "hostname", "trial_id", "experiment_tag", "done", "iterations_since_restore", "time_since_restore",
-        "checkpoint_dir_name", "config", "should_checkpoint", "episodes_total", "timesteps_total",
-        "timesteps_since_restore", "episodes_this_iter", "timesteps_this_iter", "step",
+        "training_iteration",
+        "time_this_iter_s",
+        "time_total_s",
+        "timestamp",
+        "pid",
+        "node_ip",
+        "date",
+        "hostname",
+        "trial_id",
+        "experiment_tag",
+        "done",
+        "iterations_since_restore",
+        "time_since_restore",
+        "checkpoint_dir_name",
+        "config",
+        "should_checkpoint",
+        "episodes_total",
+        "timesteps_total",
+        "timesteps_since_restore",
+        "episodes_this_iter",
+        "timesteps_this_iter",
+        "step",
     }
-)  # fmt: skip
+)
 """Keys Ray Tune adds to every result; not metrics of the run (`step` is the x axis)."""
 _MAX_METRICS_PER_BATCH = 1000  # MLflow's limit on metrics in one log_batch call
 
@@ -182,9 +200,12 @@ class TrialRunLogger(Callback):
         except Exception as exc:  # noqa: BLE001 (a store that fails must not kill the sweep)
             logger.warning(
                 "MLflow write (%s of trial %s) failed: %s; kept in %s and sent when %s answers",
-                op, trial_id, redact(str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__),
-                self.journal_path, redact_uri(self.tracking_uri),
-            )  # fmt: skip
+                op,
+                trial_id,
+                redact(str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__),
+                self.journal_path,
+                redact_uri(self.tracking_uri),
+            )
             self._journal(op, trial_id, args)
 
     def _journal(self, op: str, trial_id: str, args: list) -> None:
@@ -308,8 +329,9 @@ class TrialRunLogger(Callback):
     def _op_retry(self, trial_id: str, config: dict, attempts: int, *, dedupe: bool = False) -> None:
         self.client.set_tag(self.run_id_for(trial_id, config), "agentsweep.retries", str(attempts))
 
-    def _op_end(self, trial_id: str, config: dict, path: str | None, status: str, error: str, *,
-                dedupe: bool = False) -> None:  # fmt: skip
+    def _op_end(
+        self, trial_id: str, config: dict, path: str | None, status: str, error: str, *, dedupe: bool = False
+    ) -> None:
         run_id = self.run_id_for(trial_id, config)
         if error:
             self.client.set_tag(run_id, "agentsweep.error", error[-4000:])

@@ -84,8 +84,14 @@ def test_only_make_test_switches_ray_auth_off():
     """`make demo` (and any recipe but `make test`) leaves Ray's token authentication on."""
     env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}
     recipe = 'envcheck: ; @echo "[$$RAY_AUTH_MODE]"'
-    out = subprocess.run(["make", "-s", "--eval", recipe, "envcheck"], capture_output=True, text=True, cwd=ROOT,
-                         env=env, timeout=60)  # fmt: skip
+    out = subprocess.run(
+        ["make", "-s", "--eval", recipe, "envcheck"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
     makefile = (ROOT / "Makefile").read_text()

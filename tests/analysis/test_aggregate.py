@@ -135,8 +135,23 @@ def test_cli_aggregate_writes_the_contract(tmp_path):
     pd.DataFrame(rows, columns=["config", "task", "run", "score"]).to_csv(
         tmp_path / "scores.csv", index=False
     )
-    args = [sys.executable, "-m", "analysis", "aggregate", str(tmp_path / "scores.csv"), "--group", "config",
-            "--task", "task", "--metric", "score", "--reps", "500", "--out", str(tmp_path / "out")]  # fmt: skip
+    args = [
+        sys.executable,
+        "-m",
+        "analysis",
+        "aggregate",
+        str(tmp_path / "scores.csv"),
+        "--group",
+        "config",
+        "--task",
+        "task",
+        "--metric",
+        "score",
+        "--reps",
+        "500",
+        "--out",
+        str(tmp_path / "out"),
+    ]
     res = subprocess.run(args, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     agg = pd.read_csv(tmp_path / "out" / "aggregates.csv")

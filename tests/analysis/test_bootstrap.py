@@ -81,8 +81,9 @@ def test_mc_same_seed_same_numbers_regardless_of_global_state():
 
 def test_mc_memory_does_not_depend_on_resamples():
     # chunked: a huge B with a tiny chunk must still run (only level histograms are kept)
-    t = algorithm1_mc(np.array([0.1, 0.5, 0.9]), ["a", "b", "a"], resamples=50_000, chunk=64,
-                      rng=np.random.default_rng(0))  # fmt: skip
+    t = algorithm1_mc(
+        np.array([0.1, 0.5, 0.9]), ["a", "b", "a"], resamples=50_000, chunk=64, rng=np.random.default_rng(0)
+    )
     assert t.win_rate.sum() == pytest.approx(1.0)
 
 

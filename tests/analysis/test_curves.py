@@ -58,8 +58,9 @@ def _curves() -> pd.DataFrame:
 
 
 def test_frontier_is_the_upper_envelope():
-    f = frontier(_curves(), "success", grid=np.array([5.0, 10.0, 20.0, 30.0]), reps=50,
-                 rng=np.random.default_rng(0))  # fmt: skip
+    f = frontier(
+        _curves(), "success", grid=np.array([5.0, 10.0, 20.0, 30.0]), reps=50, rng=np.random.default_rng(0)
+    )
     assert np.isnan(f.frontier[0])
     assert f.frontier[1:].tolist() == [0.5, 0.6, 0.8]
     assert np.all(f.lo[1:] <= f.frontier[1:]) and np.all(f.frontier[1:] <= f.hi[1:])

@@ -44,10 +44,20 @@ def test_out_naming_a_file_is_a_one_line_error(study, tmp_path):
     runs, _ = study
     runs.to_csv(tmp_path / "runs.csv", index=False)
     res = subprocess.run(
-        [sys.executable, "-m", "analysis", "report", str(tmp_path / "runs.csv"), "--no-plots",
-         "--out", str(tmp_path / "runs.csv")],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "analysis",
+            "report",
+            str(tmp_path / "runs.csv"),
+            "--no-plots",
+            "--out",
+            str(tmp_path / "runs.csv"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res.returncode == 1, res.stderr
     assert "is a file: name a folder" in res.stderr and "Traceback" not in res.stderr
 

@@ -25,18 +25,38 @@ def study(tmp_path_factory):
 def test_cli_report_writes_every_file_and_the_contracts(study):
     out = study / "report"
     res = subprocess.run(
-        [sys.executable, "-m", "analysis", "report", str(study / "runs.csv"), "--curves", str(study / "curves.csv"),
-         "--stratum", "params.sft_checkpoint", "--out", str(out)],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "analysis",
+            "report",
+            str(study / "runs.csv"),
+            "--curves",
+            str(study / "curves.csv"),
+            "--stratum",
+            "params.sft_checkpoint",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert res.returncode == 0, res.stderr
     assert "report.html" in res.stdout
     hp = pd.read_csv(out / "hparams.csv", dtype={"value": str, "stratum": str})
     assert list(hp.columns[:8]) == ALGORITHM1_COLUMNS
     assert list(pd.read_csv(out / "effects.csv").columns[:10]) == EFFECTS_COLUMNS
     assert list(pd.read_csv(out / "importance.csv").columns[:6]) == IMPORTANCE_COLUMNS
-    for name in ("tuning_curves.csv", "aggregates.csv", "frontier.csv", "compute_to_target.csv",
-                 "budget_winners.csv", "tuning_curves.png", "frontier.png"):  # fmt: skip
+    for name in (
+        "tuning_curves.csv",
+        "aggregates.csv",
+        "frontier.csv",
+        "compute_to_target.csv",
+        "budget_winners.csv",
+        "tuning_curves.png",
+        "frontier.png",
+    ):
         assert (out / name).exists(), name
     summary = json.loads((out / "summary.json").read_text())
     assert summary["excluded"]["not_finished"] > 0 and summary["n_runs_used"] < 900
@@ -54,21 +74,37 @@ def test_cli_report_writes_every_file_and_the_contracts(study):
 
 def test_cli_errors_exit_nonzero_with_a_message(study, tmp_path):
     res = subprocess.run(
-        [sys.executable, "-m", "analysis", "report", str(study / "runs.csv"), "--metric", "metrics.nope",
-         "--out", str(tmp_path / "r")],
-        capture_output=True, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "analysis",
+            "report",
+            str(study / "runs.csv"),
+            "--metric",
+            "metrics.nope",
+            "--out",
+            str(tmp_path / "r"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert res.returncode == 1 and "metrics.nope" in res.stderr
-    res = subprocess.run([sys.executable, "-m", "analysis", "report", str(tmp_path / "none.csv")],
-                         capture_output=True, text=True)  # fmt: skip
+    res = subprocess.run(
+        [sys.executable, "-m", "analysis", "report", str(tmp_path / "none.csv")],
+        capture_output=True,
+        text=True,
+    )
     assert res.returncode == 1 and "does not exist" in res.stderr
 
 
 def test_mc_method_and_min_mode_run(study, tmp_path):
     from analysis.report import ReportOptions, build_report
 
-    result = build_report(study / "runs.csv", tmp_path / "r", ReportOptions(method="mc", resamples=500, mode="min",
-                          seed=3, plots=False, win_ci_reps=0))  # fmt: skip
+    result = build_report(
+        study / "runs.csv",
+        tmp_path / "r",
+        ReportOptions(method="mc", resamples=500, mode="min", seed=3, plots=False, win_ci_reps=0),
+    )
     hp = pd.read_csv(tmp_path / "r" / "hparams.csv")
     assert set(hp.stratum.astype(str)) == {"all"}
     assert result.summary["method"] == "mc" and result.summary["resamples"] == 500
@@ -77,11 +113,16 @@ def test_mc_method_and_min_mode_run(study, tmp_path):
 def test_a_sweep_with_fewer_runs_than_coefficients_reports_without_fake_significance(tmp_path):
     from analysis.report import build_report
 
-    runs = pd.DataFrame({"run_id": [f"r{i}" for i in range(5)], "status": "FINISHED",
-                         "params.lr": ["1e-4", "3e-4", "1e-4", "3e-4", "1e-4"],
-                         "params.temperature": ["0.5", "1.0", "1.0", "0.5", "0.5"],
-                         "params.batch": ["8", "8", "16", "16", "32"],
-                         "metrics.heldout_goal_success": [0.1, 0.4, 0.3, 0.2, 0.25]})  # fmt: skip
+    runs = pd.DataFrame(
+        {
+            "run_id": [f"r{i}" for i in range(5)],
+            "status": "FINISHED",
+            "params.lr": ["1e-4", "3e-4", "1e-4", "3e-4", "1e-4"],
+            "params.temperature": ["0.5", "1.0", "1.0", "0.5", "0.5"],
+            "params.batch": ["8", "8", "16", "16", "32"],
+            "metrics.heldout_goal_success": [0.1, 0.4, 0.3, 0.2, 0.25],
+        }
+    )
     result = build_report(runs, tmp_path / "r")
     effects = pd.read_csv(tmp_path / "r" / "effects.csv")
     assert not effects.significant.any() and effects.effect_lo.isna().all()

@@ -43,8 +43,9 @@ def test_report_on_a_sweep_directory_exports_then_reports(tmp_path, monkeypatch)
 def test_stratum_auto_without_a_branch_point_is_one_stratum(tmp_path):
     runs, _, _ = simulate_study(80, seed=1)
     runs.drop(columns="params.sft_checkpoint").to_csv(tmp_path / "runs.csv", index=False)
-    res = CliRunner().invoke(report, [str(tmp_path / "runs.csv"), "--stratum", "auto", "--no-plots", "--out",
-                                      str(tmp_path / "r")])  # fmt: skip
+    res = CliRunner().invoke(
+        report, [str(tmp_path / "runs.csv"), "--stratum", "auto", "--no-plots", "--out", str(tmp_path / "r")]
+    )
     assert res.exit_code == 0, res.output
     assert json.loads((tmp_path / "r" / "summary.json").read_text())["stratum"] is None
 

@@ -20,8 +20,12 @@ def test_report_page_renders_with_every_image_and_the_headline_first(tmp_path):
     if not Path(CHROMIUM).exists():
         pytest.skip(f"no chromium at {CHROMIUM}")
     runs, curves, _ = simulate_study(240, seed=2)
-    build_report(runs, tmp_path / "r", ReportOptions(stratum="params.sft_checkpoint", win_ci_reps=10),
-                 curves_source=curves)  # fmt: skip
+    build_report(
+        runs,
+        tmp_path / "r",
+        ReportOptions(stratum="params.sft_checkpoint", win_ci_reps=10),
+        curves_source=curves,
+    )
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
         try:

@@ -23,8 +23,9 @@ def test_simulate_space_matches_paper_yaml():
     branch = params.pop("sft_checkpoint")
     assert set(SPACE) == set(params)
     for name, spec in params.items():
-        assert {_canon(v) for v in spec["values"]} == {_canon(v == "True" if v in ("True", "False") else v)
-                                                       for v in SPACE[name]}, name  # fmt: skip
+        assert {_canon(v) for v in spec["values"]} == {
+            _canon(v == "True" if v in ("True", "False") else v) for v in SPACE[name]
+        }, name
         when = spec.get("when")
         assert (CONDITIONAL.get(name) is None) == (when is None), name
         if when:

@@ -23,9 +23,13 @@ def ray_cluster():
 
     temp_dir = tempfile.mkdtemp(prefix="as-ray-")
     ray.init(
-        num_cpus=2, num_gpus=1, resources={"browser": 2}, include_dashboard=False, log_to_driver=False,
+        num_cpus=2,
+        num_gpus=1,
+        resources={"browser": 2},
+        include_dashboard=False,
+        log_to_driver=False,
         _temp_dir=temp_dir,
-    )  # fmt: skip
+    )
     try:
         yield ray.get_runtime_context().gcs_address
     finally:
@@ -48,9 +52,22 @@ class MlflowServer:
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
-        cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{self.root / 'mlflow.db'}",
-               "--artifacts-destination", str(self.root / "artifacts"), "--host", "127.0.0.1", "--port",
-               str(self.port), "--workers", "1"]  # fmt: skip
+        cmd = [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{self.root / 'mlflow.db'}",
+            "--artifacts-destination",
+            str(self.root / "artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--workers",
+            "1",
+        ]
         self.proc = subprocess.Popen(
             cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
         )

@@ -29,8 +29,9 @@ def fake_builder(options: dict, cache_dir: str) -> list:
 
 
 def _space(values) -> SearchSpace:
-    return SearchSpace.from_dict({"name": "bp", "parameters": {
-        "gamma": {"values": [0.9, 1.0]}, "sft_checkpoint": {"values": values}}})  # fmt: skip
+    return SearchSpace.from_dict(
+        {"name": "bp", "parameters": {"gamma": {"values": [0.9, 1.0]}, "sft_checkpoint": {"values": values}}}
+    )
 
 
 def test_built_once_per_content_hash(tmp_path):
@@ -38,8 +39,16 @@ def test_built_once_per_content_hash(tmp_path):
     options = {"sft": {"student": "tiny", "calls": str(calls)}}
     first = ensure_branch_points(BUILDER, options, cache_root=tmp_path / "cache")
     again = ensure_branch_points(BUILDER, options, cache_root=tmp_path / "cache")
-    assert first == again == [BuiltBranchPoint(str(tmp_path / "cache" / content_hash(BUILDER, options) / "branch_10"),
-                                               1.5e15, 10), again[0].__class__(again[1].path, 3.0e15, 20)]  # fmt: skip
+    assert (
+        first
+        == again
+        == [
+            BuiltBranchPoint(
+                str(tmp_path / "cache" / content_hash(BUILDER, options) / "branch_10"), 1.5e15, 10
+            ),
+            again[0].__class__(again[1].path, 3.0e15, 20),
+        ]
+    )
     assert calls.read_text() == "1"
     other = {"sft": {"student": "smollm2", "calls": str(calls)}}
     assert content_hash(BUILDER, other) != content_hash(BUILDER, options)
@@ -69,8 +78,14 @@ def test_trials_share_the_branch_points(ray_cluster, tmp_path):
     calls = tmp_path / "calls.txt"
     options = {"num_evals": 2, "sft": {"student": "tiny", "calls": str(calls)}}
     space = _space("auto")
-    result = launch(space, out_dir=tmp_path, objective="sweep.objectives:surrogate", branch_builder=BUILDER,
-                    options=options, search="grid")  # fmt: skip
+    result = launch(
+        space,
+        out_dir=tmp_path,
+        objective="sweep.objectives:surrogate",
+        branch_builder=BUILDER,
+        options=options,
+        search="grid",
+    )
     s = result.settings
     assert result.num_finished == 6 and calls.read_text() == "1"  # 2 gammas x 3 branch points, one SFT build
     client = MlflowClient(tracking_uri=s.tracking_uri)

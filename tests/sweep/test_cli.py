@@ -24,8 +24,24 @@ def sweep_dir(ray_cluster, tmp_path_factory):
     root = tmp_path_factory.mktemp("cli")
     options = root / "options.yaml"
     options.write_text(yaml.safe_dump({"num_evals": 2}))
-    result = CliRunner().invoke(cli, ["-q", "launch", "paper", "--out", str(root), "--trials", "3", "--seed", "4",
-                                      "--objective", "sweep.objectives:surrogate", "--options", str(options)])  # fmt: skip
+    result = CliRunner().invoke(
+        cli,
+        [
+            "-q",
+            "launch",
+            "paper",
+            "--out",
+            str(root),
+            "--trials",
+            "3",
+            "--seed",
+            "4",
+            "--objective",
+            "sweep.objectives:surrogate",
+            "--options",
+            str(options),
+        ],
+    )
     assert result.exit_code == 0, result.output
     (found,) = list(root.glob("*/sweep.json"))
     return found.parent
@@ -45,8 +61,11 @@ def test_export_csv(sweep_dir, tmp_path):
     out = tmp_path / "runs.csv"
     result = CliRunner().invoke(cli, ["export", str(sweep_dir), "-o", str(out)])
     assert result.exit_code == 0, result.output
-    runs = pd.read_csv(out, dtype={c: str for c in pd.read_csv(out, nrows=0).columns if c.startswith("params.")},
-                       keep_default_na=False)  # fmt: skip
+    runs = pd.read_csv(
+        out,
+        dtype={c: str for c in pd.read_csv(out, nrows=0).columns if c.startswith("params.")},
+        keep_default_na=False,
+    )
     curves = pd.read_csv(tmp_path / "runs.curves.csv")
     assert len(runs) == 3 and len(curves) == 6 and set(curves["run_id"]) == set(runs["run_id"])
     assert set(runs["params.curriculum"]) <= {"True", "False"}
@@ -110,8 +129,12 @@ def _listening_addresses(port: int) -> set[str]:
 def test_ui_serves_on_loopback(sweep_dir):
     port = _free_port()
     exe = os.path.join(os.path.dirname(sys.executable), "agentsweep")
-    proc = subprocess.Popen([exe, "ui", str(sweep_dir), "--port", str(port)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [exe, "ui", str(sweep_dir), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         deadline, status = time.monotonic() + 90, None
         while time.monotonic() < deadline and status is None:

@@ -42,8 +42,13 @@ def _free_ports(n: int) -> list[int]:
 
 
 def _node(args: list[str], env: dict) -> subprocess.Popen:
-    return subprocess.Popen([RAY, "start", "--block", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env=env, start_new_session=True)  # fmt: skip
+    return subprocess.Popen(
+        [RAY, "start", "--block", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        start_new_session=True,
+    )
 
 
 def _pids_with(*needles: str) -> list[int]:
@@ -73,16 +78,45 @@ def two_nodes():
     gcs, head_agent, head_nm, worker_agent, worker_nm = _free_ports(5)
     env = {**os.environ, **FAST_HEALTH_CHECK}
     common = ["--num-cpus", "2", "--disable-usage-stats"]
-    head = _node(["--head", "--port", str(gcs), "--temp-dir", temp,                   "--dashboard-agent-listen-port", str(head_agent), "--node-manager-port", str(head_nm),
-                  "--resources", json.dumps({"slot": 1}), "--include-dashboard", "false", *common], env)  # fmt: skip
+    head = _node(
+        [
+            "--head",
+            "--port",
+            str(gcs),
+            "--temp-dir",
+            temp,
+            "--dashboard-agent-listen-port",
+            str(head_agent),
+            "--node-manager-port",
+            str(head_nm),
+            "--resources",
+            json.dumps({"slot": 1}),
+            "--include-dashboard",
+            "false",
+            *common,
+        ],
+        env,
+    )
     worker = None
     try:
         deadline = time.monotonic() + 120
         while not _pids_with("raylet", f"--node_manager_port={head_nm}"):
             assert head.poll() is None and time.monotonic() < deadline, "the head node did not start"
             time.sleep(0.5)
-        worker = _node(["--address", f"127.0.0.1:{gcs}", "--dashboard-agent-listen-port", str(worker_agent),
-                        "--node-manager-port", str(worker_nm), "--resources", json.dumps({"slot": 2}), *common], env)  # fmt: skip
+        worker = _node(
+            [
+                "--address",
+                f"127.0.0.1:{gcs}",
+                "--dashboard-agent-listen-port",
+                str(worker_agent),
+                "--node-manager-port",
+                str(worker_nm),
+                "--resources",
+                json.dumps({"slot": 2}),
+                *common,
+            ],
+            env,
+        )
         while not _pids_with("raylet", f"--node_manager_port={worker_nm}"):
             assert worker.poll() is None and time.monotonic() < deadline, "the worker node did not start"
             time.sleep(0.5)
@@ -111,11 +145,35 @@ def test_worker_node_lost_mid_trials(two_nodes, tmp_path):
     options = tmp_path / "options.yaml"
     options.write_text(yaml.safe_dump({"num_evals": 6, "sleep_s": 1.0}))
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "sweep.cli", "-q", "launch", "paper", "--out", str(out), "--address", address,
-           "--objective", "sweep.objectives:surrogate", "--options", str(options), "--trials", "4",
-           "--max-concurrent", "3", "--resource", "slot=1", "--max-failures", "2", "--seed", "7"]  # fmt: skip
-    driver = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                              start_new_session=True)  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "sweep.cli",
+        "-q",
+        "launch",
+        "paper",
+        "--out",
+        str(out),
+        "--address",
+        address,
+        "--objective",
+        "sweep.objectives:surrogate",
+        "--options",
+        str(options),
+        "--trials",
+        "4",
+        "--max-concurrent",
+        "3",
+        "--resource",
+        "slot=1",
+        "--max-failures",
+        "2",
+        "--seed",
+        "7",
+    ]
+    driver = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     try:
         deadline = time.monotonic() + 150
         while _trials_reporting(out) < 3:  # three trials run: two on the worker's slots, one on the head's
@@ -144,8 +202,15 @@ def test_worker_node_lost_mid_trials(two_nodes, tmp_path):
         assert {step for key, step in counts if key == "heldout_goal_success"} == set(range(1, 7))
         assert set(counts.values()) == {1}, {k: n for k, n in counts.items() if n > 1}
         summary = json.loads(
-            (sweep_dir / "tune" / "experiment" / run.data.tags["agentsweep.trial_id"] / "samples" / "summary.json").read_text()
-        )  # fmt: skip
+            (
+                sweep_dir
+                / "tune"
+                / "experiment"
+                / run.data.tags["agentsweep.trial_id"]
+                / "samples"
+                / "summary.json"
+            ).read_text()
+        )
         assert (summary["start_step"] > 0) == (
             run.info.run_id in retried
         )  # retried from its last checkpoint, not from 0

@@ -28,9 +28,13 @@ def _children(settings):
 def test_sweep_logs_parent_and_nested_runs(ray_cluster, tmp_path, monkeypatch):
     monkeypatch.setenv("SNOW_INSTANCE_PWD", SECRET)
     result = launch(
-        "paper", out_dir=tmp_path, objective="sweep.objectives:surrogate", num_trials=4, seed=11,
+        "paper",
+        out_dir=tmp_path,
+        objective="sweep.objectives:surrogate",
+        num_trials=4,
+        seed=11,
         options={"num_evals": 3, "note": f"the instance password is {SECRET}"},
-    )  # fmt: skip
+    )
     s = result.settings
     assert (result.num_finished, result.num_failed, result.num_trials) == (4, 0, 4)
     client, runs = _children(s)
@@ -86,9 +90,12 @@ def _tiny_space(tmp_path, params) -> Path:
 def test_failing_trial_is_retried_then_marked_failed(ray_cluster, tmp_path):
     space = _tiny_space(tmp_path, {"learning_rate": {"values": [1.0e-6, 5.0e-6]}})
     result = launch(
-        space, out_dir=tmp_path / "out", objective="sweep.objectives:surrogate", max_failures=1,
+        space,
+        out_dir=tmp_path / "out",
+        objective="sweep.objectives:surrogate",
+        max_failures=1,
         options={"num_evals": 2, "fail_when": {"learning_rate": 5.0e-6}},
-    )  # fmt: skip
+    )
     assert (result.num_finished, result.num_failed) == (1, 1)
     _, runs = _children(result.settings)
     by_lr = {r.data.params["learning_rate"]: r for r in runs}
@@ -111,14 +118,25 @@ def _summaries(client, runs) -> list[dict]:
 
 def test_logical_gpu_and_custom_resources_are_honoured(ray_cluster, tmp_path):
     space = _tiny_space(tmp_path, {"gamma": {"values": [0.9, 1.0]}, "batch_size": {"values": [64, 256]}})
-    half = launch(space, out_dir=tmp_path / "half", objective="sweep.objectives:surrogate", gpus_per_trial=0.5,
-                  custom_resources={"browser": 1}, options={"num_evals": 2})  # fmt: skip
+    half = launch(
+        space,
+        out_dir=tmp_path / "half",
+        objective="sweep.objectives:surrogate",
+        gpus_per_trial=0.5,
+        custom_resources={"browser": 1},
+        options={"num_evals": 2},
+    )
     client, runs = _children(half.settings)
     assert half.num_finished == 4
     for summary in _summaries(client, runs):
         assert summary["resources"]["GPU"] == 0.5 and summary["resources"]["browser"] == 1.0
-    whole = launch(space, out_dir=tmp_path / "whole", objective="sweep.objectives:surrogate", gpus_per_trial=1,
-                   options={"num_evals": 2, "sleep_s": 0.4})  # fmt: skip
+    whole = launch(
+        space,
+        out_dir=tmp_path / "whole",
+        objective="sweep.objectives:surrogate",
+        gpus_per_trial=1,
+        options={"num_evals": 2, "sleep_s": 0.4},
+    )
     client, runs = _children(whole.settings)
     spans = sorted((s["start"], s["end"]) for s in _summaries(client, runs))
     assert whole.num_finished == 4 and all(s["resources"]["GPU"] == 1.0 for s in _summaries(client, runs))
@@ -131,16 +149,33 @@ def test_flops_budget_stops_new_trials(ray_cluster, tmp_path):
         tmp_path, {"batch_size": {"values": [64]}, "gamma": {"values": [0.5, 0.8, 0.9, 0.95, 1.0]}}
     )
     # each trial: 2 evals x 64 episodes x 1e15 FLOPs = 1.28e17 RL FLOPs; budget 2.5e17 -> 2 trials, not 5
-    result = launch(space, out_dir=tmp_path, objective="sweep.objectives:surrogate", budget_flops=2.5e17,
-                    search="random", max_concurrent=1, options={"num_evals": 2, "rl_flops_per_episode": 1e15})  # fmt: skip
+    result = launch(
+        space,
+        out_dir=tmp_path,
+        objective="sweep.objectives:surrogate",
+        budget_flops=2.5e17,
+        search="random",
+        max_concurrent=1,
+        options={"num_evals": 2, "rl_flops_per_episode": 1e15},
+    )
     assert result.num_finished == 2 and result.num_trials == 2
     assert sweep_status(result.settings.sweep_dir)["flops_spent"] == pytest.approx(2.56e17)
 
 
 def test_asha_stops_weak_trials_early(ray_cluster, tmp_path):
-    result = launch("paper", out_dir=tmp_path, objective="sweep.objectives:surrogate", num_trials=8, seed=2,
-                    scheduler="asha", asha_max_step=9, asha_grace_step=1, asha_reduction_factor=3,
-                    max_concurrent=2, options={"num_evals": 9})  # fmt: skip
+    result = launch(
+        "paper",
+        out_dir=tmp_path,
+        objective="sweep.objectives:surrogate",
+        num_trials=8,
+        seed=2,
+        scheduler="asha",
+        asha_max_step=9,
+        asha_grace_step=1,
+        asha_reduction_factor=3,
+        max_concurrent=2,
+        options={"num_evals": 9},
+    )
     _, runs = _children(result.settings)
     steps = sorted(int(r.data.metrics["step"]) if "step" in r.data.metrics else -1 for r in runs)
     table, _ = __import__("sweep.export", fromlist=["runs_tables"]).runs_tables(result.settings.sweep_dir)

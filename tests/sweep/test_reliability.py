@@ -29,9 +29,13 @@ def _free_port() -> int:
 
 def _cli(*args: str, env: dict | None = None) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "sweep.cli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, **(env or {})}, start_new_session=True,
-    )  # fmt: skip
+        [sys.executable, "-m", "sweep.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+        start_new_session=True,
+    )
 
 
 def test_unreachable_tracking_server_fails_fast_with_one_line(tmp_path):
@@ -39,8 +43,14 @@ def test_unreachable_tracking_server_fails_fast_with_one_line(tmp_path):
     uri = f"http://alice:{PASSWORD}@127.0.0.1:{_free_port()}"  # nothing listens there
     sweep_dir = tmp_path / "sweep"
     sweep_dir.mkdir()
-    SweepSettings(sweep_id="s", sweep_dir=str(sweep_dir), space=load_space("paper").to_dict(), tracking_uri=uri,
-                  experiment_id="1", parent_run_id="p").save()  # fmt: skip
+    SweepSettings(
+        sweep_id="s",
+        sweep_dir=str(sweep_dir),
+        space=load_space("paper").to_dict(),
+        tracking_uri=uri,
+        experiment_id="1",
+        parent_run_id="p",
+    ).save()
     env = {"MLFLOW_TRACKING_URI": uri}  # resume's way to give the password back
     commands = {
         "launch": ["launch", "paper", "--trials", "1", "--out", str(tmp_path / "out"), "--tracking-uri", uri],
@@ -100,9 +110,27 @@ def test_tracking_server_stopped_mid_sweep_loses_and_doubles_nothing(ray_cluster
     options = tmp_path / "options.yaml"
     options.write_text(yaml.safe_dump({"num_evals": 4, "sleep_s": 0.2, "hold_dir": str(hold)}))
     env = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}  # fail fast, journal
-    proc = _cli("launch", "paper", "--out", str(tmp_path / "out"), "--address", ray_cluster, "--tracking-uri",
-                mlflow_server.uri, "--objective", "sweep.objectives:surrogate", "--options", str(options),
-                "--trials", "4", "--max-concurrent", "2", "--seed", "3", env=env)  # fmt: skip
+    proc = _cli(
+        "launch",
+        "paper",
+        "--out",
+        str(tmp_path / "out"),
+        "--address",
+        ray_cluster,
+        "--tracking-uri",
+        mlflow_server.uri,
+        "--objective",
+        "sweep.objectives:surrogate",
+        "--options",
+        str(options),
+        "--trials",
+        "4",
+        "--max-concurrent",
+        "2",
+        "--seed",
+        "3",
+        env=env,
+    )
     try:
         _wait_for(hold / "held-step2", proc)  # one trial waits before its 2nd report, another runs on
         _wait_for(hold / "held-step4", proc)

@@ -57,9 +57,28 @@ def test_resume_after_sigkill_at_chosen_points(ray_cluster, tmp_path):
     options = tmp_path / "options.yaml"
     options.write_text(yaml.safe_dump({"num_evals": 4, "sleep_s": 0.2, "hold_dir": str(hold)}))
     out = tmp_path / "out"
-    launch = [sys.executable, "-m", "sweep.cli", "-q", "launch", "paper", "--out", str(out), "--address", ray_cluster,
-              "--objective", "sweep.objectives:surrogate", "--options", str(options), "--trials", str(PLANNED),
-              "--max-concurrent", "2", "--seed", "5"]  # fmt: skip
+    launch = [
+        sys.executable,
+        "-m",
+        "sweep.cli",
+        "-q",
+        "launch",
+        "paper",
+        "--out",
+        str(out),
+        "--address",
+        ray_cluster,
+        "--objective",
+        "sweep.objectives:surrogate",
+        "--options",
+        str(options),
+        "--trials",
+        str(PLANNED),
+        "--max-concurrent",
+        "2",
+        "--seed",
+        "5",
+    ]
 
     def driver(cmd: list[str]) -> subprocess.Popen:
         return subprocess.Popen(

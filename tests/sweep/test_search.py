@@ -11,11 +11,15 @@ from sweep.search import BudgetSearcher, GridSearcher, make_searcher
 from sweep.space import SearchSpace, load_space
 
 SMALL = SearchSpace.from_dict(
-    {"name": "small", "parameters": {
-        "curriculum": {"values": [True, False]},
-        "curriculum_target_return": {"values": [0.25, 0.5], "when": {"curriculum": True}},
-        "gamma": {"values": [0.9, 1.0]}}},
-)  # fmt: skip
+    {
+        "name": "small",
+        "parameters": {
+            "curriculum": {"values": [True, False]},
+            "curriculum_target_return": {"values": [0.25, 0.5], "when": {"curriculum": True}},
+            "gamma": {"values": [0.9, 1.0]},
+        },
+    },
+)
 
 
 def _suggest(searcher: Searcher, n: int, prefix: str = "t") -> list:

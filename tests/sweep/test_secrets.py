@@ -58,9 +58,25 @@ def test_no_secret_leaves_in_clear(leaky_ray, mlflow_server, tmp_path, monkeypat
         options = tmp_path / "options.yaml"
         options.write_text(yaml.safe_dump({"note": f"password {DRIVER_SECRET}"}))
         out = tmp_path / "out"
-        result = CliRunner().invoke(cli, ["launch", "paper", "--out", str(out), "--trials", "2", "--max-failures",
-                                          "0", "--objective", "tests.sweep.leaky_objective:leaky", "--options",
-                                          str(options), "--tracking-uri", uri])  # fmt: skip
+        result = CliRunner().invoke(
+            cli,
+            [
+                "launch",
+                "paper",
+                "--out",
+                str(out),
+                "--trials",
+                "2",
+                "--max-failures",
+                "0",
+                "--objective",
+                "tests.sweep.leaky_objective:leaky",
+                "--options",
+                str(options),
+                "--tracking-uri",
+                uri,
+            ],
+        )
         assert result.exit_code == 0, result.output
         status = CliRunner(env={"MLFLOW_TRACKING_URI": uri}).invoke(
             cli, ["status", str(next(out.glob("*/sweep.json")).parent), "--json"]

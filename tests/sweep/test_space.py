@@ -8,8 +8,14 @@ import yaml
 
 from sweep.space import SearchSpace, load_space, param_to_str
 
-KNOWN = {"temperature": float, "curriculum": bool, "curriculum_target_return": float, "batch_size": int,
-         "gamma": float, "sft_checkpoint": float}  # fmt: skip
+KNOWN = {
+    "temperature": float,
+    "curriculum": bool,
+    "curriculum_target_return": float,
+    "batch_size": int,
+    "gamma": float,
+    "sft_checkpoint": float,
+}
 
 
 def _space(params: dict, **top) -> SearchSpace:
@@ -19,10 +25,20 @@ def _space(params: dict, **top) -> SearchSpace:
 def test_paper_space_has_the_study_names_and_values():
     space = load_space("paper")
     assert set(space.names) == {
-        "temperature", "curriculum", "curriculum_target_return", "curriculum_temperature", "gamma",
-        "grouped_advantage", "zero_adv_filter", "std_normalize", "batch_size", "learning_rate", "error_log",
-        "importance_ratio", "sft_checkpoint",
-    }  # fmt: skip
+        "temperature",
+        "curriculum",
+        "curriculum_target_return",
+        "curriculum_temperature",
+        "gamma",
+        "grouped_advantage",
+        "zero_adv_filter",
+        "std_normalize",
+        "batch_size",
+        "learning_rate",
+        "error_log",
+        "importance_ratio",
+        "sft_checkpoint",
+    }
     assert space["gamma"].values == (0.5, 0.8, 0.9, 0.95, 0.98, 1.0)
     assert space["sft_checkpoint"].values == (0, 2.5e18, 7.6e18)  # YAML 1.1 reads 2.5e18 as a string: coerced
     assert space["curriculum_temperature"].parent == "curriculum"
@@ -56,8 +72,12 @@ def test_sample_respects_conditionals_and_seed():
 
 
 def test_grid_expands_conditionals_only_under_parent():
-    space = _space({"curriculum": {"values": [True, False]},
-                    "curriculum_target_return": {"values": [0.25, 0.5], "when": {"curriculum": True}}})  # fmt: skip
+    space = _space(
+        {
+            "curriculum": {"values": [True, False]},
+            "curriculum_target_return": {"values": [0.25, 0.5], "when": {"curriculum": True}},
+        }
+    )
     assert space.grid() == [
         {"curriculum": True, "curriculum_target_return": 0.25},
         {"curriculum": True, "curriculum_target_return": 0.5},
@@ -84,11 +104,16 @@ def test_resolve_fills_inactive_and_params_are_strings():
         ({"gamma": {"values": [0.9, 0.9]}}, "duplicate"),
         ({"gamma": {"values": [0.9], "step": 1}}, r"gamma: unknown key\(s\) \['step'\]"),
         ({"curriculum_target_return": {"values": [0.5], "when": {"curriculum": True}}}, "not in the space"),
-        ({"curriculum": {"values": [False]},
-          "curriculum_target_return": {"values": [0.5], "when": {"curriculum": True}}}, "never holds"),
+        (
+            {
+                "curriculum": {"values": [False]},
+                "curriculum_target_return": {"values": [0.5], "when": {"curriculum": True}},
+            },
+            "never holds",
+        ),
         ({"gamma": {"values": "auto"}}, "only for sft_checkpoint"),
     ],
-)  # fmt: skip
+)
 def test_bad_space_names_the_field(params, match):
     with pytest.raises(ValueError, match=match):
         _space(params)
@@ -110,8 +135,12 @@ def test_resolve_rejects_values_outside_the_space():
         space.resolve({**cfg, "lr": 1e-6})
     with pytest.raises(ValueError, match="'temperature' is active but has no value"):
         space.resolve({k: v for k, v in cfg.items() if k != "temperature"})
-    assert space.resolve({**cfg, "curriculum": True, "curriculum_target_return": 0.5,
-                          "curriculum_temperature": 0.1})["curriculum_temperature"] == 0.1  # fmt: skip
+    assert (
+        space.resolve(
+            {**cfg, "curriculum": True, "curriculum_target_return": 0.5, "curriculum_temperature": 0.1}
+        )["curriculum_temperature"]
+        == 0.1
+    )
     with pytest.raises(ValueError, match="curriculum=1 is not in the space"):  # 1 is not True
         space.resolve({**cfg, "curriculum": 1})
 

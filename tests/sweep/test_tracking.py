@@ -24,11 +24,21 @@ def test_redact_keys_and_values():
     env = {"SNOW_INSTANCE_PWD": "hunter2-very-secret", "PATH": "/usr/bin", "MY_API_KEY": "sk-123456"}
     secrets = secret_values(env)
     assert secrets == ["hunter2-very-secret", "sk-123456"]
-    data = {"url": "https://x", "password": "abc", "nested": [{"msg": "login with hunter2-very-secret ok"}],
-            "n": 3, "note": "key sk-123456"}  # fmt: skip
+    data = {
+        "url": "https://x",
+        "password": "abc",
+        "nested": [{"msg": "login with hunter2-very-secret ok"}],
+        "n": 3,
+        "note": "key sk-123456",
+    }
     out = redact(data, secrets=secrets)
-    assert out == {"url": "https://x", "password": REDACTED, "nested": [{"msg": f"login with {REDACTED} ok"}],
-                   "n": 3, "note": f"key {REDACTED}"}  # fmt: skip
+    assert out == {
+        "url": "https://x",
+        "password": REDACTED,
+        "nested": [{"msg": f"login with {REDACTED} ok"}],
+        "n": 3,
+        "note": f"key {REDACTED}",
+    }
     assert data["password"] == "abc"  # a copy
 
 
@@ -81,8 +91,17 @@ def test_trial_logger_writes_queued_results_in_one_batch(tmp_path, monkeypatch):
     exp = client.create_experiment("e")
     parent = client.create_run(exp).info.run_id
     space = load_space("paper")
-    logger = TrialRunLogger(tracking_uri=uri, experiment_id=exp, parent_run_id=parent, sweep_id="s", space=space,
-                            tags={}, base_seed=0, branch_points={}, journal_path=tmp_path / "journal.jsonl")  # fmt: skip
+    logger = TrialRunLogger(
+        tracking_uri=uri,
+        experiment_id=exp,
+        parent_run_id=parent,
+        sweep_id="s",
+        space=space,
+        tags={},
+        base_seed=0,
+        branch_points={},
+        journal_path=tmp_path / "journal.jsonl",
+    )
     config = {p.name: p.values[0] for p in space.parameters}
     trial = SimpleNamespace(trial_id="t1", config=config, path=str(tmp_path / "t1"), error_file=None)
     release = threading.Event()
@@ -102,7 +121,9 @@ def test_trial_logger_writes_queued_results_in_one_batch(tmp_path, monkeypatch):
     (run,) = [r for r in client.search_runs([exp]) if r.info.run_id != parent]
     assert run.info.status == "FINISHED" and run.data.tags["mlflow.parentRunId"] == parent
     assert [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, "flops")] == [
-        (1, 10.0), (2, 20.0), (3, 30.0)
-    ]  # fmt: skip
+        (1, 10.0),
+        (2, 20.0),
+        (3, 30.0),
+    ]
     assert [len(b.get("metrics", [])) for b in batches] == [0, 3]  # params, then the three results at once
     assert "training_iteration" not in run.data.metrics
