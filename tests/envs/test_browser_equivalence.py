@@ -78,7 +78,7 @@ def pool_trajectories():
     with open_runner("miniwob", workers=2, max_steps=MAX_STEPS, observation="html") as r:
         for _ in range(3):  # replay the episodes a loaded machine timed out, as the env errors they are
             trajs = r.run_episodes(
-                FailTwiceThenScripted(), goals, temperature=0.0, max_new_tokens=64, gamma=1.0, error_log=True
+                FailTwiceThenScripted(), goals, temperature=0.0, max_new_tokens=64, error_log=True
             )
             out.update({(t.task, t.seed): t for t in trajs})
             goals = [(t.task, t.seed) for t in trajs if _timed_out(t)]
