@@ -16,7 +16,7 @@ import click
 
 from sweep.secrets import redact_uri
 from sweep.settings import CLI_FLAG, SweepLocked, SweepSettings, field_docs, load_settings
-from sweep.tracking import TrackingUnreachable, ensure_reachable
+from sweep.tracking import TrackingUnreachable, default_tracking_uri, ensure_reachable
 
 __all__ = ["demo", "export", "launch", "resume", "status", "ui"]
 
@@ -267,7 +267,7 @@ def ui(sweep, tracking_uri, host, port) -> None:
     try:
         if tracking_uri is None and sweep is not None:
             tracking_uri = load_settings(sweep).tracking_uri
-        tracking_uri = tracking_uri or f"sqlite:///{Path('mlruns.db').resolve()}"
+        tracking_uri = tracking_uri or default_tracking_uri(".")
         ensure_reachable(tracking_uri)
     except _USER_ERRORS as exc:
         raise click.ClickException(str(exc)) from exc
