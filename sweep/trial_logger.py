@@ -8,7 +8,9 @@ A write the tracking store refuses (the server is down, the network is gone) is 
 the sweep's journal (`<sweep_dir>/mlflow_journal.jsonl`), and every later write waits behind it so the order
 holds. The journal is sent again at most every `RETRY_S` seconds while the sweep runs, at the end of the fit and
 at `resume`; metrics are sent only for the (key, step) pairs the run does not have yet, so a write that reached
-the server before its answer was lost is not logged twice.
+the server before its answer was lost is not logged twice. Live results are checked the same way against what
+the run holds (read from the store once per run and key, then kept): a trial restarted from an earlier checkpoint
+after a resume or a retry reports its steps again, and each (key, step) stays logged once, with its first value.
 """
 
 from __future__ import annotations
@@ -139,6 +141,8 @@ class TrialRunLogger(Callback):
         self._client = None
         self._runs: dict[str, str] | None = None  # trial id -> run id, loaded once from the store
         self._attempts: dict[str, int] = {}
+        self._logged: dict[str, dict[str, set[int]]] = {}  # run id -> key -> steps the run holds
+        self._created: set[str] = set()  # runs this logger created: they held no metrics before its writes
         self._queue: queue.Queue | None = None
         self._thread: threading.Thread | None = None
         self._next_retry = 0.0
@@ -294,27 +298,38 @@ class TrialRunLogger(Callback):
         self.client.log_batch(run_id, params=[Param(k, v) for k, v in str_params.items()])
         self.client.log_text(run_id, json.dumps(redact(dict(params)), indent=1, default=str), "config.json")
         self._runs[trial_id] = run_id
+        self._created.add(run_id)
         return run_id, True
 
     def log_points(self, run_id: str, points: Iterable[Point], *, dedupe: bool = False) -> int:
-        """Log metrics at their steps in as few `log_batch` calls as MLflow allows; with `dedupe`, only the
-        (key, step) pairs the run does not have yet. Returns how many metric values were sent."""
+        """Log metrics at their steps in as few `log_batch` calls as MLflow allows, only the (key, step) pairs
+        the run does not hold yet. What a run holds is read from the store once per key (never for a run this
+        logger created) and then kept; `dedupe` reads it again (a write whose answer was lost may have landed).
+        Returns how many metric values were sent."""
         from mlflow.entities import Metric
 
         points = list(points)
-        have: dict[str, set[int]] = {}
-        if dedupe:
-            keys = {k for _, metrics in points for k in metrics}
-            have = {k: {m.step for m in self.client.get_metric_history(run_id, k)} for k in sorted(keys)}
+        have = self._logged.setdefault(run_id, {})
+        known_empty = run_id in self._created and not dedupe
+        for key in sorted({k for _, metrics in points for k in metrics}):
+            if key not in have or dedupe:
+                have[key] = (
+                    set() if known_empty else {m.step for m in self.client.get_metric_history(run_id, key)}
+                )
         now = int(time.time() * 1000)
-        metrics = [
-            Metric(k, v, now, step)
-            for step, values in points
-            for k, v in values.items()
-            if step not in have.get(k, ())
-        ]
-        for i in range(0, len(metrics), _MAX_METRICS_PER_BATCH):
-            self.client.log_batch(run_id, metrics=metrics[i : i + _MAX_METRICS_PER_BATCH])
+        metrics = []
+        for step, values in points:
+            for k, v in values.items():
+                if step not in have[k]:
+                    have[k].add(step)
+                    metrics.append(Metric(k, v, now, step))
+        try:
+            for i in range(0, len(metrics), _MAX_METRICS_PER_BATCH):
+                self.client.log_batch(run_id, metrics=metrics[i : i + _MAX_METRICS_PER_BATCH])
+        except Exception:
+            self._logged.pop(run_id, None)  # unknown what landed: read the run again next time
+            self._created.discard(run_id)
+            raise
         return len(metrics)
 
     # ---- the writes (one method per journal op)

@@ -127,3 +127,60 @@ def test_trial_logger_writes_queued_results_in_one_batch(tmp_path, monkeypatch):
     ]
     assert [len(b.get("metrics", [])) for b in batches] == [0, 3]  # params, then the three results at once
     assert "training_iteration" not in run.data.metrics
+
+
+def test_trial_logger_logs_a_step_reported_again_once(tmp_path):
+    """A trial restarted from an earlier checkpoint reports its steps again: after a driver restart (a new
+    logger on the same store) and after a retry in the same driver, each (key, step) stays logged once."""
+    from types import SimpleNamespace
+
+    from mlflow.tracking import MlflowClient
+
+    from sweep.space import load_space
+    from sweep.tracking import prepare_sqlite_store
+    from sweep.trial_logger import TrialRunLogger
+
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    prepare_sqlite_store(uri)
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.create_experiment("e")
+    parent = client.create_run(exp).info.run_id
+    space = load_space("paper")
+
+    def new_logger() -> TrialRunLogger:
+        return TrialRunLogger(
+            tracking_uri=uri,
+            experiment_id=exp,
+            parent_run_id=parent,
+            sweep_id="s",
+            space=space,
+            tags={},
+            base_seed=0,
+            branch_points={},
+            journal_path=tmp_path / "journal.jsonl",
+        )
+
+    config = {p.name: p.values[0] for p in space.parameters}
+    trial = SimpleNamespace(trial_id="t1", config=config, path=str(tmp_path / "t1"), error_file=None)
+    first = new_logger()
+    first.on_trial_start(0, [], trial)
+    first.on_trial_result(0, [], trial, {"step": 1, "flops": 10.0})
+    first.flush()  # the driver is killed here
+
+    second = new_logger()  # the resumed driver: the trial starts again from scratch
+    second.on_trial_start(0, [], trial)
+    for step in (1, 2):
+        second.on_trial_result(0, [], trial, {"step": step, "flops": 11.0 * step, "loss": 1.0 / step})
+    second.on_trial_recover(0, [], trial)  # a retry from the checkpoint of step 1
+    for step in (2, 3):
+        second.on_trial_result(0, [], trial, {"step": step, "flops": 12.0 * step, "loss": 1.0 / step})
+    second.on_trial_complete(0, [], trial)
+    second.flush()
+    (run,) = [r for r in client.search_runs([exp]) if r.info.run_id != parent]
+    history = {
+        k: [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, k)]
+        for k in ("flops", "loss")
+    }
+    assert sorted(history["flops"]) == [(1, 10.0), (2, 22.0), (3, 36.0)]  # each step once, its first value
+    assert sorted(history["loss"]) == [(1, 1.0), (2, 0.5), (3, 1.0 / 3)]
+    assert run.info.status == "FINISHED"
