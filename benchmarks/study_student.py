@@ -135,6 +135,11 @@ def build_study_tokenizer(vocab_size: int = 1200):
     return fast
 
 
+def single_token_words(tok, words: list[str]) -> list[str]:
+    """The words that are one token of `tok` (alone and after a space), for the curriculum's easy keys."""
+    return [w for w in words if len(tok(w, add_special_tokens=False)["input_ids"]) == 1]
+
+
 def build_model(tokenizer, *, hidden: int, layers: int, heads: int, seed: int):
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
@@ -220,12 +225,18 @@ _FILLERS = [
 class Synth:
     """Generator of pretraining documents: lists of (text, supervised) segments."""
 
-    def __init__(self, words: list[str], seed: int) -> None:
+    def __init__(self, words: list[str], seed: int, short_words: list[str] | None = None) -> None:
         self.words, self.rng = words, random.Random(seed)
+        self.short_words = short_words or []
         self.table_share = 0.5
+        self.level = 1.0
+        """Difficulty in [0, 1] (the curriculum): tables of 2 .. 2 + 6 * level records, and a key is a single-token
+        word with probability 1 - level (with `short_words`), else a key of the full generator."""
 
     def key(self) -> str:
         r = self.rng
+        if self.short_words and r.random() >= self.level:
+            return r.choice(self.short_words)
         kind = r.random()
         if kind < 0.35:
             k = r.choice(self.words)
@@ -269,7 +280,7 @@ class Synth:
 
     def table_doc(self) -> list[tuple[str, bool]]:
         r = self.rng
-        n = r.randint(2, 8)
+        n = r.randint(2, 2 + round(6 * self.level))
         keys, ids = self.keys(n), self.ids(n)
         layout = r.randrange(7)
         fill = r.choice(_FILLERS)
@@ -287,7 +298,7 @@ class Synth:
             ][layout]
 
         recs = [line(i, k) for i, k in zip(ids, keys, strict=True)]
-        if r.random() < 0.3:  # distractor records without a key
+        if r.random() < 0.3 * self.level:  # distractor records without a key
             pos = r.randrange(len(recs) + 1)
             recs.insert(pos, f"[{r.randrange(NUM_IDS)}] {' '.join(r.sample(self.words, r.randint(3, 9)))}")
         want = r.sample(range(n), r.randint(1, min(3, n)))
@@ -353,8 +364,17 @@ def probe(model, tok, synth_seed: int, n: int = 100) -> dict[str, float]:
     query-first table (`Look for "k". <table> found k / id N`), after a table-first query, and exact copies."""
     import torch
 
-    s = Synth(synth_seed_words, synth_seed)
-    docs: dict[str, list] = {"lookup_query_first": [], "lookup_table_first": [], "copy": []}
+    s = Synth(synth_seed_words, synth_seed, synth_short_words)
+    docs: dict[str, list] = {
+        "lookup_query_first": [],
+        "lookup_table_first": [],
+        "copy": [],
+        "lookup_easy": [],
+    }
+    easy = Synth(synth_seed_words, synth_seed + 1, synth_short_words)
+    easy.level = 0.0
+    while len(docs["lookup_easy"]) < n:
+        docs["lookup_easy"].append(encode_doc(tok, easy.table_doc()))
     while min(len(v) for v in docs.values()) < n:
         if s.rng.random() < 0.6:
             segs = s.table_doc()
@@ -386,6 +406,7 @@ def probe(model, tok, synth_seed: int, n: int = 100) -> dict[str, float]:
 
 
 synth_seed_words: list[str] = []
+synth_short_words: list[str] = []
 
 
 def main() -> None:
@@ -408,6 +429,13 @@ def main() -> None:
         default="const",
         help="after warm-up: constant (open-ended runs, snapshots at every probe) or cosine to --steps",
     )
+    ap.add_argument(
+        "--curriculum",
+        type=int,
+        default=0,
+        help="steps over which tables grow from 2 records of single-token keys to the full generator (0: none)",
+    )
+    ap.add_argument("--table-share", type=float, default=0.5, help="share of lookup-table documents")
     ap.add_argument("--probe-every", type=int, default=100)
     ap.add_argument("--save-every", type=int, default=100)
     ap.add_argument("--seed", type=int, default=0)
@@ -421,9 +449,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    global synth_seed_words
+    global synth_seed_words, synth_short_words
     synth_seed_words = generic_words()
     tok = build_study_tokenizer(args.vocab)
+    synth_short_words = single_token_words(tok, synth_seed_words)
     model = build_model(tok, hidden=args.hidden, layers=args.layers, heads=args.heads, seed=args.seed)
     nparams = sum(p.numel() for p in model.parameters())
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0, betas=(0.9, 0.98))
@@ -438,7 +467,8 @@ def main() -> None:
         )
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
-    synth = Synth(synth_seed_words, args.seed + 1)
+    synth = Synth(synth_seed_words, args.seed + 1, synth_short_words if args.curriculum else None)
+    synth.table_share = args.table_share
     state_path = out / "pretrain_resume.pt"
     step, log, wall0, tokens = 0, [], 0.0, 0
     if state_path.is_file():
@@ -456,6 +486,8 @@ def main() -> None:
     t0 = time.perf_counter() - wall0
     model.train()
     while step < args.steps:
+        if args.curriculum:
+            synth.level = min(1.0, step / args.curriculum)
         rows = [pack(tok, synth, args.width) for _ in range(args.batch)]
         x = torch.tensor([r[0] for r in rows])
         y = torch.tensor([r[1] for r in rows])
@@ -475,6 +507,7 @@ def main() -> None:
                 "loss": round(loss.item(), 4),
                 "wall_s": round(time.perf_counter() - t0, 1),
                 "tokens": tokens,
+                "level": round(synth.level, 3),
                 **p,
             }
             log.append(rec)
