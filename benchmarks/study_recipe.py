@@ -3,7 +3,7 @@ held-out lookup probe, held-out success in the browser, and GRPO from a branch p
 
 Stages (each resumable / skippable; outputs under --out, small tables under benchmarks/study/):
 
-    # 1. SFT with branch points every --every updates (student: a study_student.py snapshot or `tiny-llama`)
+    # 1. SFT with branch points every --every updates (student: an `agentsweep train pretrain` model dir or `tiny-llama`)
     /work/wt/venv-run python benchmarks/study_recipe.py sft --student /tmp/study/student/snap_001500 \\
         --traces /tmp/study/teacher/train --out /tmp/study/sftP --steps 300 --every 50 --lr 1e-3
     # 2. greedy probe on the held-out teacher steps (seeds never trained on): does the student write the

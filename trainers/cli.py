@@ -1,4 +1,4 @@
-"""`agentsweep flops` and `agentsweep train {teacher,sft,rl}`. Top-level imports: click and stdlib only."""
+"""`agentsweep flops` and `agentsweep train {pretrain,teacher,sft,rl}`. Top-level imports: click and stdlib only."""
 
 from __future__ import annotations
 
@@ -73,13 +73,29 @@ def _printer():
 
 @click.group()
 def train() -> None:
-    """Run one trainer outside a sweep: teacher traces, SFT, or RL (configs as YAML/JSON plus --set KEY=VALUE)."""
+    """Run one trainer outside a sweep: a tiny student's pretraining, teacher traces, SFT, or RL (configs as
+    YAML/JSON plus --set KEY=VALUE)."""
 
 
 _config = click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), default=None)
 _set = click.option(
     "--set", "overrides", multiple=True, help="KEY=VALUE override of a config field (repeatable)."
 )
+
+
+@train.command("pretrain")
+@_config
+@_set
+def pretrain_cmd(config_path: str | None, overrides: tuple[str, ...]) -> None:
+    """Pretrain a tiny student on task-free synthetic text (PretrainConfig); resumable. Prints its directory."""
+    from trainers.config import PretrainConfig
+    from trainers.pretrain import pretrain_student
+
+    result = pretrain_student(_load_config(PretrainConfig, config_path, overrides), _printer())
+    click.echo(
+        f"{result.steps} steps, {result.tokens} tokens, {result.flops:.4e} FLOPs, {result.wall_s:.0f} s -> "
+        f"{result.path}  (probes: " + ", ".join(f"{k}={v:.2f}" for k, v in result.probes.items()) + ")"
+    )
 
 
 @train.command("teacher")

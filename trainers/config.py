@@ -17,7 +17,16 @@ from trainers.common import check_choice
 from trainers.envio import families
 from trainers.grpo import LossAggregation
 
-__all__ = ["RLConfig", "SFTConfig", "TeacherConfig", "Backend", "Teacher", "SFTEngine"]
+__all__ = [
+    "RLConfig",
+    "SFTConfig",
+    "TeacherConfig",
+    "PretrainConfig",
+    "Backend",
+    "Teacher",
+    "SFTEngine",
+    "LRSchedule",
+]
 
 Backend = Literal["hf", "vllm"]
 """Generation backend of RL rollouts."""
@@ -25,6 +34,8 @@ Teacher = Literal["scripted", "hf", "openai"]
 """Where teacher completions come from."""
 SFTEngine = Literal["native", "trl"]
 """SFT training loop."""
+LRSchedule = Literal["constant", "cosine"]
+"""Learning-rate schedule after the warm-up."""
 
 
 def _positive(obj: object, *names: str) -> None:
@@ -342,3 +353,75 @@ class TeacherConfig:
             )
         if self.teacher == "hf" and not self.model:
             raise ValueError("teacher='hf' needs model (a model directory or a named student)")
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """A task-free pretraining stage for a tiny student: a Llama with the lookup tokenizer, trained on synthetic
+    record tables and copy documents (`trainers.pretrain`), standing in for an instruct model's pretraining."""
+
+    output_dir: str = "runs/pretrain"
+    """Where `model/` (the student, loadable as `student=`), `snap_<step>/`, `pretrain_log.csv` and the resume
+    state go."""
+    hidden_size: int = 128
+    """Width of the Llama (FFN 3x)."""
+    num_layers: int = 4
+    """Transformer layers."""
+    num_heads: int = 4
+    """Attention heads."""
+    vocab_size: int = 1200
+    """Tokenizer size (every number below `trainers.pretrain.NUM_IDS` is one token besides)."""
+    steps: int = 8000
+    """Optimiser updates."""
+    batch_size: int = 16
+    """Packed sequences per update."""
+    seq_len: int = 160
+    """Tokens per packed sequence."""
+    learning_rate: float = 2e-3
+    """AdamW peak learning rate."""
+    warmup_steps: int = 50
+    """Linear warm-up updates."""
+    schedule: LRSchedule = "constant"
+    """After the warm-up: constant (open-ended runs, every snapshot usable) or cosine to 10% at `steps`."""
+    curriculum_steps: int = 3000
+    """Tables grow from 2 records with single-token keys to the full generator over this many updates (0: none)."""
+    table_share: float = 0.7
+    """Share of record-table (lookup) documents; the rest are copy documents."""
+    probe_every_steps: int = 200
+    """Probe the skills (teacher-forced lookup and copy accuracy) and save a snapshot this often."""
+    probe_docs: int = 100
+    """Fresh synthetic documents per skill in each probe."""
+    resume_every_steps: int = 200
+    """Save the resume state this often; a rerun of the same config continues from it."""
+    seed: int = 0
+    """Seed of the initialisation and of the synthetic text."""
+    cpu_threads: int | None = 1
+    """torch intra-op CPU threads (None: torch's default)."""
+    device: str = "auto"
+    """torch device (`auto`: cuda when present, else cpu)."""
+
+    def __post_init__(self) -> None:
+        _check_choices(self)
+        _positive(
+            self,
+            "hidden_size",
+            "num_layers",
+            "num_heads",
+            "vocab_size",
+            "steps",
+            "batch_size",
+            "seq_len",
+            "learning_rate",
+            "probe_every_steps",
+            "probe_docs",
+            "resume_every_steps",
+            "cpu_threads",
+        )
+        if self.hidden_size % self.num_heads:
+            raise ValueError(
+                f"hidden_size={self.hidden_size} must be a multiple of num_heads={self.num_heads}"
+            )
+        if not 0.0 <= self.table_share <= 1.0:
+            raise ValueError(f"table_share={self.table_share} must be in [0, 1]")
+        if self.warmup_steps < 0 or self.curriculum_steps < 0:
+            raise ValueError("warmup_steps and curriculum_steps must be >= 0")

@@ -1,35 +1,59 @@
-"""Issue 16 study recipe, stage 1: a CPU-trainable student with a generic pretraining stage of its own.
+"""A task-free pretraining stage for a tiny student: the lookup tokenizer, synthetic text, a resumable loop.
 
-The tiny Llama of `trainers.models` cannot learn MiniWoB++'s label -> bid lookup from SFT alone (RESULTS.md,
-trainers). This script builds the student the study recipe uses instead and pretrains it on synthetic text that
-teaches in-context lookup and copying, generated here from random strings and generic English words (Python's
-own docstrings); nothing in it comes from MiniWoB++, the toy env or their prompts:
+The tiny Llama cannot learn MiniWoB++'s label -> bid lookup, nor copy a goal's words, from SFT alone (RESULTS.md).
+An instruct model brings those skills from its pretraining; this stage gives the tiny student a small pretraining
+of its own, on synthetic text that teaches in-context lookup and copying. Nothing in it comes from MiniWoB++, the
+toy env or their prompts: keys are random syllables, letters and English words from Python's own docstrings.
 
-- record tables (`12: foo`, `[7] entry "Bar"`, `baz = 31`, ... in several layouts, ids 0-299), then queries that
-  name a record's key and answer its id (the key copied first, then the id, as a reasoning line would);
-- copy tasks: a quoted random string (or a run of words) repeated after a cue, i.e. induction sequences.
+- Record tables (`[7] entry "Bar"`, `12: foo`, `baz = 31`, ... in seven layouts, ids below `NUM_IDS`), then
+  queries that name a record's key and answer its id (the key copied first, then the id, as a reasoning line
+  would). A curriculum grows tables from 2 records with single-token keys to up to 8 with any key.
+- Copy documents: a quoted key (or a run of words) repeated after a cue, i.e. induction sequences.
 
-The tokenizer (`build_study_tokenizer`) makes the lookup tokenisable: whitespace and punctuation are separate
-pre-tokens, every number 0-299 is one token, and letter runs are split by a BPE trained on generic English, so a
-word is the same token sequence wherever it appears (in the goal, the page, the reasoning), unlike the library's
-byte-level BPE where `"Proin"` and ` Proin` differ. The model directory it saves loads with
-`trainers.models.load_student(dir)`, so `train_sft`/`train_rl` take it as `student=`.
+The tokenizer (`build_lookup_tokenizer`) makes the lookup tokenisable: whitespace and punctuation are separate
+pre-tokens, every number below `NUM_IDS` is one token, and letter runs are split by a BPE trained on generic
+English, so a word is the same tokens wherever it appears (in the goal, the page, the reasoning), unlike a
+byte-level BPE where `"Proin"` and ` Proin` differ.
 
-    /work/wt/venv-run python benchmarks/study_student.py --out /tmp/study/student --steps 1500
-
-Resumable: `<out>/pretrain_resume.pt` is written every `--save-every` steps; a rerun continues from it.
+`pretrain_student(PretrainConfig(...))` writes `<output_dir>/model` (load it with `trainers.models.load_student`,
+pass it as `student=` to SFT and RL) with `pretrain.json` (FLOPs by the study's formula, tokens, wall time, the
+probe log) beside the weights. The stage's FLOPs are recorded, not added to SFT/RL FLOPs: they stand in for the
+base model's pretraining, which the study's compute axis leaves out too.
 """
 
 from __future__ import annotations
 
-import argparse
+import csv
+import io
 import json
+import logging
+import math
 import random
 import re
 import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
+
+from trainers.config import PretrainConfig
+
+__all__ = [
+    "NUM_IDS",
+    "PretrainResult",
+    "SyntheticCorpus",
+    "build_lookup_tokenizer",
+    "build_student_model",
+    "generic_words",
+    "pretrain_student",
+    "probe_skills",
+    "single_token_words",
+]
+
+logger = logging.getLogger(__name__)
 
 NUM_IDS = 300
+"""Numbers 0 .. NUM_IDS-1 are single tokens (MiniWoB++ bids stay below it) and are the tables' ids."""
 _SPLIT = r"\d+|[A-Za-z]+|\s|[^\sA-Za-z\d]+"
 SPECIALS = ["<pad>", "<|im_start|>", "<|im_end|>"]
 
@@ -101,7 +125,7 @@ def _tokenizer_corpus(words: list[str]) -> list[str]:
     return lines
 
 
-def build_study_tokenizer(vocab_size: int = 1200):
+def build_lookup_tokenizer(vocab_size: int = 1200):
     """BPE over isolated pre-tokens (letter runs, single whitespace, punctuation runs, digit runs), every number
     0-299 a single token; ChatML specials and template. Deterministic."""
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -140,17 +164,18 @@ def single_token_words(tok, words: list[str]) -> list[str]:
     return [w for w in words if len(tok(w, add_special_tokens=False)["input_ids"]) == 1]
 
 
-def build_model(tokenizer, *, hidden: int, layers: int, heads: int, seed: int):
+def build_student_model(tokenizer, *, hidden_size: int, num_layers: int, num_heads: int, seed: int):
+    """A LlamaForCausalLM sized for `tokenizer` (FFN 3x hidden, tied embeddings), initialised from `seed`."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     config = LlamaConfig(
         vocab_size=len(tokenizer),
-        hidden_size=hidden,
-        intermediate_size=hidden * 3,
-        num_hidden_layers=layers,
-        num_attention_heads=heads,
-        num_key_value_heads=heads,
+        hidden_size=hidden_size,
+        intermediate_size=hidden_size * 3,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        num_key_value_heads=num_heads,
         max_position_embeddings=2048,
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=tokenizer.bos_token_id,
@@ -222,8 +247,8 @@ _FILLERS = [
 ]
 
 
-class Synth:
-    """Generator of pretraining documents: lists of (text, supervised) segments."""
+class SyntheticCorpus:
+    """Generator of pretraining documents, each a list of (text, supervised) segments; deterministic in `seed`."""
 
     def __init__(self, words: list[str], seed: int, short_words: list[str] | None = None) -> None:
         self.words, self.rng = words, random.Random(seed)
@@ -345,11 +370,12 @@ def encode_doc(tok, segs: list[tuple[str, bool]]) -> tuple[list[int], list[int]]
     return ids, labels
 
 
-def pack(tok, synth: Synth, width: int) -> tuple[list[int], list[int]]:
+def pack(tok, corpus: SyntheticCorpus, width: int) -> tuple[list[int], list[int]]:
+    """One packed sequence of whole documents (padded to `width`; a document longer than `width` is cut)."""
     ids: list[int] = []
     labels: list[int] = []
     while True:
-        a, b = encode_doc(tok, synth.doc())
+        a, b = encode_doc(tok, corpus.doc())
         if len(ids) + len(a) > width:
             if not ids:
                 return a[:width], b[:width]
@@ -359,22 +385,24 @@ def pack(tok, synth: Synth, width: int) -> tuple[list[int], list[int]]:
         labels += b
 
 
-def probe(model, tok, synth_seed: int, n: int = 100) -> dict[str, float]:
+def probe_skills(
+    model, tok, words: list[str], short_words: list[str], seed: int, n: int = 100
+) -> dict[str, float]:
     """Teacher-forced accuracies on `n` fresh documents of each kind (argmax, batched): every id right after a
-    query-first table (`Look for "k". <table> found k / id N`), after a table-first query, and exact copies."""
+    query-first table (`Look for "k". <table> found k / id N`), after a table-first query, after an easy table
+    (2 records, single-token keys), and exact copies."""
     import torch
 
-    s = Synth(synth_seed_words, synth_seed, synth_short_words)
+    s = SyntheticCorpus(words, seed, short_words)
+    easy = SyntheticCorpus(words, seed + 1, short_words)
+    easy.level = 0.0
     docs: dict[str, list] = {
         "lookup_query_first": [],
         "lookup_table_first": [],
-        "copy": [],
         "lookup_easy": [],
+        "copy": [],
     }
-    easy = Synth(synth_seed_words, synth_seed + 1, synth_short_words)
-    easy.level = 0.0
-    while len(docs["lookup_easy"]) < n:
-        docs["lookup_easy"].append(encode_doc(tok, easy.table_doc()))
+    docs["lookup_easy"] = [encode_doc(tok, easy.table_doc()) for _ in range(n)]
     while min(len(v) for v in docs.values()) < n:
         if s.rng.random() < 0.6:
             segs = s.table_doc()
@@ -383,13 +411,16 @@ def probe(model, tok, synth_seed: int, n: int = 100) -> dict[str, float]:
             segs, kind = s.copy_doc(), "copy"
         if len(docs[kind]) < n:
             docs[kind].append(encode_doc(tok, segs))
+    device = next(model.parameters()).device
+    digit = torch.tensor([tok.decode([i]).isdigit() for i in range(len(tok))], device=device)
     out = {}
+    was_training = model.training
     model.eval()
     with torch.no_grad():
         for kind, rows in docs.items():
             width = max(len(a) for a, _ in rows)
-            x = torch.full((len(rows), width), tok.pad_token_id)
-            y = torch.full((len(rows), width), -100)
+            x = torch.full((len(rows), width), tok.pad_token_id, device=device)
+            y = torch.full((len(rows), width), -100, device=device)
             for i, (a, b) in enumerate(rows):
                 x[i, : len(a)] = torch.tensor(a)
                 y[i, : len(b)] = torch.tensor(b)
@@ -397,100 +428,97 @@ def probe(model, tok, synth_seed: int, n: int = 100) -> dict[str, float]:
             tgt = y[:, 1:]
             m = tgt != -100
             if kind != "copy":  # the ids only
-                digit = torch.tensor([[tok.decode([int(t)]).isdigit() for t in r] for r in x[:, 1:]])
-                m = m & digit
-            ok = ((pred == tgt) | ~m).all(-1)
-            out[kind] = float(ok.float().mean())
-    model.train()
+                m = m & digit[x[:, 1:]]
+            out[kind] = float(((pred == tgt) | ~m).all(-1).float().mean())
+    model.train(was_training)
     return out
 
 
-synth_seed_words: list[str] = []
-synth_short_words: list[str] = []
+@dataclass(frozen=True)
+class PretrainResult:
+    """What `pretrain_student` made: the student's directory and the stage's cost."""
+
+    path: Path
+    """`<output_dir>/model`: weights, tokenizer and `pretrain.json`."""
+    steps: int
+    tokens: int
+    """Trained (non-padding) tokens."""
+    flops: float
+    """By the study's formula (trainers.flops), forward + backward."""
+    wall_s: float
+    probes: dict[str, float]
+    """The last probe's accuracies."""
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default="/tmp/study/student")
-    ap.add_argument("--hidden", type=int, default=128)
-    ap.add_argument("--layers", type=int, default=4)
-    ap.add_argument("--heads", type=int, default=4)
-    ap.add_argument("--vocab", type=int, default=1200)
-    ap.add_argument(
-        "--steps", type=int, default=1500, help="pretraining updates (0: save the untrained model)"
-    )
-    ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--width", type=int, default=160, help="tokens per packed sequence")
-    ap.add_argument("--lr", type=float, default=2e-3)
-    ap.add_argument("--warmup", type=int, default=50)
-    ap.add_argument(
-        "--schedule",
-        choices=("const", "cosine"),
-        default="const",
-        help="after warm-up: constant (open-ended runs, snapshots at every probe) or cosine to --steps",
-    )
-    ap.add_argument(
-        "--curriculum",
-        type=int,
-        default=0,
-        help="steps over which tables grow from 2 records of single-token keys to the full generator (0: none)",
-    )
-    ap.add_argument("--table-share", type=float, default=0.5, help="share of lookup-table documents")
-    ap.add_argument("--probe-every", type=int, default=100)
-    ap.add_argument("--save-every", type=int, default=100)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=1)
-    args = ap.parse_args()
+def _lr_factor(cfg: PretrainConfig, step: int) -> float:
+    if step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    if cfg.schedule == "constant":
+        return 1.0
+    frac = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
+    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac))
 
-    import math
 
+def pretrain_student(cfg: PretrainConfig, report: Callable[..., None] | None = None) -> PretrainResult:
+    """Pretrain a tiny student on the synthetic corpus; resumable (`<output_dir>/pretrain_resume.pt`).
+
+    A rerun of the same config continues from the resume state and gives the same numbers as an uninterrupted
+    run (the corpus generator's state, the optimiser and torch's RNG are saved with it). `report(metrics)` is
+    called at every probe."""
     import torch
 
-    torch.set_num_threads(args.threads)
-    out = Path(args.out)
+    from trainers.common import atomic_write, rng_state, seed_everything, set_rng_state
+    from trainers.flops import FlopsCounter
+    from trainers.models import resolve_device
+
+    device = resolve_device(cfg.device, cpu_threads=cfg.cpu_threads)
+    out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    global synth_seed_words, synth_short_words
-    synth_seed_words = generic_words()
-    tok = build_study_tokenizer(args.vocab)
-    synth_short_words = single_token_words(tok, synth_seed_words)
-    model = build_model(tok, hidden=args.hidden, layers=args.layers, heads=args.heads, seed=args.seed)
+    seed_everything(cfg.seed)
+    words = generic_words()
+    tok = build_lookup_tokenizer(cfg.vocab_size)
+    short = single_token_words(tok, words)
+    model = build_student_model(
+        tok, hidden_size=cfg.hidden_size, num_layers=cfg.num_layers, num_heads=cfg.num_heads, seed=cfg.seed
+    ).to(device)
     nparams = sum(p.numel() for p in model.parameters())
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0, betas=(0.9, 0.98))
-
-    def lr_at(step: int) -> float:
-        if step < args.warmup:
-            return (step + 1) / args.warmup
-        if args.schedule == "const":
-            return 1.0
-        return 0.1 + 0.9 * 0.5 * (
-            1 + math.cos(math.pi * min(1.0, (step - args.warmup) / max(1, args.steps - args.warmup)))
-        )
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
-    synth = Synth(synth_seed_words, args.seed + 1, synth_short_words if args.curriculum else None)
-    synth.table_share = args.table_share
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=0.0, betas=(0.9, 0.98))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: _lr_factor(cfg, step))
+    corpus = SyntheticCorpus(words, cfg.seed + 1, short if cfg.curriculum_steps else None)
+    corpus.table_share = cfg.table_share
+    counter = FlopsCounter(model.config)
     state_path = out / "pretrain_resume.pt"
-    step, log, wall0, tokens = 0, [], 0.0, 0
+    step, log, wall0 = 0, [], 0.0
+    config_json = json.dumps(asdict(cfg), sort_keys=True)
     if state_path.is_file():
-        st = torch.load(state_path, weights_only=False)
+        st = torch.load(state_path, weights_only=False)  # our own file, written below
+        if st.get("config") != config_json:
+            raise ValueError(
+                f"{state_path} was written by another PretrainConfig; use a new output_dir or delete the file"
+            )
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["opt"])
         sched.load_state_dict(st["sched"])
-        synth.rng.setstate(st["synth"])
-        step, log, wall0, tokens = st["step"], st["log"], st["wall"], st["tokens"]
-        print(f"resumed at step {step}", flush=True)
-    print(
-        f"student: hidden {args.hidden}, {args.layers} layers, vocab {len(tok)}, {nparams} parameters",
-        flush=True,
+        corpus.rng.setstate(st["corpus"])
+        counter.load_state_dict(st["flops"])
+        set_rng_state(st["rng"])
+        step, log, wall0 = st["step"], st["log"], st["wall"]
+        logger.info("pretraining resumed at step %d of %d", step, cfg.steps)
+    logger.info(
+        "student: hidden %d, %d layers, vocab %d, %d parameters",
+        cfg.hidden_size,
+        cfg.num_layers,
+        len(tok),
+        nparams,
     )
     t0 = time.perf_counter() - wall0
     model.train()
-    while step < args.steps:
-        if args.curriculum:
-            synth.level = min(1.0, step / args.curriculum)
-        rows = [pack(tok, synth, args.width) for _ in range(args.batch)]
-        x = torch.tensor([r[0] for r in rows])
-        y = torch.tensor([r[1] for r in rows])
+    while step < cfg.steps:
+        if cfg.curriculum_steps:
+            corpus.level = min(1.0, step / cfg.curriculum_steps)
+        rows = [pack(tok, corpus, cfg.seq_len) for _ in range(cfg.batch_size)]
+        x = torch.tensor([r[0] for r in rows], device=device)
+        y = torch.tensor([r[1] for r in rows], device=device)
         mask = (x != tok.pad_token_id).long()
         loss = model(input_ids=x, attention_mask=mask, labels=y).loss
         loss.backward()
@@ -499,53 +527,69 @@ def main() -> None:
         sched.step()
         opt.zero_grad()
         step += 1
-        tokens += int(mask.sum())
-        if step % args.probe_every == 0 or step == args.steps:
-            p = probe(model, tok, 10_000 + args.seed)
+        counter.add(int(mask.sum()), cfg.seq_len, trained=True)
+        if step % cfg.probe_every_steps == 0 or step == cfg.steps:
             rec = {
                 "step": step,
                 "loss": round(loss.item(), 4),
                 "wall_s": round(time.perf_counter() - t0, 1),
-                "tokens": tokens,
-                "level": round(synth.level, 3),
-                **p,
+                "tokens": counter.tokens,
+                "flops": counter.flops,
+                "level": round(corpus.level, 3),
+                **probe_skills(model, tok, words, short, 10_000 + cfg.seed, n=cfg.probe_docs),
             }
             log.append(rec)
-            print(json.dumps(rec), flush=True)
-            model.save_pretrained(out / f"snap_{step:06d}")
-            tok.save_pretrained(out / f"snap_{step:06d}")
-        if step % args.save_every == 0 and step < args.steps:
+            if report is not None:
+                report(rec)
+            snap = out / f"snap_{step:06d}"
+            model.save_pretrained(snap)
+            tok.save_pretrained(snap)
+            atomic_write(out / "pretrain_log.csv", _csv(log))
+        if step % cfg.resume_every_steps == 0 and step < cfg.steps:
+            buf = io.BytesIO()
             torch.save(
                 {
+                    "config": config_json,
                     "model": model.state_dict(),
                     "opt": opt.state_dict(),
                     "sched": sched.state_dict(),
-                    "synth": synth.rng.getstate(),
+                    "corpus": corpus.rng.getstate(),
+                    "flops": counter.state_dict(),
+                    "rng": rng_state(),
                     "step": step,
                     "log": log,
-                    "tokens": tokens,
                     "wall": time.perf_counter() - t0,
                 },
-                state_path,
+                buf,
             )
+            atomic_write(state_path, buf.getvalue())
+    wall = time.perf_counter() - t0
     final = out / "model"
     model.save_pretrained(final)
     tok.save_pretrained(final)
-    # FLOPs of the pretraining stage (6 N per trained token, the dense approximation), for the compute accounting
     meta = {
-        "args": vars(args),
+        "config": asdict(cfg),
         "parameters": nparams,
-        "tokens": tokens,
-        "pretrain_flops": 6.0 * nparams * tokens,
-        "wall_s": time.perf_counter() - t0,
+        "steps": step,
+        "tokens": counter.tokens,
+        "pretrain_flops": counter.flops,
+        "wall_s": wall,
         "log": log,
     }
-    (out / "pretrain.json").write_text(json.dumps(meta, indent=1))
-    print(
-        f"saved {final} ({meta['wall_s']:.0f} s, {tokens} tokens, {meta['pretrain_flops']:.3e} FLOPs)",
-        flush=True,
+    atomic_write(final / "pretrain.json", json.dumps(meta, indent=1))
+    return PretrainResult(
+        path=final,
+        steps=step,
+        tokens=counter.tokens,
+        flops=counter.flops,
+        wall_s=wall,
+        probes={k: v for k, v in (log[-1] if log else {}).items() if k.startswith(("lookup", "copy"))},
     )
 
 
-if __name__ == "__main__":
-    main()
+def _csv(log: list[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(log[0]))
+    w.writeheader()
+    w.writerows(log)
+    return buf.getvalue()
