@@ -13,6 +13,7 @@ family's episodes run in that family's own worker pool, and `env_options` is key
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
@@ -52,13 +53,35 @@ class EpisodeOptions(Protocol):
     error_log: bool
 
 
+class _TimedPolicy:
+    """A policy proxy that adds the seconds spent in `generate` to `seconds`."""
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy, self.seconds = policy, 0.0
+
+    def generate(self, *args, **kw):
+        t0 = time.perf_counter()
+        try:
+            return self.policy.generate(*args, **kw)
+        finally:
+            self.seconds += time.perf_counter() - t0
+
+
 def play_episodes(
-    runner: Runner, policy: Policy, goals: Sequence[Any], cfg: EpisodeOptions
+    runner: Runner, policy: Policy, goals: Sequence[Any], cfg: EpisodeOptions, *, timing: dict | None = None
 ) -> list[Trajectory]:
-    """One episode per goal with `cfg`'s temperature, max_new_tokens and error_log; trajectories in goal order."""
+    """One episode per goal with `cfg`'s temperature, max_new_tokens and error_log; trajectories in goal order.
+
+    With `timing`, adds the wall split of the call to it: `gen_s` (the policy's generation) and `env_s` (the rest:
+    the browsers, the runner, prompt building)."""
+    timed = _TimedPolicy(policy) if timing is not None else policy
+    t0 = time.perf_counter()
     trajs = runner.run_episodes(
-        policy, goals, temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens, error_log=cfg.error_log
+        timed, goals, temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens, error_log=cfg.error_log
     )
+    if timing is not None:
+        timing["gen_s"] = timing.get("gen_s", 0.0) + timed.seconds
+        timing["env_s"] = timing.get("env_s", 0.0) + (time.perf_counter() - t0 - timed.seconds)
     if len(trajs) != len(goals):
         raise RuntimeError(f"runner returned {len(trajs)} trajectories for {len(goals)} episodes")
     return trajs

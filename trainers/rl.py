@@ -41,9 +41,15 @@ __all__ = [
     "group_returns",
     "sample_goals",
     "evaluate",
+    "WALL_SPLIT_KEYS",
 ]
 
 logger = logging.getLogger(__name__)
+
+WALL_SPLIT_KEYS = ("rollout_gen_s", "rollout_env_s", "update_s")
+"""Per-evaluation metrics: seconds of the updates since the previous evaluation spent generating rollouts, in
+the envs (browsers, runner, prompts), and in the policy update (with the weight push); `eval_s` is the
+evaluation's own, `wall_s` the run's clock."""
 
 
 @dataclass
@@ -85,11 +91,14 @@ def sample_goals(
     return [by_task[tasks[k]][rng.integers(len(by_task[tasks[k]]))] for k in picked]
 
 
-def rollout(runner: Runner, policy, goals: Sequence[Any], cfg: RLConfig) -> list[list[Trajectory]]:
-    """Play each goal `group_size` times; returns (N, G) trajectories, one row per goal."""
+def rollout(
+    runner: Runner, policy, goals: Sequence[Any], cfg: RLConfig, *, timing: dict | None = None
+) -> list[list[Trajectory]]:
+    """Play each goal `group_size` times; returns (N, G) trajectories, one row per goal. With `timing`, adds the
+    generation and env seconds to it (`play_episodes`)."""
     g = cfg.group_size
     played = [goal for goal in goals for _ in range(g)]
-    trajs = play_episodes(runner, policy, played, cfg)
+    trajs = play_episodes(runner, policy, played, cfg, timing=timing)
     return [trajs[i * g : (i + 1) * g] for i in range(len(goals))]
 
 
@@ -268,7 +277,8 @@ def _train_step(loop: _Loop, train_goals: Sequence[Any]) -> None:
         target_return=cfg.curriculum_target_return,
         temperature=cfg.curriculum_temperature,
     )
-    groups = rollout(loop.runner, loop.policy, goals, cfg)
+    timing: dict[str, float] = {}
+    groups = rollout(loop.runner, loop.policy, goals, cfg, timing=timing)
     returns = group_returns(groups, cfg.gamma)
     adv = advantages(returns, grouped=cfg.grouped_advantage, std_normalize=cfg.std_normalize, eps=cfg.adv_eps)
     keep = kept_episodes(adv, zero_adv_filter=cfg.zero_adv_filter)
@@ -276,6 +286,7 @@ def _train_step(loop: _Loop, train_goals: Sequence[Any]) -> None:
         loop.curriculum.update(_task_returns(groups, returns))
     examples, advs = build_batch(groups, adv, keep, loop.tok, max_seq_len=cfg.max_seq_len)
     pad_id = loop.tok.pad_token_id
+    t0 = time.perf_counter()
     stats = update(
         loop.model, loop.optimizer, examples, advs, cfg, pad_id=pad_id, counter=loop.counter, step=run.step
     )
@@ -283,7 +294,15 @@ def _train_step(loop: _Loop, train_goals: Sequence[Any]) -> None:
         loop.policy.push_weights(loop.model)
     run.step += 1
     run.returns_since_eval.extend(float(r) for r in returns[~np.isnan(returns)])
-    run.stats_since_eval.append({**stats, "kept_frac": float(keep.mean())})
+    run.stats_since_eval.append(
+        {
+            **stats,
+            "kept_frac": float(keep.mean()),
+            "rollout_gen_s": timing["gen_s"],
+            "rollout_env_s": timing["env_s"],
+            "update_s": time.perf_counter() - t0,
+        }
+    )
     _write_samples(cfg, groups[:2], run.step)
 
 
@@ -353,6 +372,8 @@ def _evaluate_and_checkpoint(loop: _Loop) -> None:
     }
     for key in ("loss", "clip_frac", "ratio_mean", "grad_norm", "kept_frac", "lr"):
         metrics[key] = float(np.mean([x[key] for x in s])) if s else float("nan")
+    for key in WALL_SPLIT_KEYS:  # the wall split of the updates since the last evaluation (seconds, summed)
+        metrics[key] = float(sum(x[key] for x in s))
     gen = {"gen_tokens": getattr(policy, "num_tokens", 0), "gen_s": getattr(policy, "gen_s", 0.0)}  # vLLM's
     metrics.update(gpu_metrics(counter.flops, metrics["wall_s"], **gen))
     run.history.append(metrics)

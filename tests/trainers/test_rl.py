@@ -13,7 +13,7 @@ import torch
 from analysis.selection import select_checkpoint
 from trainers.config import RLConfig
 from trainers.grpo import CurriculumState
-from trainers.rl import sample_goals, train_rl
+from trainers.rl import WALL_SPLIT_KEYS, sample_goals, train_rl
 
 sys.path.insert(0, str(Path(__file__).parent))
 from toyrunner import LetterRunner, goals  # noqa: E402
@@ -77,6 +77,12 @@ def test_reporter_contract_and_checkpoint_selection(tmp_path):
     assert res.best_index == best and res.scores == reports[best][0] and res.checkpoint == reports[best][1]
     assert Path(res.checkpoint, "config.json").is_file()
     assert (tmp_path / "rl" / "trajectories.jsonl").is_file()
+    # the wall split: nothing before the first update; then generation, env and update time, within the clock
+    assert all(reports[0][0][k] == 0.0 for k in WALL_SPLIT_KEYS)
+    for (prev, _), (m, _) in zip(reports, reports[1:], strict=False):
+        assert m["rollout_gen_s"] > 0 and m["update_s"] > 0 and m["rollout_env_s"] >= 0
+        split = sum(m[k] for k in WALL_SPLIT_KEYS) + m["eval_s"]
+        assert split <= m["wall_s"] - prev["wall_s"] + 1e-6
 
 
 def test_resume_reproduces_the_uninterrupted_run(tmp_path):
@@ -98,7 +104,7 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path):
     with pytest.raises(Killed):
         train_rl(cfg, dying, runner=LetterRunner(), goal_splits=SPLITS)
     resumed, rest = _run(cfg.replace(resume_from=seen[-1][1]))
-    volatile = {"wall_s", "eval_s"}
+    volatile = {"wall_s", "eval_s", *WALL_SPLIT_KEYS}
     both = [m for m, _ in seen] + [m for m, _ in rest]
     assert [m["step"] for m in both] == [0, 1, 2, 3, 4]
     for a, b in zip([m for m, _ in full_reports], both, strict=True):
