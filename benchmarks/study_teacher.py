@@ -1,8 +1,8 @@
 """Issue 16 study recipe, stage 0: scripted-teacher traces of the study's MiniWoB++ tasks (compact observation).
 
 Plays envs' ScriptedPolicy on training seeds and, separately, on held-out seeds (never trained on; their traces
-are only the teacher-forced probe's reference and the teacher's success on held-out goals). Resumable: one directory per
-(split, task); existing ones are skipped, then each split is merged into one TraceSet directory.
+are only the teacher-forced probe's reference and the teacher's success on held-out goals). Resumable task by task
+(`collect_teacher_traces` keeps each finished task's episodes under `<split>/parts/` until the split is saved).
 
     /work/wt/venv-run python benchmarks/study_teacher.py --out /tmp/study/teacher
 """
@@ -10,7 +10,6 @@ are only the teacher-forced probe's reference and the teacher's success on held-
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import time
 from pathlib import Path
@@ -40,20 +39,6 @@ def parse_seeds(spec: str) -> list[int]:
     return out
 
 
-def merge(root: Path, names: list[str], spec: str) -> None:
-    """One TraceSet directory (`examples.jsonl`, `provenance.json`) at `root` from the per-task ones."""
-    rows, prov = [], {"seeds": spec, "tasks": names, "per_task": {}}
-    for name in names:
-        rows += (root / name / "examples.jsonl").read_text().splitlines()
-        p = json.loads((root / name / "provenance.json").read_text())
-        prov["per_task"][name] = {k: p[k] for k in ("num_episodes", "num_successful", "wall_s") if k in p}
-    prov["num_episodes"] = sum(v["num_episodes"] for v in prov["per_task"].values())
-    prov["num_successful"] = sum(v["num_successful"] for v in prov["per_task"].values())
-    prov["teacher_flops"] = 0.0
-    (root / "examples.jsonl").write_text("\n".join(r for r in rows if r.strip()) + "\n")
-    (root / "provenance.json").write_text(json.dumps(prov, indent=1))
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tasks", default=TASKS)
@@ -78,26 +63,21 @@ def main() -> None:
     )
     try:
         for split, spec in (("train", args.train_seeds), ("heldout", args.heldout_seeds)):
-            for task in tasks:  # one directory per task: progress is visible and a killed run resumes
-                out = Path(args.out) / split / task.removeprefix("miniwob.")
-                if (out / "examples.jsonl").is_file():
-                    continue
-                goals = [(task, s) for s in parse_seeds(spec)]
-                t0 = time.perf_counter()
-                tr = collect_teacher_traces(
-                    TeacherConfig(
-                        env="miniwob", tasks=(task,), output_dir=str(out), max_steps=args.max_steps
-                    ),
-                    runner=runner,
-                    goals=goals,
-                )
-                p = tr.provenance
-                print(
-                    f"{split} {task}: {p['num_successful']}/{p['num_episodes']} episodes succeeded, "
-                    f"{len(tr.examples)} examples, {time.perf_counter() - t0:.0f} s",
-                    flush=True,
-                )
-            merge(Path(args.out) / split, [t.removeprefix("miniwob.") for t in tasks], spec)
+            out = Path(args.out) / split
+            if (out / "provenance.json").is_file():
+                continue
+            t0 = time.perf_counter()
+            tr = collect_teacher_traces(
+                TeacherConfig(env="miniwob", tasks=tasks, output_dir=str(out), max_steps=args.max_steps),
+                runner=runner,
+                goals=[(task, s) for task in tasks for s in parse_seeds(spec)],
+            )
+            p = tr.provenance
+            print(
+                f"{split}: {p['num_successful']}/{p['num_episodes']} episodes succeeded, "
+                f"{len(tr.examples)} examples, {time.perf_counter() - t0:.0f} s",
+                flush=True,
+            )
     finally:
         runner.close()
 

@@ -3,6 +3,10 @@
 Only successful episodes become examples, one per step (prompt messages -> the teacher's reasoning + action);
 every teacher token, failed episodes included, counts in the teacher FLOPs at the teacher's size. The
 dataset is saved with its provenance: `examples.jsonl`, `trajectories.jsonl`, `provenance.json`.
+
+Collection is resumable task by task: each task's episodes are kept in `<output_dir>/parts/<task>.jsonl` (written
+atomically, stamped with the config and the goals they played) as soon as they are played, so a killed run
+played again with the same config plays only the tasks it had not finished, and saves the same dataset.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import dataclasses
 import json
 import logging
 import platform
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from envs.protocol import Trajectory
+from trainers.common import atomic_write
 from trainers.config import TeacherConfig
 from trainers.envio import Runner, goal_key, open_env_runner, play_episodes, scripted_policy, split_goals
 from trainers.flops import FlopsCounter
@@ -163,15 +169,44 @@ def collect_teacher_traces(
         cfg.env, workers=cfg.workers, max_steps=cfg.max_steps, options=cfg.env_options
     )
     t0 = time.perf_counter()
+    parts = Path(cfg.output_dir) / "parts"
+    stamp = json.dumps(dataclasses.asdict(cfg), sort_keys=True, default=str)
+    by_task: dict[str, list[Any]] = {}
+    for g in played:
+        by_task.setdefault(goal_key(g)[0], []).append(g)
+    played_by_task: dict[str, list[Trajectory]] = {}
     try:
-        if policy is None:
-            policy = _teacher_policy(cfg, counter)
-        elif counter is not None:
-            policy = _Counted(policy, counter)
-        trajs = play_episodes(runner, policy, played, cfg)
+        for task, task_goals in by_task.items():
+            part = parts / f"{task}.jsonl"
+            done = _load_part(part, stamp, task_goals)
+            if done is not None:
+                played_by_task[task], tokens, flops = done
+                if counter is not None:
+                    counter.tokens += tokens
+                    counter.flops += flops
+                logger.info("teacher: %s already played (%s), %d episodes", task, part, len(task_goals))
+                continue
+            if policy is None:
+                policy = _teacher_policy(cfg, counter)
+            elif counter is not None and not isinstance(policy, _Counted):
+                policy = _Counted(policy, counter)
+            before = counter.state_dict() if counter else {"tokens": 0, "flops": 0.0}
+            played_by_task[task] = play_episodes(runner, policy, task_goals, cfg)
+            after = counter.state_dict() if counter else {"tokens": 0, "flops": 0.0}
+            header = {
+                "config": stamp,
+                "goals": [list(goal_key(g)) for g in task_goals],
+                "teacher_tokens": after["tokens"] - before["tokens"],
+                "teacher_flops": after["flops"] - before["flops"],
+            }
+            parts.mkdir(parents=True, exist_ok=True)
+            body = "".join(t.to_json() + "\n" for t in played_by_task[task])
+            atomic_write(part, json.dumps(header) + "\n" + body)
     finally:
         if own_runner:
             runner.close()
+    queues = {task: list(trajs) for task, trajs in played_by_task.items()}
+    trajs = [queues[goal_key(g)[0]].pop(0) for g in played]  # the order of `played`, as one call would give
     examples = examples_from_trajectories(trajs)
     success = float(np.mean([t.success for t in trajs])) if trajs else 0.0
     tasks = sorted({goal_key(g)[0] for g in goals})
@@ -190,6 +225,7 @@ def collect_teacher_traces(
     }
     traces = TraceSet(examples, provenance, counter.flops if counter else 0.0)
     traces.save(cfg.output_dir, trajs)
+    shutil.rmtree(parts, ignore_errors=True)  # the dataset holds every episode now
     logger.info(
         "teacher: %d/%d episodes succeeded -> %d SFT examples in %s",
         provenance["num_successful"],
@@ -207,6 +243,28 @@ def collect_teacher_traces(
             }
         )
     return traces
+
+
+def _load_part(part: Path, stamp: str, goals: Sequence[Any]) -> tuple[list[Trajectory], int, float] | None:
+    """A finished task's (trajectories, teacher tokens, teacher FLOPs) when `part` was written by the same config
+    for the same goals; None when it is missing, torn or stale (the task is then played again)."""
+    if not part.is_file():
+        return None
+    try:
+        lines = part.read_text().splitlines()
+        header = json.loads(lines[0])
+        if header["config"] != stamp or header["goals"] != [list(goal_key(g)) for g in goals]:
+            logger.warning(
+                "teacher: %s was written by another config or goal list; playing the task again", part
+            )
+            return None
+        trajs = [Trajectory.from_dict(json.loads(line)) for line in lines[1:]]
+    except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:
+        logger.warning("teacher: %s is unreadable (%s); playing the task again", part, exc)
+        return None
+    if len(trajs) != len(goals):
+        return None
+    return trajs, int(header["teacher_tokens"]), float(header["teacher_flops"])
 
 
 def _round_robin(goals: Sequence[Any]) -> list[Any]:

@@ -102,6 +102,45 @@ def test_only_successful_episodes_become_examples_but_all_tokens_count(traces):
     assert again.examples == traces.examples and again.teacher_flops == traces.teacher_flops
 
 
+def test_killed_teacher_collection_plays_only_the_unfinished_tasks(traces, tmp_path):
+    """A collection killed in its second task, played again with the same config, replays nothing it had
+    finished and saves the dataset, FLOPs and episodes of the uninterrupted run (`traces`)."""
+
+    class Killed(Exception):
+        pass
+
+    class Dying(Oracle):
+        def __init__(self, die_on: str | None) -> None:
+            self.die_on, self.tasks = die_on, []
+
+        def generate(self, prompts, **kw):
+            self.tasks += [p.task for p in prompts]
+            if self.die_on in self.tasks:
+                raise Killed
+            return super().generate(prompts, **kw)
+
+    cfg = TeacherConfig(
+        teacher="scripted", flops_model="llama-3.3-70b", max_steps=2, output_dir=str(tmp_path / "t2")
+    )
+    g = goals(["letter-0", "letter-1", "letter-2"], range(0, 6))
+    with pytest.raises(Killed):
+        collect_teacher_traces(cfg, runner=LetterRunner(max_steps=2), goals=g, policy=Dying("letter-1"))
+    assert [p.name for p in (tmp_path / "t2" / "parts").iterdir()] == ["letter-0.jsonl"]
+    second = Dying(None)
+    again = collect_teacher_traces(cfg, runner=LetterRunner(max_steps=2), goals=g, policy=second)
+    assert set(second.tasks) == {"letter-1", "letter-2"}  # letter-0 was not played again
+    assert again.examples == traces.examples and again.teacher_flops == pytest.approx(traces.teacher_flops)
+    read = lambda t: (Path(t.path) / "trajectories.jsonl").read_text()  # noqa: E731
+    assert read(again) == read(traces) and not (tmp_path / "t2" / "parts").exists()
+    # a part written by another config is played again, not reused
+    other = dataclasses.replace(cfg, max_steps=1)
+    (tmp_path / "t2" / "parts").mkdir()
+    (tmp_path / "t2" / "parts" / "letter-0.jsonl").write_text('{"config": "old", "goals": []}\n')
+    third = Dying(None)
+    collect_teacher_traces(other, runner=LetterRunner(max_steps=1), goals=g, policy=third)
+    assert set(third.tasks) == {"letter-0", "letter-1", "letter-2"}
+
+
 def test_sft_learns_and_registers_branch_points_by_flops(traces, tmp_path):
     reports = []
     cfg = sft_cfg(traces, tmp_path / "sft", **LEARNING_RUN)
