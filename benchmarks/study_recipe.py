@@ -226,39 +226,7 @@ def cmd_eval(args) -> None:
         runner.close()
 
 
-# ---------------------------------------------------------------- RL with a wall split
-class _TimedRunner:
-    """Wraps an episode runner: times policy generation and the env separately, rollouts vs evaluations."""
-
-    def __init__(self, runner, eval_keys: set) -> None:
-        self.runner, self.eval_keys = runner, eval_keys
-        self.t = {"rollout_gen": 0.0, "rollout_env": 0.0, "eval": 0.0}
-
-    def __getattr__(self, name):
-        return getattr(self.runner, name)
-
-    def run_episodes(self, policy, goals, **kw):
-        gen = [0.0]
-
-        class Timed:
-            def generate(self_inner, prompts, **k):
-                t0 = time.perf_counter()
-                try:
-                    return policy.generate(prompts, **k)
-                finally:
-                    gen[0] += time.perf_counter() - t0
-
-        t0 = time.perf_counter()
-        out = self.runner.run_episodes(Timed(), goals, **kw)
-        total = time.perf_counter() - t0
-        if goals and tuple(goals[0]) in self.eval_keys:
-            self.t["eval"] += total
-        else:
-            self.t["rollout_gen"] += gen[0]
-            self.t["rollout_env"] += total - gen[0]
-        return out
-
-
+# ---------------------------------------------------------------- RL (the wall split comes from train_rl's history)
 def cmd_rl(args) -> None:
     from trainers.rl import train_rl
 
@@ -271,7 +239,7 @@ def cmd_rl(args) -> None:
     if ckpts and not (out / "rl_summary.json").is_file():
         resume = str(ckpts[-1])
     cfg = _rl_config(args, init_checkpoint=args.branch, sft_flops=args.branch_flops, resume_from=resume)
-    runner = _TimedRunner(_runner(args), {tuple(g) for g in heldout})
+    runner = _runner(args)
     marks: list[dict] = []
     t_start = time.perf_counter()
 
@@ -279,7 +247,6 @@ def cmd_rl(args) -> None:
         marks.append(
             {
                 **{k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))},
-                **{k: round(v, 2) for k, v in runner.t.items()},
                 "since_start_s": round(time.perf_counter() - t_start, 1),
             }
         )
@@ -293,13 +260,15 @@ def cmd_rl(args) -> None:
             goal_splits={"train": train, "heldout_goals": heldout, "heldout_tasks": []},
         )
     finally:
-        runner.runner.close()
+        runner.close()
     wall = time.perf_counter() - t_start
     first, last = res.history[0], res.history[-1]
     n = len(heldout)
     k0, k1 = round(first["heldout_goal_success"] * n), round(last["heldout_goal_success"] * n)
-    t = runner.t
-    update_s = wall - sum(t.values())
+    from trainers.rl import WALL_SPLIT_KEYS
+
+    t = {k: sum(h[k] for h in res.history) for k in (*WALL_SPLIT_KEYS, "eval_s")}
+    other_s = wall - sum(t.values())
     summary = {
         "branch": args.branch,
         "seed": args.seed,
@@ -313,7 +282,7 @@ def cmd_rl(args) -> None:
         "chosen": res.scores.get("heldout_goal_success"),
         "chosen_step": res.scores.get("step"),
         "wall_s": wall,
-        "wall_split_s": {**t, "update_and_other": update_s},
+        "wall_split_s": {**t, "other (model load, checkpoints, start)": other_s},
         "curve": [(h["step"], h["heldout_goal_success"], h.get("train_return")) for h in res.history],
         "config": {k: str(v) for k, v in vars(args).items()},
     }
