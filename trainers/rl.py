@@ -27,7 +27,7 @@ import numpy as np
 
 from analysis.selection import CHECKPOINT_METRIC, select_checkpoint
 from envs.protocol import Trajectory
-from trainers.common import load_checkpoint, make_optimizer, save_checkpoint, seed_everything
+from trainers.common import atomic_write, load_checkpoint, make_optimizer, save_checkpoint, seed_everything
 from trainers.config import RLConfig
 from trainers.envio import Runner, goal_key, open_env_runner, play_episodes, split_goals
 from trainers.flops import FlopsCounter, gpu_metrics
@@ -42,6 +42,7 @@ __all__ = [
     "sample_goals",
     "evaluate",
     "WALL_SPLIT_KEYS",
+    "EVALS_FILE",
 ]
 
 logger = logging.getLogger(__name__)
@@ -116,9 +117,12 @@ def group_returns(groups: Sequence[Sequence[Trajectory]], gamma: float) -> np.nd
     )
 
 
-def evaluate(runner: Runner, policy, goals: Sequence[Any], cfg: RLConfig, *, seed: int) -> float:
+def evaluate(
+    runner: Runner, policy, goals: Sequence[Any], cfg: RLConfig, *, seed: int, outcomes: list | None = None
+) -> float:
     """Success rate on `goals` (one episode each) at the run's temperature; sampling seeded by `seed` and
-    isolated from the training RNG stream. NaN when there are no goals; env-error episodes are left out."""
+    isolated from the training RNG stream. NaN when there are no goals; env-error episodes are left out. With
+    `outcomes`, appends one `(task, seed, success, num_steps)` per goal played without an env error."""
     import torch
 
     if not goals:
@@ -126,8 +130,10 @@ def evaluate(runner: Runner, policy, goals: Sequence[Any], cfg: RLConfig, *, see
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         trajs = play_episodes(runner, policy, list(goals), cfg)
-    ok = [t.success for t in trajs if not t.env_error]
-    return float(np.mean(ok)) if ok else float("nan")
+    kept = [(g, t) for g, t in zip(goals, trajs, strict=True) if not t.env_error]
+    if outcomes is not None:
+        outcomes.extend((*goal_key(g), bool(t.success), int(t.num_steps)) for g, t in kept)
+    return float(np.mean([t.success for _, t in kept])) if kept else float("nan")
 
 
 # --------------------------------------------------------------------------- the loop
@@ -348,15 +354,27 @@ def _evaluate_and_checkpoint(loop: _Loop) -> None:
     cfg, run, counter, policy = loop.cfg, loop.run, loop.counter, loop.policy
     policy.counter = loop.eval_counter  # evaluation tokens are counted apart from the RL FLOPs
     t0 = time.perf_counter()
+    outcomes: dict[str, list] = {"heldout_goals": [], "heldout_tasks": []}
     try:
         goal_sr = evaluate(
-            loop.runner, policy, loop.eval_goals["heldout_goals"], cfg, seed=cfg.seed * 100_003 + run.step
+            loop.runner,
+            policy,
+            loop.eval_goals["heldout_goals"],
+            cfg,
+            seed=cfg.seed * 100_003 + run.step,
+            outcomes=outcomes["heldout_goals"],
         )
         task_sr = evaluate(
-            loop.runner, policy, loop.eval_goals["heldout_tasks"], cfg, seed=cfg.seed * 100_019 + run.step
+            loop.runner,
+            policy,
+            loop.eval_goals["heldout_tasks"],
+            cfg,
+            seed=cfg.seed * 100_019 + run.step,
+            outcomes=outcomes["heldout_tasks"],
         )
     finally:
         policy.counter = counter
+    _write_outcomes(cfg, run.step, outcomes)
     s = run.stats_since_eval
     metrics = {
         "step": float(run.step),
@@ -413,6 +431,44 @@ def _prune(cfg: RLConfig, run: _Run) -> None:
         if p is not None and i not in keep:
             shutil.rmtree(p, ignore_errors=True)
             run.checkpoints[i] = None
+
+
+EVALS_FILE = "evals.jsonl"
+"""Per-goal evaluation outcomes of a run, in its output_dir: one JSON line per (evaluation, split, goal)."""
+
+
+def _write_outcomes(cfg: RLConfig, step: int, outcomes: dict[str, list]) -> None:
+    """Append the evaluation's per-goal outcomes to `<output_dir>/evals.jsonl`, first dropping lines of this or
+    later steps that a killed run wrote before its checkpoint (a resumed run evaluates them again)."""
+    path = Path(cfg.output_dir) / EVALS_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_file():
+        lines = path.read_text().splitlines()
+        kept = []
+        for line in lines:
+            try:
+                if json.loads(line)["step"] < step:
+                    kept.append(line + "\n")
+            except (ValueError, KeyError, TypeError):  # a line torn by a kill mid-write
+                continue
+        if len(kept) < len(lines):
+            atomic_write(path, "".join(kept))
+    with path.open("a") as f:
+        for split, rows in outcomes.items():
+            for task, seed, success, steps in rows:
+                f.write(
+                    json.dumps(
+                        {
+                            "step": step,
+                            "split": split,
+                            "task": task,
+                            "seed": seed,
+                            "success": success,
+                            "steps": steps,
+                        }
+                    )
+                    + "\n"
+                )
 
 
 def _write_samples(cfg: RLConfig, groups, step: int) -> None:

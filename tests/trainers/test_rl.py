@@ -3,6 +3,7 @@ resume with the same numbers, and each swept knob changing the computation."""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import torch
 from analysis.selection import select_checkpoint
 from trainers.config import RLConfig
 from trainers.grpo import CurriculumState
-from trainers.rl import WALL_SPLIT_KEYS, sample_goals, train_rl
+from trainers.rl import EVALS_FILE, WALL_SPLIT_KEYS, sample_goals, train_rl
 
 sys.path.insert(0, str(Path(__file__).parent))
 from toyrunner import LetterRunner, goals  # noqa: E402
@@ -83,6 +84,12 @@ def test_reporter_contract_and_checkpoint_selection(tmp_path):
         assert m["rollout_gen_s"] > 0 and m["update_s"] > 0 and m["rollout_env_s"] >= 0
         split = sum(m[k] for k in WALL_SPLIT_KEYS) + m["eval_s"]
         assert split <= m["wall_s"] - prev["wall_s"] + 1e-6
+    # per-goal outcomes of every evaluation, agreeing with the reported rates
+    rows = [json.loads(line) for line in (tmp_path / "rl" / EVALS_FILE).read_text().splitlines()]
+    for m, _ in reports:
+        mine = [r for r in rows if r["step"] == m["step"] and r["split"] == "heldout_goals"]
+        assert len(mine) == len(SPLITS["heldout_goals"])
+        assert np.mean([r["success"] for r in mine]) == pytest.approx(m["heldout_goal_success"])
 
 
 def test_resume_reproduces_the_uninterrupted_run(tmp_path):
@@ -113,6 +120,8 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path):
         )
     from trainers.models import load_student
 
+    evals = lambda d: (d / "rl" / EVALS_FILE).read_text()  # noqa: E731 (the killed run's lines replaced)
+    assert evals(tmp_path / "a") == evals(tmp_path / "b")
     wa, _ = load_student(full.checkpoint if full.best_index == 4 else full_reports[-1][1])
     wb, _ = load_student(rest[-1][1])
     for p, q in zip(wa.parameters(), wb.parameters(), strict=True):
