@@ -1,0 +1,119 @@
+"""Issue 16: the RL lift over a branch point, measured on an evaluation that did not choose it.
+
+Reads RL run directories (`train_rl` output: `evals.jsonl`, per-goal outcomes of every evaluation). For every run
+the lift is last evaluation minus the branch point's own evaluation (step 0), on the same held-out goals, paired
+by goal. Runs are grouped (default: by branch point, the `--group` regex's first group on the directory name);
+each group's lift is the mean over its runs (seeds) and goals, with a two-stage bootstrap 95% interval (runs
+resampled, then goals, paired), so seed-to-seed variation is in the interval. A per-task table says where the
+lift comes from. The chosen checkpoint is never used: the best of several noisy evaluations is biased upwards.
+
+    /work/wt/venv-run python benchmarks/study_lift.py /work/study/rl*_s* --csv benchmarks/study/lift.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import re
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+
+def load_run(path: Path, split: str = "heldout_goals") -> dict[int, dict[tuple[str, int], float]]:
+    """step -> {(task, seed): success} of one run's evaluations."""
+    out: dict[int, dict[tuple[str, int], float]] = defaultdict(dict)
+    for line in (path / "evals.jsonl").read_text().splitlines():
+        try:
+            r = json.loads(line)
+        except ValueError:
+            continue
+        if r["split"] == split:
+            out[int(r["step"])][(r["task"], int(r["seed"]))] = float(r["success"])
+    return dict(out)
+
+
+def paired(run: dict[int, dict]) -> tuple[list[tuple[str, int]], np.ndarray, np.ndarray, int]:
+    """(goals, success at step 0, success at the last step, last step) over the goals both evaluations played."""
+    first, last = min(run), max(run)
+    goals = sorted(set(run[first]) & set(run[last]))
+    return goals, np.array([run[first][g] for g in goals]), np.array([run[last][g] for g in goals]), last
+
+
+def two_stage_bootstrap(diffs: list[np.ndarray], reps: int, seed: int) -> tuple[float, float]:
+    """95% percentile interval of the mean of per-run mean differences: runs resampled, then goals in each."""
+    rng = np.random.default_rng(seed)
+    k = len(diffs)
+    stats = np.empty(reps)
+    for b in range(reps):
+        runs = rng.integers(0, k, k)
+        stats[b] = np.mean([diffs[r][rng.integers(0, len(diffs[r]), len(diffs[r]))].mean() for r in runs])
+    lo, hi = np.percentile(stats, [2.5, 97.5])
+    return float(lo), float(hi)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("runs", nargs="+", type=Path)
+    ap.add_argument("--group", default=r"(.+)_s\d+$", help="regex on the run dir name; group 1 names the arm")
+    ap.add_argument("--reps", type=int, default=10_000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--csv", type=Path, default=None)
+    args = ap.parse_args()
+
+    groups: dict[str, list[tuple[str, tuple]]] = defaultdict(list)
+    for path in sorted(args.runs):
+        if not (path / "evals.jsonl").is_file():
+            continue
+        m = re.match(args.group, path.name)
+        run = load_run(path)
+        if len(run) < 2:
+            print(f"{path}: one evaluation only, skipped")
+            continue
+        groups[m.group(1) if m else path.name].append((path.name, paired(run)))
+    rows = []
+    for name, runs in groups.items():
+        diffs = [after - before for _, (_, before, after, _) in runs]
+        lift = float(np.mean([d.mean() for d in diffs]))
+        lo, hi = two_stage_bootstrap(diffs, args.reps, args.seed)
+        before = float(np.mean([b.mean() for _, (_, b, _, _) in runs]))
+        after = float(np.mean([a.mean() for _, (_, _, a, _) in runs]))
+        print(
+            f"## {name}: {len(runs)} runs, {len(diffs[0])} held-out goals each: branch point {before:.3f} -> "
+            f"last evaluation {after:.3f}, lift {lift:+.3f} [{lo:+.3f}, {hi:+.3f}] (two-stage bootstrap 95%)"
+        )
+        for run_name, (goals, b, a, last) in runs:
+            print(
+                f"   {run_name}: step 0 {b.mean():.3f} -> step {last} {a.mean():.3f} ({(a - b).mean():+.3f})"
+            )
+        per_task: dict[str, list[float]] = defaultdict(list)
+        for _, (goals, b, a, _) in runs:
+            for g, x, y in zip(goals, b, a, strict=True):
+                per_task[g[0]].append(y - x)
+        print("   per task (mean paired difference over runs and goals):")
+        for task, d in sorted(per_task.items()):
+            print(f"     {task:<28} {np.mean(d):+.3f}  (n={len(d)})")
+        rows.append(
+            {
+                "arm": name,
+                "runs": len(runs),
+                "goals": len(diffs[0]),
+                "branch_success": round(before, 4),
+                "last_success": round(after, 4),
+                "lift": round(lift, 4),
+                "lo": round(lo, 4),
+                "hi": round(hi, 4),
+            }
+        )
+    if args.csv and rows:
+        args.csv.parent.mkdir(parents=True, exist_ok=True)
+        with args.csv.open("w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+
+
+if __name__ == "__main__":
+    main()
