@@ -84,7 +84,7 @@ def main() -> None:
             f"## {name}: {len(runs)} runs, {len(diffs[0])} held-out goals each: branch point {before:.3f} -> "
             f"last evaluation {after:.3f}, lift {lift:+.3f} [{lo:+.3f}, {hi:+.3f}] (two-stage bootstrap 95%)"
         )
-        for run_name, (goals, b, a, last) in runs:
+        for run_name, (_goals, b, a, last) in runs:
             print(
                 f"   {run_name}: step 0 {b.mean():.3f} -> step {last} {a.mean():.3f} ({(a - b).mean():+.3f})"
             )
