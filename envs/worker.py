@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing as mp
+import time
 import traceback
 from typing import TYPE_CHECKING, Any
 
@@ -39,7 +40,9 @@ logger = logging.getLogger(__name__)
 
 
 def execute(host: EnvHost, batch: Batch) -> Results:
-    """One result per operation of `batch`, in order (closes and resets first, then all actions together)."""
+    """One result per operation of `batch`, in order (closes and resets first, then all actions together), with
+    the host's idle tasks after it and the seconds it took."""
+    t0 = time.perf_counter()
     out: list[Result | None] = [None] * len(batch.ops)
     acts = [k for k, op in enumerate(batch.ops) if isinstance(op, Act)]
     for k, op in enumerate(batch.ops):
@@ -59,7 +62,8 @@ def execute(host: EnvHost, batch: Batch) -> Results:
                 if isinstance(r, Exception)
                 else Observed(r[0], float(r[1]), bool(r[2]), r[3])
             )
-    return Results(tuple(r for r in out if r is not None))
+    items = tuple(r for r in out if r is not None)
+    return Results(items, idle_tasks=tuple(host.idle_tasks()), busy_s=time.perf_counter() - t0)
 
 
 def env_failed(what: str, e: BaseException) -> EnvFailed:
