@@ -379,13 +379,12 @@ class MiniWobHost:
 
     # ---- internals
     def _take_slot(self, browser: Any, url: str) -> _Slot:
-        """An idle page that holds `url` (the most recently used), else the least recently used idle page (the
-        one whose task is least likely to come back), else a new context."""
+        """An idle page that holds `url`, else any idle page (the most recently used first), else a new context."""
         for k in range(len(self._idle) - 1, -1, -1):
             if self._idle[k].page.url == url:
                 return self._idle.pop(k)
         if self._idle:
-            return self._idle.pop(0)
+            return self._idle.pop()
 
         def new() -> _Slot:
             context = browser.new_context(viewport={"width": 332, "height": 214})  # every MiniWoB++ task's

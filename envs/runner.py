@@ -399,7 +399,7 @@ def _route(
     Among the workers in `up` below `capacity`: the least loaded one with an idle page of `task` (started in place
     there instead of loaded), else the least loaded one; ties go to the lower index. `idle` (worker -> its idle
     pages' tasks, least recently used first, "" for a page no reset starts in place) is updated as the host uses
-    its pages: the most recently used page of `task`, else the least recently used page, is taken.
+    its pages (`MiniWobHost._take_slot`): the most recently used page of `task`, else the most recently used page.
     """
     open_ = [k for k in up if load[k] < capacity]
     if not open_:
@@ -410,7 +410,7 @@ def _route(
     if task in pages:
         del pages[len(pages) - 1 - pages[::-1].index(task)]
     elif pages:
-        del pages[0]
+        del pages[-1]
     return w
 
 

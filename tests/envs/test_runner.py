@@ -132,12 +132,12 @@ def test_resets_go_to_a_worker_with_an_idle_page_of_their_task_else_the_least_lo
     idle = {0: ["miniwob.a", "miniwob.b"], 1: ["miniwob.c"], 2: []}
     # a worker holding the task wins over a less loaded one; its most recently used page of the task is taken
     assert _route("miniwob.c", [0, 1, 2], [0, 1, 0], idle, capacity=2) == 1 and idle[1] == []
-    # no idle page of the task anywhere: the least loaded (lowest index on ties); it takes over its LRU page
-    assert _route("miniwob.d", [0, 1, 2], [0, 0, 1], idle, capacity=2) == 0 and idle[0] == ["miniwob.b"]
+    # no idle page of the task anywhere: the least loaded (lowest index on ties); it takes over its MRU page
+    assert _route("miniwob.d", [0, 1, 2], [0, 0, 1], idle, capacity=2) == 0 and idle[0] == ["miniwob.a"]
     # a full worker is never chosen, a down one (not in `up`) neither; None when all are full
-    assert _route("miniwob.b", [0, 1, 2], [2, 0, 1], idle, capacity=2) == 1 and idle[0] == ["miniwob.b"]
-    assert _route("miniwob.b", [1, 2], [0, 1, 0], idle, capacity=2) == 2
-    assert _route("miniwob.b", [0, 1], [2, 2, 0], idle, capacity=2) is None
+    assert _route("miniwob.a", [0, 1, 2], [2, 0, 1], idle, capacity=2) == 1 and idle[0] == ["miniwob.a"]
+    assert _route("miniwob.a", [1, 2], [0, 1, 0], idle, capacity=2) == 2
+    assert _route("miniwob.a", [0, 1], [2, 2, 0], idle, capacity=2) is None
 
 
 def test_routing_keeps_the_queue_order_and_each_worker_below_its_capacity() -> None:
