@@ -197,7 +197,9 @@ class EpisodeRunner:
         starts: dict[int, list[Op]] = {}
         meta: dict[int, list[int]] = {}
         up = [k for k in range(len(play.load)) if k not in self._down]
-        idle = {k: [*self._idle_tasks[k], *self._closing[k]] for k in up}  # what the host will hold, LRU first
+        idle = {
+            k: [*self._idle_tasks[k], *self._closing[k]] for k in up
+        }  # what the host will hold, LRU first
         while play.pending:
             i = play.pending[0]
             w = _route(play.goals[i][0], up, play.load, idle, capacity=self.config.episodes_per_worker)
@@ -332,6 +334,7 @@ class EpisodeRunner:
             _, dead = self._dispatch(flush)
             for w in dead:
                 self._pending_close[w], self._closing[w], self._idle_tasks[w] = [], [], ()
+
     def _dispatch(self, ops: dict[int, list[Op]]) -> tuple[dict[int, tuple[Result, ...]], set[int]]:
         """Send each worker its ops (after its pending closes), collect all results; returns (results, dead)."""
         num_closes: dict[int, int] = {}

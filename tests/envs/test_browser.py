@@ -177,7 +177,8 @@ def test_a_worker_that_cannot_restart_is_dropped_and_the_rest_carry_on(monkeypat
 
 def _record(trajs):
     return [
-        (t.task, t.seed, t.goal, t.success, [(s.action, s.action_error, s.reward) for s in t.steps]) for t in trajs
+        (t.task, t.seed, t.goal, t.success, [(s.action, s.action_error, s.reward) for s in t.steps])
+        for t in trajs
     ]
 
 
