@@ -5,7 +5,10 @@ chromium alive across episodes (one browser context per live episode), and the p
 process. `run_episodes(policy, goals, ...)` keeps up to `workers * episodes_per_worker` episodes live, and per
 round of steps makes ONE batched `policy.generate` call over all live episodes, parses each completion
 (`envs.actions.parse_action`: a parse error is a step with an error and no env call), sends the actions to the
-workers in parallel and collects the observations. Episodes end on the env's done signal or at `max_steps`; a
+workers in parallel and collects the observations. Each new episode goes to the least loaded worker that has
+an idle page of its task (started there in place instead of loaded; workers report their idle pages with every
+answer), else to the least loaded one; the same episodes start in each round whatever the routing, so results and
+batches do not depend on it. Episodes end on the env's done signal or at `max_steps`; a
 trajectory carries success, steps and per-step records (the RL return is the trainers' to compute).
 
 Infrastructure failures (a worker or browser that died, a page that did not load, a reset or observation that

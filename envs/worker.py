@@ -2,7 +2,8 @@
 
 `execute` runs one `Batch` on a host: closes and resets one by one, then every action of the batch in one
 `step_many` (a browser host waits its settle time once per batch, not once per episode); whatever the host raises
-becomes that operation's `EnvFailed`. `ProcessWorker` keeps one host (one chromium) in a `spawn`ed process across
+becomes that operation's `EnvFailed`; the answer also carries the host's idle pages by task (for the runner's
+routing) and the seconds the batch took. `ProcessWorker` keeps one host (one chromium) in a `spawn`ed process across
 episodes and is restarted when it dies or hangs; `LocalWorker` has the same interface in-process.
 """
 
