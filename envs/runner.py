@@ -200,9 +200,8 @@ class EpisodeRunner:
         starts: dict[int, list[Op]] = {}
         meta: dict[int, list[int]] = {}
         up = [k for k in range(len(play.load)) if k not in self._down]
-        idle = {
-            k: [*self._idle_tasks[k], *self._closing[k]] for k in up
-        }  # what the host will hold, LRU first
+        # each worker's idle pages once its pending closes are done, least recently used first
+        idle = {k: [*self._idle_tasks[k], *self._closing[k]] for k in up}
         while play.pending:
             i = play.pending[0]
             w = _route(play.goals[i][0], up, play.load, idle, capacity=self.config.episodes_per_worker)
