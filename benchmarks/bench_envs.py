@@ -15,7 +15,7 @@ Same tasks, seeds and scripted policy everywhere. Printed, with the load average
    task), and 1 per worker on the interleaved goals.
 6. Env-error rates of the pool at `--error-workers` (oversubscribed on a small box) and PSS memory per worker.
 
-    .venv/bin/python benchmarks/bench_envs.py                # about 5 minutes on a quiet 2-core box
+    .venv/bin/python benchmarks/bench_envs.py                # about 6 minutes on a quiet 2-core box
 """
 
 from __future__ import annotations
