@@ -214,6 +214,8 @@ class _Slot:
 
     context: Any
     page: Any
+    task: str = ""
+    """The task (full name) last set up on the page; "" for a new page."""
 
 
 @dataclass
@@ -276,6 +278,7 @@ class MiniWobHost:
         episode = _Episode(task_obj, self._take_slot(browser, task_obj.url))
         self._episodes[eid] = episode
         page = episode.slot.page
+        episode.slot.task = f"miniwob.{name}"
         try:
             if page.url == task_obj.url and name not in RELOAD_TASKS:
                 episode.goal = str(self._timed("start", lambda: self._restart(task_obj, page)))
@@ -351,6 +354,21 @@ class MiniWobHost:
         while self._idle and len(self._idle) + live > self.settings.max_pages:
             self._idle.pop(0).context.close()
 
+    def idle_tasks(self) -> tuple[str, ...]:
+        """One entry per idle page, least recently used first: its task when a reset of that task starts in place
+        there (the page is still on it and it is not in `RELOAD_TASKS`), else ""."""
+        from envs._miniwob_page import RELOAD_TASKS
+
+        return tuple(
+            s.task
+            if s.task.removeprefix("miniwob.") not in RELOAD_TASKS and s.page.url == self._task_url(s.task)
+            else ""
+            for s in self._idle
+        )
+
+    def _task_url(self, task: str) -> str:
+        return f"{self._base_url}{task.removeprefix('miniwob.')}.html"
+
     def shutdown(self) -> None:
         for slot in [*self._idle, *(e.slot for e in self._episodes.values())]:
             with contextlib.suppress(Exception):  # best effort on the way out
@@ -361,7 +379,7 @@ class MiniWobHost:
 
     # ---- internals
     def _take_slot(self, browser: Any, url: str) -> _Slot:
-        """An idle page, preferring one that holds `url` (most recently used first), else a new context."""
+        """An idle page that holds `url`, else any idle page (the most recently used first), else a new context."""
         for k in range(len(self._idle) - 1, -1, -1):
             if self._idle[k].page.url == url:
                 return self._idle.pop(k)

@@ -56,6 +56,11 @@ class EnvHost(Protocol):
         """End episode `eid` (unknown ids are ignored)."""
         ...
 
+    def idle_tasks(self) -> tuple[str, ...]:
+        """One entry per idle page, least recently used first: the task a reset starts in place there, or ""
+        (the runner routes resets by them); () for hosts where every reset costs the same."""
+        ...
+
     def shutdown(self) -> None:
         """Close every episode and the browser."""
         ...

@@ -120,3 +120,7 @@ class Results:
     """A worker's answer to one `Batch`: one result per operation, in order."""
 
     items: tuple[Result, ...]
+    idle_tasks: tuple[str, ...] = ()
+    """The host's `idle_tasks()` after the batch (the runner routes the next resets by them)."""
+    busy_s: float = 0.0
+    """Wall seconds the worker spent executing the batch (the rest of a round trip is messaging)."""

@@ -5,7 +5,10 @@ chromium alive across episodes (one browser context per live episode), and the p
 process. `run_episodes(policy, goals, ...)` keeps up to `workers * episodes_per_worker` episodes live, and per
 round of steps makes ONE batched `policy.generate` call over all live episodes, parses each completion
 (`envs.actions.parse_action`: a parse error is a step with an error and no env call), sends the actions to the
-workers in parallel and collects the observations. Episodes end on the env's done signal or at `max_steps`; a
+workers in parallel and collects the observations. Each new episode goes to the least loaded worker that has
+an idle page of its task (started there in place instead of loaded; workers report their idle pages with every
+answer), else to the least loaded one; the same episodes start in each round whatever the routing, so results and
+batches do not depend on it. Episodes end on the env's done signal or at `max_steps`; a
 trajectory carries success, steps and per-step records (the RL return is the trainers' to compute).
 
 Infrastructure failures (a worker or browser that died, a page that did not load, a reset or observation that
@@ -108,10 +111,18 @@ class EpisodeRunner:
             raise
         self._next_eid = 0
         self._pending_close: dict[int, list[Op]] = {w: [] for w in range(config.workers)}
+        self._closing: dict[int, list[str]] = {w: [] for w in range(config.workers)}
+        """The tasks of the pending closes (their pages become idle before the worker's next resets)."""
+        self._idle_tasks: dict[int, tuple[str, ...]] = {w: () for w in range(config.workers)}
+        """Each worker's idle pages by task as it last reported them (`EnvHost.idle_tasks`)."""
         self._down: dict[int, str] = {}
         """Workers that could not be restarted -> why; the others carry their load until they come back."""
         self.num_env_errors = 0
         """Env errors seen (each costs one episode attempt)."""
+        self.dispatch_s = 0.0
+        """Wall seconds spent waiting for the workers' answers (send to last answer, all batches)."""
+        self.worker_busy_s = 0.0
+        """Seconds the workers spent executing those batches, summed over workers (the rest is messaging)."""
 
     def __enter__(self) -> EpisodeRunner:
         return self
@@ -170,18 +181,33 @@ class EpisodeRunner:
                     f"policy.generate returned {len(completions)} completions for {len(prompts)} prompts"
                 )
             self._step_all(play, order, prompts, completions, gen_s)
+        self._flush_closes()
         return [t for t in play.results if t is not None]
+
+    @property
+    def idle_tasks(self) -> dict[int, tuple[str, ...]]:
+        """Worker -> its idle pages' tasks as it last reported them (`EnvHost.idle_tasks`, least recently used
+        first; "" for a page no reset starts in place); what the next call routes by."""
+        return dict(self._idle_tasks)
 
     # ---------------------------------------------------------------- scheduling
     def _start_episodes(self, play: _Play) -> None:
-        """Reset pending episodes on the least loaded healthy workers, up to their capacity."""
+        """Reset pending episodes, in queue order, on healthy workers below `episodes_per_worker`: each on the
+        least loaded worker with an idle page of its task, else on the least loaded one (`_route`).
+
+        Which episodes start in a round does not depend on the routing, and an episode's result does not depend
+        on its worker, so the trajectories are the same whatever the workers held before."""
         starts: dict[int, list[Op]] = {}
         meta: dict[int, list[int]] = {}
         up = [k for k in range(len(play.load)) if k not in self._down]
-        capacity = len(up) * self.config.episodes_per_worker
-        while play.pending and len(play.live) + sum(len(v) for v in starts.values()) < capacity:
-            i = play.pending.popleft()
-            w = min(up, key=lambda k: play.load[k])
+        # each worker's idle pages once its pending closes are done, least recently used first
+        idle = {k: [*self._idle_tasks[k], *self._closing[k]] for k in up}
+        while play.pending:
+            i = play.pending[0]
+            w = _route(play.goals[i][0], up, play.load, idle, capacity=self.config.episodes_per_worker)
+            if w is None:
+                break
+            play.pending.popleft()
             play.load[w] += 1
             play.attempts[i] += 1
             starts.setdefault(w, []).append(Reset(self._next_eid, *play.goals[i]))
@@ -239,8 +265,7 @@ class EpisodeRunner:
                 continue
             for (i, prompt, comp, act), r in zip(sent[w], items, strict=True):
                 if not isinstance(r, Observed):
-                    ep = play.drop(i)
-                    self._pending_close[ep.worker].append(Close(ep.eid))
+                    self._queue_close(play.drop(i))
                     self._fail(play, i, _message(r))
                     continue
                 ep = play.live[i]
@@ -265,11 +290,15 @@ class EpisodeRunner:
         """End the episode on the env's done signal (success: reward > 0) or at `max_steps`."""
         if not done and ep.traj.num_steps < self.config.max_steps:
             return
-        play.drop(ep.index)
-        self._pending_close[ep.worker].append(Close(ep.eid))
+        self._queue_close(play.drop(ep.index))
         ep.traj.success = done and reward > 0
         ep.traj.wall_s = time.monotonic() - ep.started_s
         self._finish(play, ep.index, ep.traj)
+
+    def _queue_close(self, ep: _Live) -> None:
+        """Close `ep` with its worker's next batch (before that batch's resets)."""
+        self._pending_close[ep.worker].append(Close(ep.eid))
+        self._closing[ep.worker].append(ep.traj.task)
 
     def _fail(self, play: _Play, i: int, message: str) -> None:
         """An env error cost episode `i` an attempt: queue it again, or return it with `env_error` set."""
@@ -299,18 +328,29 @@ class EpisodeRunner:
         )
 
     # ---------------------------------------------------------------- workers
+    def _flush_closes(self) -> None:
+        """Close the last episodes of a call now (one small batch per worker), so that their pages are idle and
+        reported as such when the next call routes its resets."""
+        flush = {w: [] for w, closes in self._pending_close.items() if closes and w not in self._down}
+        if flush:
+            _, dead = self._dispatch(flush)
+            for w in dead:
+                self._pending_close[w], self._closing[w], self._idle_tasks[w] = [], [], ()
+
     def _dispatch(self, ops: dict[int, list[Op]]) -> tuple[dict[int, tuple[Result, ...]], set[int]]:
         """Send each worker its ops (after its pending closes), collect all results; returns (results, dead)."""
         num_closes: dict[int, int] = {}
+        t0 = time.monotonic()
         for w, batch in ops.items():
-            closes, self._pending_close[w] = self._pending_close[w], []
+            closes, self._pending_close[w], self._closing[w] = self._pending_close[w], [], []
             num_closes[w] = len(closes)
             self._workers[w].send(Batch(tuple(closes + batch)))
         results: dict[int, tuple[Result, ...]] = {}
         dead: set[int] = set()
-        deadline = time.monotonic() + self.config.worker_timeout_s
+        deadline = t0 + self.config.worker_timeout_s
         for w in ops:
             res = self._workers[w].recv(max(0.0, deadline - time.monotonic()))
+            self._idle_tasks[w] = () if res is None else res.idle_tasks
             if res is None:
                 try:
                     self._workers[w].restart()
@@ -320,6 +360,8 @@ class EpisodeRunner:
                 results[w] = (EnvFailed(_DIED),) * len(ops[w])
             else:
                 results[w] = res.items[num_closes[w] :]
+                self.worker_busy_s += res.busy_s
+        self.dispatch_s += time.monotonic() - t0
         return results, dead
 
     def _drop_dead(self, play: _Play, dead: set[int]) -> None:
@@ -328,7 +370,7 @@ class EpisodeRunner:
             play.drop(i)
             self._fail(play, i, _DIED)
         for w in dead:
-            self._pending_close[w] = []
+            self._pending_close[w], self._closing[w], self._idle_tasks[w] = [], [], ()
 
     def _mark_down(self, w: int, error: BaseException) -> None:
         self._down[w] = f"{type(error).__name__}: {error}"
@@ -351,7 +393,30 @@ class EpisodeRunner:
                 logger.warning("env worker %d is still down: %s", w, e)
                 continue
             del self._down[w]
-            self._pending_close[w] = []
+            self._pending_close[w], self._closing[w], self._idle_tasks[w] = [], [], ()
+
+
+def _route(
+    task: str, up: Sequence[int], load: Sequence[int], idle: dict[int, list[str]], *, capacity: int
+) -> int | None:
+    """The worker for a reset of `task`, or None when every healthy worker holds `capacity` live episodes.
+
+    Among the workers in `up` below `capacity`: the least loaded one with an idle page of `task` (started in place
+    there instead of loaded), else the least loaded one; ties go to the lower index. `idle` (worker -> its idle
+    pages' tasks, least recently used first, "" for a page no reset starts in place) is updated as the host uses
+    its pages (`MiniWobHost._take_slot`): the most recently used page of `task`, else the most recently used page.
+    """
+    open_ = [k for k in up if load[k] < capacity]
+    if not open_:
+        return None
+    hot = [k for k in open_ if task in idle[k]]
+    w = min(hot or open_, key=lambda k: load[k])
+    pages = idle[w]
+    if task in pages:
+        del pages[len(pages) - 1 - pages[::-1].index(task)]
+    elif pages:
+        del pages[-1]
+    return w
 
 
 def _message(result: Result) -> str:

@@ -253,6 +253,10 @@ class WorkArenaHost:
             finally:
                 episode[1].close()
 
+    def idle_tasks(self) -> tuple[str, ...]:
+        """() : every WorkArena episode sets its task up on a new page."""
+        return ()
+
     def shutdown(self) -> None:
         for eid in list(self._episodes):
             try:

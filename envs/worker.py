@@ -2,7 +2,8 @@
 
 `execute` runs one `Batch` on a host: closes and resets one by one, then every action of the batch in one
 `step_many` (a browser host waits its settle time once per batch, not once per episode); whatever the host raises
-becomes that operation's `EnvFailed`. `ProcessWorker` keeps one host (one chromium) in a `spawn`ed process across
+becomes that operation's `EnvFailed`; the answer also carries the host's idle pages by task (for the runner's
+routing) and the seconds the batch took. `ProcessWorker` keeps one host (one chromium) in a `spawn`ed process across
 episodes and is restarted when it dies or hangs; `LocalWorker` has the same interface in-process.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing as mp
+import time
 import traceback
 from typing import TYPE_CHECKING, Any
 
@@ -39,7 +41,9 @@ logger = logging.getLogger(__name__)
 
 
 def execute(host: EnvHost, batch: Batch) -> Results:
-    """One result per operation of `batch`, in order (closes and resets first, then all actions together)."""
+    """One result per operation of `batch`, in order (closes and resets first, then all actions together), with
+    the host's idle tasks after it and the seconds it took."""
+    t0 = time.perf_counter()
     out: list[Result | None] = [None] * len(batch.ops)
     acts = [k for k, op in enumerate(batch.ops) if isinstance(op, Act)]
     for k, op in enumerate(batch.ops):
@@ -59,7 +63,8 @@ def execute(host: EnvHost, batch: Batch) -> Results:
                 if isinstance(r, Exception)
                 else Observed(r[0], float(r[1]), bool(r[2]), r[3])
             )
-    return Results(tuple(r for r in out if r is not None))
+    items = tuple(r for r in out if r is not None)
+    return Results(items, idle_tasks=tuple(host.idle_tasks()), busy_s=time.perf_counter() - t0)
 
 
 def env_failed(what: str, e: BaseException) -> EnvFailed:

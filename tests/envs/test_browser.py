@@ -173,3 +173,26 @@ def test_a_worker_that_cannot_restart_is_dropped_and_the_rest_carry_on(monkeypat
         assert set(r._down) == {0} and "chromium failed to launch" in r._down[0]
         with pytest.raises(RuntimeError, match="all 2 env workers are down"):
             _play(r, KillWorker(1), [("miniwob.click-test-2", s) for s in range(2)])
+
+
+def _record(trajs):
+    return [
+        (t.task, t.seed, t.goal, t.success, [(s.action, s.action_error, s.reward) for s in t.steps])
+        for t in trajs
+    ]
+
+
+def test_episodes_go_to_the_worker_whose_idle_page_holds_their_task_with_the_same_results() -> None:
+    """Without routing, the second call's first goal (click-button) would go to worker 0, which holds click-test.
+
+    Both tasks take one click, so both workers are free in every round."""
+    ct, cb = "miniwob.click-test", "miniwob.click-button"
+    with open_runner("miniwob", workers=2, max_steps=8, episodes_per_worker=1) as r:
+        _play(r, ScriptedPolicy(), [(ct, 0), (cb, 0)])
+        assert r.idle_tasks == {0: (ct,), 1: (cb,)}  # least loaded first: worker 0 got click-test
+        warm = _play(r, ScriptedPolicy(), [(cb, 1), (ct, 1), (cb, 2), (ct, 2)])
+        assert r.idle_tasks == {0: (ct,), 1: (cb,)}  # each task stayed on its page: started in place
+    with open_runner("miniwob", workers=2, max_steps=8, episodes_per_worker=1) as r:
+        fresh = _play(r, ScriptedPolicy(), [(cb, 1), (ct, 1), (cb, 2), (ct, 2)])
+        assert r.idle_tasks == {0: (cb,), 1: (ct,)}
+    assert _record(warm) == _record(fresh) and all(t.success for t in warm)

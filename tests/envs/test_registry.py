@@ -46,7 +46,7 @@ def test_task_subsets_and_errors() -> None:
 
 
 class _HalfHost:
-    """Resets and steps one at a time but has no `step_many`, `start` or `shutdown`: not an `EnvHost`."""
+    """Resets and steps one at a time but has no `step_many`, `start`, `idle_tasks` or `shutdown`: not an `EnvHost`."""
 
     def __init__(self, **options) -> None:
         pass
@@ -104,7 +104,9 @@ def test_the_default_observation_comes_from_the_registry_entry(monkeypatch) -> N
 
 def test_a_host_without_the_protocol_is_refused_naming_what_it_lacks(monkeypatch) -> None:
     spec = dataclasses.replace(FAMILY_SPECS["toy"], host=f"{__name__}:_HalfHost")
-    with pytest.raises(TypeError, match=r"_HalfHost is not an env host: it lacks start, step_many, shutdown"):
+    with pytest.raises(
+        TypeError, match=r"_HalfHost is not an env host: it lacks start, step_many, idle_tasks, shutdown"
+    ):
         host_class(spec)
     monkeypatch.setitem(FAMILY_SPECS, "toy", spec)
     with pytest.raises(TypeError, match="implement envs.hosts.EnvHost"):

@@ -124,3 +124,25 @@ def test_worker_start_up_failure_is_raised_in_the_caller(monkeypatch, tmp_path) 
     monkeypatch.setenv("AGENTSWEEP_CHROMIUM", str(tmp_path / "no-chromium"))
     with pytest.raises(RuntimeError, match="env worker failed to start: RuntimeError: chromium not found at"):
         open_runner("miniwob", workers=1, worker_timeout_s=120)
+
+
+def test_resets_go_to_a_worker_with_an_idle_page_of_their_task_else_the_least_loaded() -> None:
+    from envs.runner import _route
+
+    idle = {0: ["miniwob.a", "miniwob.b"], 1: ["miniwob.c"], 2: []}
+    # a worker holding the task wins over a less loaded one; its most recently used page of the task is taken
+    assert _route("miniwob.c", [0, 1, 2], [0, 1, 0], idle, capacity=2) == 1 and idle[1] == []
+    # no idle page of the task anywhere: the least loaded (lowest index on ties); it takes over its MRU page
+    assert _route("miniwob.d", [0, 1, 2], [0, 0, 1], idle, capacity=2) == 0 and idle[0] == ["miniwob.a"]
+    # a full worker is never chosen, a down one (not in `up`) neither; None when all are full
+    assert _route("miniwob.a", [0, 1, 2], [2, 0, 1], idle, capacity=2) == 1 and idle[0] == ["miniwob.a"]
+    assert _route("miniwob.a", [1, 2], [0, 1, 0], idle, capacity=2) == 2
+    assert _route("miniwob.a", [0, 1], [2, 2, 0], idle, capacity=2) is None
+
+
+def test_routing_keeps_the_queue_order_and_each_worker_below_its_capacity() -> None:
+    """Toy hosts report no idle pages: episodes spread least-loaded first, batches as before."""
+    policy = CountingPolicy(ScriptedPolicy())
+    trajs = _run(policy, goals("toy.train")[:7], workers=2, options={"episodes_per_worker": 2})
+    assert [(t.task, t.seed) for t in trajs] == [tuple(g) for g in goals("toy.train")[:7]]
+    assert max(policy.batches) == 4 and all(t.success for t in trajs)
