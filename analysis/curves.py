@@ -18,8 +18,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from scipy.special import gammaln
 
+from analysis._special import log_factorials
 from analysis._values import value_sort_key
 from analysis.selection import select_checkpoints
 
@@ -41,9 +41,9 @@ def expected_max_weights(n: int, k_max: int | None = None) -> np.ndarray:
     i = np.arange(1, n + 1)[:, None]  # (n, 1)
     k = np.arange(1, k_max + 1)[None, :]  # (1, K)
     valid = i >= k
-    log_w = (gammaln(np.maximum(i, 1)) - gammaln(np.maximum(k, 1)) - gammaln(np.maximum(i - k + 1, 1))) - (
-        gammaln(n + 1) - gammaln(k + 1) - gammaln(n - k + 1)
-    )
+    lf = log_factorials(n)
+    # log C(i-1, k-1) - log C(n, k)
+    log_w = lf[i - 1] - lf[np.maximum(k - 1, 0)] - lf[np.maximum(i - k, 0)] - (lf[n] - lf[k] - lf[n - k])
     return np.where(valid, np.exp(np.where(valid, log_w, 0.0)), 0.0)
 
 
@@ -125,7 +125,8 @@ def tuning_curves(
     """
     rng = np.random.default_rng(seed)
     sign = 1.0 if prepared.mode == "max" else -1.0
-    rows = []
+    keys: list[tuple[str, str, str, int]] = []  # (stratum, hparam, value, k_max) per curve
+    parts: list[np.ndarray] = []  # per curve (6, kk): expected_best, lo, hi, band_lo, band_hi in original units
     for stratum, frame in prepared.strata():
         y_all = frame[prepared.metric].to_numpy(dtype=float)
         for h in prepared.hparams:
@@ -138,27 +139,25 @@ def tuning_curves(
                 curve = np.sort(y) @ w
                 boot = np.sort(y[rng.integers(0, n, size=(reps, n))], axis=1) @ w  # (reps, kk)
                 lo, hi = np.quantile(boot, [0.025, 0.975], axis=0)
+                if sign < 0:
+                    lo, hi = hi, lo
                 band = (
                     tuning_curve_band(sign * y, kk, bounds=bounds, mode=prepared.mode)
                     if bounds
                     else (np.full(kk, np.nan), np.full(kk, np.nan))
                 )
-                for k in range(kk):
-                    rows.append(
-                        (
-                            stratum,
-                            h.removeprefix("params."),
-                            value,
-                            k + 1,
-                            sign * curve[k],
-                            sign * (lo if sign > 0 else hi)[k],
-                            sign * (hi if sign > 0 else lo)[k],
-                            band[0][k],
-                            band[1][k],
-                        )
-                    )
+                keys.append((stratum, h.removeprefix("params."), value, kk))
+                parts.append(np.vstack([sign * curve, sign * lo, sign * hi, band[0], band[1]]))
     columns = ["stratum", "hparam", "value", "k", "expected_best", "lo", "hi", "band_lo", "band_hi"]
-    return pd.DataFrame(rows, columns=columns)
+    if not keys:
+        return pd.DataFrame(columns=columns)
+    sizes = np.array([key[3] for key in keys])
+    numbers = np.hstack(parts)  # (5, total rows)
+    out = {name: np.repeat(np.array([key[i] for key in keys], dtype=object), sizes) for i, name in
+           enumerate(columns[:3])}  # fmt: skip
+    out["k"] = np.concatenate([np.arange(1, kk + 1) for kk in sizes])
+    out |= dict(zip(columns[4:], numbers, strict=True))
+    return pd.DataFrame(out, columns=columns)
 
 
 def _envelope(flops: np.ndarray, scores: np.ndarray, grid: np.ndarray) -> np.ndarray:
