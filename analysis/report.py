@@ -201,14 +201,18 @@ def _compute_tables(
 
 def _summary(prepared: PreparedRuns, tables: dict[str, pd.DataFrame], options: ReportOptions, source) -> dict:
     alg1, effects, importance = tables["hparams"], tables["effects"], tables["importance"]
+    cells = {
+        name: dict(list(table.groupby(["stratum", "hparam"], sort=False)))
+        for name, table in (("alg1", alg1), ("effects", effects), ("importance", importance))
+    }
     strata = {}
     for label, frame in prepared.strata():
         per_h = {}
         for h in prepared.hparams:
             name = h.removeprefix("params.")
-            a = alg1[(alg1.stratum == label) & (alg1.hparam == name)]
-            e = effects[(effects.stratum == label) & (effects.hparam == name)]
-            imp = importance[(importance.stratum == label) & (importance.hparam == name)]
+            a = cells["alg1"].get((label, name), alg1.iloc[:0])
+            e = cells["effects"].get((label, name), effects.iloc[:0])
+            imp = cells["importance"].get((label, name), importance.iloc[:0])
             if a.empty:
                 continue
             top_a = a.loc[a.win_rate.idxmax()]
@@ -283,10 +287,22 @@ def _img(path: Path) -> str:
     return f'<img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}">'
 
 
+def _cell(value) -> str:
+    if isinstance(value, float | np.floating):
+        return "NaN" if value != value else f"{value:.4g}"
+    return html.escape(str(value))
+
+
 def _table(frame: pd.DataFrame, max_rows: int = 400, table_id: str | None = None) -> str:
-    return frame.head(max_rows).to_html(
-        index=False, float_format=lambda v: f"{v:.4g}", border=0, classes="t", table_id=table_id
+    """An HTML table of the first `max_rows` rows (as DataFrame.to_html would draw it, at a tenth of its cost)."""
+    head = frame.head(max_rows)
+    id_attr = f' id="{html.escape(table_id)}"' if table_id else ""
+    header = "".join(f"<th>{html.escape(str(c))}</th>" for c in head.columns)
+    body = "\n".join(
+        "<tr>" + "".join(f"<td>{_cell(v)}</td>" for v in row) + "</tr>"
+        for row in head.itertuples(index=False, name=None)
     )
+    return f'<table class="t"{id_attr}>\n<thead><tr>{header}</tr></thead>\n<tbody>\n{body}\n</tbody></table>'
 
 
 _GUIDE = """
@@ -303,11 +319,12 @@ value is better on average" and the tuning curves for "what a budget of k runs b
 def _headline(tables: dict[str, pd.DataFrame], label: str) -> pd.DataFrame:
     """What a reader came for, per stratum: hyperparameters by importance, the value to pick, how sure."""
     imp = tables["importance"][tables["importance"].stratum == label].set_index("hparam")
-    eff = tables["effects"][tables["effects"].stratum == label]
-    alg = tables["hparams"][tables["hparams"].stratum == label]
+    eff = dict(list(tables["effects"][tables["effects"].stratum == label].groupby("hparam", sort=False)))
+    alg = dict(list(tables["hparams"][tables["hparams"].stratum == label].groupby("hparam", sort=False)))
+    empty = tables["effects"].iloc[:0]
     rows = []
-    for name in dict.fromkeys([*imp.index, *alg.hparam]):
-        e, a = eff[eff.hparam == name], alg[alg.hparam == name]
+    for name in dict.fromkeys([*imp.index, *alg]):
+        e, a = eff.get(name, empty), alg.get(name, tables["hparams"].iloc[:0])
         best = e.loc[e.p_best.idxmax()] if len(e) and e.p_best.notna().any() else None
         top = a.loc[a.win_rate.idxmax()] if len(a) else None
         i = imp.loc[name] if name in imp.index else None
