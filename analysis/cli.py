@@ -51,6 +51,13 @@ __all__ = ["aggregate", "main", "report", "simulate"]
     show_default=True,
     help="The metric's range LO,HI for distribution-free tuning-curve bands ('none': skip them).",
 )
+@click.option(
+    "--band-method",
+    type=click.Choice(["ld_equal_tailed", "dkw"]),
+    default="ld_equal_tailed",
+    show_default=True,
+    help="Distribution-free CDF band behind band_lo/band_hi: Learned-Miller-DeStefano (exact level) or DKW.",
+)
 @click.option("--no-plots", is_flag=True, help="Skip PNGs (faster).")
 def report(
     runs,
@@ -67,6 +74,7 @@ def report(
     target,
     tracking_uri,
     bounds,
+    band_method,
     no_plots,
 ) -> None:
     """Rank hyperparameters on RUNS (CSV, parquet or mlflow:EXPERIMENT): Algorithm 1, effects, curves, budgets.
@@ -96,6 +104,7 @@ def report(
         bins=bins,
         target=target,
         bounds=limits,
+        band_method=band_method,
         plots=not no_plots,
     )
     try:

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from analysis._special import log_factorials
+from analysis.bands import BandMethod, cdf_band
 from analysis._values import value_sort_key
 from analysis.selection import select_checkpoints
 
@@ -73,14 +74,15 @@ def tuning_curve_band(
     bounds: tuple[float, float] = (0.0, 1.0),
     level: float = 0.95,
     mode: str = "max",
+    method: BandMethod = "ld_equal_tailed",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Distribution-free simultaneous band for E[best of k runs], k = 1..k_max (default n).
 
-    The construction of Lourie, Cho and He, "Show Your Work with Confidence" (2023), with the DKW band (as opda's
-    `confidence_bands(method="dkw")`): with probability >= level the CDF F of a run's score lies within
-    eps = sqrt(log(2 / (1 - level)) / (2 n)) of the empirical CDF everywhere; E[max of k] = b - int_a^b F^k is
-    monotone in F, so the lowest CDF in the band bounds every k's curve from above and the highest from
-    below, all k at once. It needs the metric's possible range `bounds` (success rates: 0..1).
+    The construction of Lourie, Cho and He, "Show Your Work with Confidence" (2023), as opda implements it:
+    a simultaneous band for the CDF F of a run's score (`analysis.bands.cdf_band`: Learned-Miller-DeStefano's
+    equal-tailed band by default, exact level; or DKW) holds everywhere with probability >= level; E[max of
+    k] = b - int_a^b F^k is monotone in F, so the lowest CDF in the band bounds every k's curve from above and
+    the highest from below, all k at once. It needs the metric's possible range `bounds` (success rates: 0..1).
 
     Returns:
         (lower, upper), each (k_max,).
@@ -94,15 +96,13 @@ def tuning_curve_band(
             f"scores span [{y.min():.4g}, {y.max():.4g}], outside bounds {bounds}: pass the metric's range (--bounds LO,HI, or --bounds none)"
         )
     if mode == "min":
-        lower, upper = tuning_curve_band(-y, k_max, bounds=(-b, -a), level=level)
+        lower, upper = tuning_curve_band(-y, k_max, bounds=(-b, -a), level=level, method=method)
         return -upper, -lower
     n = len(y)
     k = np.arange(1, (n if k_max is None else k_max) + 1)
-    eps = np.sqrt(np.log(2.0 / (1.0 - level)) / (2.0 * n))
-    edges = np.concatenate([[a], np.sort(y), [b]])  # F_n = i / n on [edges[i], edges[i + 1])
+    edges = np.concatenate([[a], np.sort(y), [b]])  # F lies in [low_cdf[i], high_cdf[i]] on [edges[i], edges[i + 1])
     width = np.diff(edges)[:, None]  # (n + 1, 1)
-    cdf = np.arange(n + 1)[:, None] / n
-    low_cdf, high_cdf = np.clip(cdf - eps, 0.0, 1.0), np.clip(cdf + eps, 0.0, 1.0)
+    low_cdf, high_cdf = (c[:, None] for c in cdf_band(n, level=level, method=method))
     upper = b - (width * low_cdf ** k[None, :]).sum(axis=0)
     lower = b - (width * high_cdf ** k[None, :]).sum(axis=0)
     return lower, upper
@@ -115,9 +115,10 @@ def tuning_curves(
     reps: int = 200,
     seed: int = 0,
     bounds: tuple[float, float] | None = (0.0, 1.0),
+    band_method: BandMethod = "ld_equal_tailed",
 ) -> pd.DataFrame:
     """Expected-max tuning curves per (stratum, hyperparameter, value) with 95% bootstrap bands and, given the
-    metric's range `bounds`, distribution-free simultaneous bands (`tuning_curve_band`).
+    metric's range `bounds`, distribution-free simultaneous bands (`tuning_curve_band` with `band_method`).
 
     Returns:
         Long table: stratum, hparam, value, k, expected_best, lo, hi (bootstrap), band_lo, band_hi
@@ -142,7 +143,7 @@ def tuning_curves(
                 if sign < 0:
                     lo, hi = hi, lo
                 band = (
-                    tuning_curve_band(sign * y, kk, bounds=bounds, mode=prepared.mode)
+                    tuning_curve_band(sign * y, kk, bounds=bounds, mode=prepared.mode, method=band_method)
                     if bounds
                     else (np.full(kk, np.nan), np.full(kk, np.nan))
                 )

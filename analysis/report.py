@@ -25,6 +25,7 @@ import pandas as pd
 
 from analysis._output import finish_folder, open_folder
 from analysis.aggregate import value_aggregates
+from analysis.bands import BandMethod
 from analysis.bootstrap import algorithm1_table, win_rate_intervals
 from analysis.curves import budget_grid, compute_to_reach, frontier, reached_by_budget, tuning_curves
 from analysis.effects import compute_effects
@@ -64,6 +65,8 @@ class ReportOptions:
     """Score for compute_to_target.csv (default: the best score of the lowest stratum's frontier)."""
     bounds: tuple[float, float] | None = (0.0, 1.0)
     """The metric's possible range, for the distribution-free tuning-curve bands (None: bootstrap bands only)."""
+    band_method: BandMethod = "ld_equal_tailed"
+    """The distribution-free band on the CDF: ld_equal_tailed (Learned-Miller-DeStefano, exact level) or dkw."""
     win_ci_reps: int = 50
     """Outer bootstrap replicates behind the win-rate bars' intervals (0: none)."""
     plots: bool = True
@@ -122,7 +125,9 @@ def build_report(
         effects,
         importance.sort_values(["stratum", "importance"], ascending=[True, False], kind="stable"),
     )
-    tables["tuning_curves"] = tuning_curves(prepared, seed=options.seed, bounds=options.bounds)
+    tables["tuning_curves"] = tuning_curves(
+        prepared, seed=options.seed, bounds=options.bounds, band_method=options.band_method
+    )
     tables["aggregates"] = value_aggregates(prepared, reps=1000, seed=options.seed)
     if curves_source is not None:
         curves = curves_source if isinstance(curves_source, pd.DataFrame) else load_curves(curves_source)
