@@ -14,9 +14,9 @@ Two constructions, as opda (Lourie, Cho and He, "Show Your Work with Confidence"
 - "dkw": F_n -+ sqrt(log(2 / (1 - level)) / (2 n)) (Dvoretzky-Kiefer-Wolfowitz-Massart): closed form,
   conservative for small n.
 
-The pointwise level c for level 0.95 and n <= 400 comes from a table (`_ld_levels.json`, made by
+The pointwise level c for level 0.95 and n <= 500 comes from a table (`_ld_levels.json`, made by
 `ld_pointwise_level(n, 0.95, table=False)` for each n: `python -m analysis.bands`); other (n, level) are
-computed (about 0.1-2 s each) and kept for the process.
+computed (about 2 s at n = 600, 10 s at n = 1,000) and kept for the process.
 """
 
 from __future__ import annotations
@@ -45,14 +45,18 @@ _TABLE = Path(__file__).with_name("_ld_levels.json")
 _TABLE_LEVEL = 0.95
 
 
-def beta_quantiles(n: int, q: float) -> np.ndarray:
+def beta_quantiles(n: int, q: float, *, start: np.ndarray | None = None) -> np.ndarray:
     """(n,) the q quantile of Beta(i, n + 1 - i), i = 1..n (the i-th of n uniform order statistics).
 
     Solves P(Binomial(n, x) >= i) = q for each i by safeguarded Newton steps on x (the binomial tail is
-    the Beta CDF; its derivative is the Beta density), to ~1e-13.
+    the Beta CDF; its derivative is the Beta density), to ~1e-13, from `start` (e.g. the quantiles at a
+    nearby q) or a normal approximation.
     """
     if not 0.0 < q < 1.0:
         raise ValueError(f"q={q} must be inside (0, 1)")
+    if q > 0.5:  # Beta(i, n + 1 - i) at q = 1 - Beta(n + 1 - i, i) at 1 - q: the lower tail converges well
+        flipped = None if start is None else 1.0 - start[::-1]
+        return 1.0 - beta_quantiles(n, 1.0 - q, start=flipped)[::-1]
     lf = log_factorials(n)
     i = np.arange(1, n + 1, dtype=float)
     k = np.arange(n + 1)
@@ -62,7 +66,8 @@ def beta_quantiles(n: int, q: float) -> np.ndarray:
     mean, var = i / (n + 1), i * (n + 1 - i) / ((n + 1) ** 2 * (n + 2))
     from statistics import NormalDist
 
-    x = np.clip(mean + NormalDist().inv_cdf(q) * np.sqrt(var), 1e-12, 1 - 1e-12)
+    guess = mean + NormalDist().inv_cdf(q) * np.sqrt(var) if start is None else start
+    x = np.clip(guess, 1e-12, 1 - 1e-12)
     above = k[None, :] >= i[:, None]  # (n, n + 1) terms of P(Bin >= i)
     for _ in range(100):
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -73,7 +78,7 @@ def beta_quantiles(n: int, q: float) -> np.ndarray:
         lo, hi = np.where(f < 0, x, lo), np.where(f >= 0, x, hi)
         with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
             new = x - f / dens
-        bad = ~((new > lo) & (new < hi)) | ~np.isfinite(new)
+        bad = ~((new >= lo) & (new <= hi)) | ~np.isfinite(new)  # left the bracket: bisect
         new = np.where(bad, 0.5 * (lo + hi), new)
         if np.max(np.abs(new - x)) < 1e-14:
             return new
@@ -110,9 +115,9 @@ def simultaneous_coverage(lo: np.ndarray, hi: np.ndarray) -> float:
     return float(v.sum())
 
 
-def _equal_tailed(n: int, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+def _equal_tailed(n: int, alpha: float, start=(None, None)) -> tuple[np.ndarray, np.ndarray]:
     """Each order statistic's equal-tailed interval at pointwise miscoverage alpha."""
-    return beta_quantiles(n, alpha / 2.0), beta_quantiles(n, 1.0 - alpha / 2.0)
+    return beta_quantiles(n, alpha / 2.0, start=start[0]), beta_quantiles(n, 1.0 - alpha / 2.0, start=start[1])
 
 
 @functools.cache
@@ -135,14 +140,22 @@ def ld_pointwise_level(n: int, level: float = 0.95, *, table: bool = True) -> fl
     if table and level == _TABLE_LEVEL and n in _table():
         return _table()[n]
     target = float(level)
+    last: list = [(None, None)]  # the previous evaluation's intervals: Newton's start for the next
 
     def excess(log_alpha: float) -> float:  # decreasing in alpha
-        return simultaneous_coverage(*_equal_tailed(n, float(np.exp(log_alpha)))) - target
+        last[0] = _equal_tailed(n, float(np.exp(log_alpha)), last[0])
+        return simultaneous_coverage(*last[0]) - target
 
-    a, b = np.log(1.0 - target), np.log((1.0 - target) / (4.0 * n) + 1e-300)  # excess(a) <= 0 <= excess(b)
+    guess = _guess(n, target)
+    if guess is None:
+        a, b = np.log(1.0 - target), np.log((1.0 - target) / (4.0 * n))  # excess(a) <= 0 <= excess(b)
+    else:  # the table's trend carried to n: a narrow bracket, widened if it misses
+        a, b = np.log(guess) + 0.3, np.log(guess) - 0.3
     fa, fb = excess(a), excess(b)
+    while fa > 0:
+        a, fa = min(a + 1.0, np.log(1.0 - target)), excess(min(a + 1.0, np.log(1.0 - target)))
     while fb < 0:
-        b, fb = b - 2.0, excess(b - 2.0)
+        b, fb = b - 1.0, excess(b - 1.0)
     side = 0
     for _ in range(60):  # Illinois regula falsi on log(alpha)
         c = b - fb * (b - a) / (fb - fa)
@@ -160,6 +173,16 @@ def ld_pointwise_level(n: int, level: float = 0.95, *, table: bool = True) -> fl
                 fb /= 2.0
             side = 1
     return float(np.exp(c))
+
+
+def _guess(n: int, level: float) -> float | None:
+    """alpha(n) extrapolated from the table's last entries (log alpha linear in log n), or None."""
+    known = _table() if level == _TABLE_LEVEL else {}
+    if len(known) < 50 or n <= max(known):
+        return None
+    top = max(known)
+    slope = np.log(known[top] / known[top - 40]) / np.log(top / (top - 40))
+    return float(known[top] * (n / top) ** slope)
 
 
 def cdf_band(
@@ -187,7 +210,7 @@ def _ld_band(n: int, level: float) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate([[0.0], lo]), np.concatenate([hi, [1.0]])
 
 
-def _write_table(max_n: int = 400) -> None:
+def _write_table(max_n: int = 500) -> None:
     alpha = {n: ld_pointwise_level(n, _TABLE_LEVEL, table=False) for n in range(1, max_n + 1)}
     _TABLE.write_text(json.dumps({"level": _TABLE_LEVEL, "alpha": {str(n): a for n, a in alpha.items()}}))
 

@@ -37,17 +37,17 @@ def test_ld_level_makes_the_band_simultaneous_at_exactly_95_percent(n):
         assert alpha == pytest.approx(0.05)
 
 
-def test_ld_band_covers_a_continuous_cdf_at_the_nominal_rate_and_dkw_over_covers():
+def test_ld_band_covers_a_continuous_cdf_at_exactly_the_nominal_rate_and_dkw_over_covers():
     rng = np.random.default_rng(1)
-    n, studies = 20, 4000
+    n, studies = 20, 20_000
     y = np.sort(rng.random((studies, n)), axis=1)  # F(t) = t
     left, right = np.hstack([np.zeros((studies, 1)), y]), np.hstack([y, np.ones((studies, 1))])
     rates = {}
     for method in ("ld_equal_tailed", "dkw"):
         lower, upper = cdf_band(n, method=method)  # on [y_(i), y_(i+1)): F in [lower_i, upper_i]
         rates[method] = ((lower <= left) & (right <= upper)).all(axis=1).mean()
-    assert rates["ld_equal_tailed"] == pytest.approx(0.95, abs=0.012)  # exact, not merely >= 95%
-    assert rates["dkw"] > 0.97
+    assert rates["ld_equal_tailed"] == pytest.approx(0.95, abs=0.005)  # exact (sd 0.0015), not merely >= 95%
+    assert rates["dkw"] > 0.955  # conservative
 
 
 def test_ld_band_is_tighter_than_dkw_at_the_ends():
