@@ -48,8 +48,8 @@ _TABLE_LEVEL = 0.95
 def beta_quantiles(n: int, q: float, *, start: np.ndarray | None = None) -> np.ndarray:
     """(n,) the q quantile of Beta(i, n + 1 - i), i = 1..n (the i-th of n uniform order statistics).
 
-    Solves P(Binomial(n, x) >= i) = q for each i by safeguarded Newton steps on x (the binomial tail is
-    the Beta CDF; its derivative is the Beta density), to ~1e-13, from `start` (e.g. the quantiles at a
+    Solves P(Binomial(n, x) >= i) = q for each i by safeguarded Newton steps on log F against log x (the
+    binomial tail is the Beta CDF; its derivative is the Beta density), to ~1e-13, from `start` (e.g. the quantiles at a
     nearby q) or a normal approximation.
     """
     if not 0.0 < q < 1.0:
@@ -63,11 +63,14 @@ def beta_quantiles(n: int, q: float, *, start: np.ndarray | None = None) -> np.n
     log_binom = lf[n] - lf[k] - lf[n - k]  # (n + 1,)
     log_norm = lf[n] - lf[np.arange(n)] - lf[n - 1 - np.arange(n)]  # (n,) 1 / B(i, n + 1 - i)
     lo, hi = np.zeros(n), np.ones(n)
-    mean, var = i / (n + 1), i * (n + 1 - i) / ((n + 1) ** 2 * (n + 2))
-    from statistics import NormalDist
+    if start is None:  # logit(U_(i)) is nearly normal: mean psi(i) - psi(n + 1 - i), var psi'(i) + psi'(n + 1 - i)
+        from statistics import NormalDist
 
-    guess = mean + NormalDist().inv_cdf(q) * np.sqrt(var) if start is None else start
-    x = np.clip(guess, 1e-12, 1 - 1e-12)
+        j = n + 1 - i
+        mean = _digamma(i) - _digamma(j)
+        sd = np.sqrt(_trigamma(i) + _trigamma(j))
+        start = 1.0 / (1.0 + np.exp(-(mean + NormalDist().inv_cdf(q) * sd)))
+    x = np.clip(start, 1e-300, 1 - 1e-16)
     above = k[None, :] >= i[:, None]  # (n, n + 1) terms of P(Bin >= i)
     for _ in range(100):
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -77,13 +80,38 @@ def beta_quantiles(n: int, q: float, *, start: np.ndarray | None = None) -> np.n
         f = cdf - q
         lo, hi = np.where(f < 0, x, lo), np.where(f >= 0, x, hi)
         with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
-            new = x - f / dens
+            # Newton on log F against log x: the lower tail is F ~ C x^i, nearly a line there
+            new = x * np.exp(-(np.log(cdf) - np.log(q)) * cdf / (x * dens))
         bad = ~((new >= lo) & (new <= hi)) | ~np.isfinite(new)  # left the bracket: bisect
         new = np.where(bad, 0.5 * (lo + hi), new)
         if np.max(np.abs(new - x)) < 1e-14:
             return new
         x = new
     return x
+
+
+def _digamma(a: np.ndarray) -> np.ndarray:
+    """psi(a) for a >= 1: recurrence up to a >= 6, then the asymptotic series (error < 1e-10)."""
+    shift = np.zeros_like(a)
+    a = a.copy()
+    for _ in range(6):
+        small = a < 6
+        shift -= np.where(small, 1.0 / a, 0.0)
+        a = np.where(small, a + 1, a)
+    inv2 = 1.0 / (a * a)
+    return shift + np.log(a) - 0.5 / a - inv2 * (1 / 12 - inv2 * (1 / 120 - inv2 / 252))
+
+
+def _trigamma(a: np.ndarray) -> np.ndarray:
+    """psi'(a) for a >= 1, as `_digamma` (error < 1e-9)."""
+    shift = np.zeros_like(a)
+    a = a.copy()
+    for _ in range(6):
+        small = a < 6
+        shift += np.where(small, 1.0 / (a * a), 0.0)
+        a = np.where(small, a + 1, a)
+    inv2 = 1.0 / (a * a)
+    return shift + 1.0 / a + 0.5 * inv2 + inv2 / a * (1 / 6 - inv2 * (1 / 30 - inv2 / 42))
 
 
 def simultaneous_coverage(lo: np.ndarray, hi: np.ndarray) -> float:

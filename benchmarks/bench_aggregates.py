@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from analysis.bands import cdf_band
 from analysis.bootstrap import algorithm1_table
 from analysis.curves import expected_max_weights, tuning_curve_band
 from analysis.runs import prepare_runs
@@ -181,6 +182,15 @@ def band_coverage(studies: int, n: int, seed: int) -> None:
                 width[name] += float(np.mean(hi - lo)) / studies
         for name, count in inside.items():
             print(f"{case:10s} {name:28s} simultaneous coverage {count / studies:6.1%}  mean width {width[name]:.3f}")
+    # the CDF bands themselves on continuous scores (where Learned-Miller-DeStefano's level is exact)
+    dist = beta(2, 5)
+    y = np.sort(rng.beta(2, 5, (20 * studies, n)), axis=1)
+    left = np.hstack([np.zeros((len(y), 1)), dist.cdf(y)])  # F at the start of each step
+    right = np.hstack([dist.cdf(y), np.ones((len(y), 1))])  # ... and at its end
+    for method in ("ld_equal_tailed", "dkw"):
+        lower, upper = cdf_band(n, method=method)
+        held = ((lower <= left) & (right <= upper)).all(axis=1).mean()
+        print(f"continuous CDF band {method:18s} holds F everywhere in {held:6.1%} of {len(y)} studies")
 
 
 def main() -> None:

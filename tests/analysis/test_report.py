@@ -128,3 +128,33 @@ def test_a_sweep_with_fewer_runs_than_coefficients_reports_without_fake_signific
     assert not effects.significant.any() and effects.effect_lo.isna().all()
     assert result.summary["strata"]["all"]["effects_without_intervals"]
     assert "Too few runs for the effects model" in (tmp_path / "r" / "report.html").read_text()
+
+
+def test_band_method_reaches_the_tuning_curves_table(study, tmp_path):
+    import numpy as np
+
+    from analysis.curves import tuning_curve_band
+    from analysis.runs import load_runs, prepare_runs
+
+    tables = {}
+    for method in ("ld_equal_tailed", "dkw"):
+        args = ["--band-method", method] if method == "dkw" else []  # the default is Learned-Miller-DeStefano
+        subprocess.run(
+            [sys.executable, "-m", "analysis", "report", str(study / "runs.csv"), "--stratum",
+             "params.sft_checkpoint", "--hparams", "params.batch_size", "--no-plots", "--out",
+             str(tmp_path / method), *args],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        tables[method] = pd.read_csv(tmp_path / method / "tuning_curves.csv", dtype={"stratum": str})
+    prepared = prepare_runs(
+        load_runs(study / "runs.csv"), metric="metrics.heldout_goal_success", stratum="params.sft_checkpoint"
+    )
+    stratum, frame = next(iter(prepared.strata()))
+    y = frame.loc[frame["params.batch_size"] == "64", prepared.metric].to_numpy(float)
+    for method, table in tables.items():
+        rows = table[(table.stratum == str(stratum)) & (table.value.astype(str) == "64")]
+        lo, hi = tuning_curve_band(y, len(rows), method=method)
+        np.testing.assert_allclose(rows.band_lo, lo, atol=1e-12)
+        np.testing.assert_allclose(rows.band_hi, hi, atol=1e-12)
+    ld, dkw = tables["ld_equal_tailed"], tables["dkw"]
+    assert ((ld.band_hi - ld.band_lo).mean()) < ((dkw.band_hi - dkw.band_lo).mean())
