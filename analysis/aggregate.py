@@ -522,6 +522,15 @@ def value_aggregates(prepared, *, reps: int = 500, seed: int = 0) -> pd.DataFram
         poi = {r[0]: r[2:5] for r in result.poi_rows}  # POI_COLUMNS: poi, lo, hi
         for v in by_value:
             e, lo, hi = (sign * est[v][i] for i in (2, 3, 4))
-            rows.append((h.removeprefix("params."), v, int(est[v][5]), e, *sorted((lo, hi)), *poi.get(v, (np.nan,) * 3)))
+            rows.append(
+                (
+                    h.removeprefix("params."),
+                    v,
+                    int(est[v][5]),
+                    e,
+                    *sorted((lo, hi)),
+                    *poi.get(v, (np.nan,) * 3),
+                )
+            )
     cols = ["hparam", "value", "n_runs", "iqm", "iqm_lo", "iqm_hi", "poi_vs_rest", "poi_lo", "poi_hi"]
     return _frame(rows, cols)

@@ -63,7 +63,9 @@ def beta_quantiles(n: int, q: float, *, start: np.ndarray | None = None) -> np.n
     log_binom = lf[n] - lf[k] - lf[n - k]  # (n + 1,)
     log_norm = lf[n] - lf[np.arange(n)] - lf[n - 1 - np.arange(n)]  # (n,) 1 / B(i, n + 1 - i)
     lo, hi = np.zeros(n), np.ones(n)
-    if start is None:  # logit(U_(i)) is nearly normal: mean psi(i) - psi(n + 1 - i), var psi'(i) + psi'(n + 1 - i)
+    if (
+        start is None
+    ):  # logit(U_(i)) is nearly normal: mean psi(i) - psi(n + 1 - i), var psi'(i) + psi'(n + 1 - i)
         from statistics import NormalDist
 
         j = n + 1 - i
@@ -145,7 +147,9 @@ def simultaneous_coverage(lo: np.ndarray, hi: np.ndarray) -> float:
 
 def _equal_tailed(n: int, alpha: float, start=(None, None)) -> tuple[np.ndarray, np.ndarray]:
     """Each order statistic's equal-tailed interval at pointwise miscoverage alpha."""
-    return beta_quantiles(n, alpha / 2.0, start=start[0]), beta_quantiles(n, 1.0 - alpha / 2.0, start=start[1])
+    return beta_quantiles(n, alpha / 2.0, start=start[0]), beta_quantiles(
+        n, 1.0 - alpha / 2.0, start=start[1]
+    )
 
 
 @functools.cache
@@ -156,7 +160,9 @@ def _table() -> dict[int, float]:
 
 
 @functools.cache
-def ld_pointwise_level(n: int, level: float = 0.95, *, table: bool = True) -> float:
+def ld_pointwise_level(
+    n: int, level: float = 0.95, *, table: bool = True, guess: float | None = None
+) -> float:
     """The pointwise miscoverage alpha whose equal-tailed order-statistic intervals hold all at once with
     probability `level` (Learned-Miller-DeStefano), by root-finding on `simultaneous_coverage`.
 
@@ -164,6 +170,7 @@ def ld_pointwise_level(n: int, level: float = 0.95, *, table: bool = True) -> fl
         n: number of scores.
         level: simultaneous coverage.
         table: read (n, 0.95) from the shipped table when it has it.
+        guess: a nearby alpha to start from (default: the table's trend beyond its end, else none).
     """
     if table and level == _TABLE_LEVEL and n in _table():
         return _table()[n]
@@ -174,11 +181,11 @@ def ld_pointwise_level(n: int, level: float = 0.95, *, table: bool = True) -> fl
         last[0] = _equal_tailed(n, float(np.exp(log_alpha)), last[0])
         return simultaneous_coverage(*last[0]) - target
 
-    guess = _guess(n, target)
+    guess = _guess(n, target) if guess is None else guess
     if guess is None:
         a, b = np.log(1.0 - target), np.log((1.0 - target) / (4.0 * n))  # excess(a) <= 0 <= excess(b)
     else:  # the table's trend carried to n: a narrow bracket, widened if it misses
-        a, b = np.log(guess) + 0.3, np.log(guess) - 0.3
+        a, b = np.log(guess) + 0.05, np.log(guess) - 0.05
     fa, fb = excess(a), excess(b)
     while fa > 0:
         a, fa = min(a + 1.0, np.log(1.0 - target)), excess(min(a + 1.0, np.log(1.0 - target)))
@@ -239,7 +246,9 @@ def _ld_band(n: int, level: float) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _write_table(max_n: int = 500) -> None:
-    alpha = {n: ld_pointwise_level(n, _TABLE_LEVEL, table=False) for n in range(1, max_n + 1)}
+    alpha: dict[int, float] = {}
+    for n in range(1, max_n + 1):  # each n starts from the previous one's level
+        alpha[n] = ld_pointwise_level(n, _TABLE_LEVEL, table=False, guess=alpha.get(n - 1))
     _TABLE.write_text(json.dumps({"level": _TABLE_LEVEL, "alpha": {str(n): a for n, a in alpha.items()}}))
 
 

@@ -20,8 +20,8 @@ import numpy as np
 import pandas as pd
 
 from analysis._special import log_factorials
-from analysis.bands import BandMethod, cdf_band
 from analysis._values import value_sort_key
+from analysis.bands import BandMethod, cdf_band
 from analysis.selection import select_checkpoints
 
 __all__ = [
@@ -100,7 +100,9 @@ def tuning_curve_band(
         return -upper, -lower
     n = len(y)
     k = np.arange(1, (n if k_max is None else k_max) + 1)
-    edges = np.concatenate([[a], np.sort(y), [b]])  # F lies in [low_cdf[i], high_cdf[i]] on [edges[i], edges[i + 1])
+    edges = np.concatenate(
+        [[a], np.sort(y), [b]]
+    )  # F lies in [low_cdf[i], high_cdf[i]] on [edges[i], edges[i + 1])
     width = np.diff(edges)[:, None]  # (n + 1, 1)
     low_cdf, high_cdf = (c[:, None] for c in cdf_band(n, level=level, method=method))
     upper = b - (width * low_cdf ** k[None, :]).sum(axis=0)
@@ -127,7 +129,9 @@ def tuning_curves(
     rng = np.random.default_rng(seed)
     sign = 1.0 if prepared.mode == "max" else -1.0
     keys: list[tuple[str, str, str, int]] = []  # (stratum, hparam, value, k_max) per curve
-    parts: list[np.ndarray] = []  # per curve (6, kk): expected_best, lo, hi, band_lo, band_hi in original units
+    parts: list[
+        np.ndarray
+    ] = []  # per curve (6, kk): expected_best, lo, hi, band_lo, band_hi in original units
     for stratum, frame in prepared.strata():
         y_all = frame[prepared.metric].to_numpy(dtype=float)
         for h in prepared.hparams:

@@ -177,7 +177,9 @@ def plot_tuning_curves(
                     continue
                 k = line.k.to_numpy()
                 (handle,) = ax.plot(k, line.expected_best.to_numpy(), label=_tick(value), lw=1.6)
-                ax.fill_between(k, line.lo.to_numpy(), line.hi.to_numpy(), color=handle.get_color(), alpha=0.15, lw=0)
+                ax.fill_between(
+                    k, line.lo.to_numpy(), line.hi.to_numpy(), color=handle.get_color(), alpha=0.15, lw=0
+                )
             ax.set_title(f"{name} | stratum {_tick(stratum)}", fontsize=9)
             ax.grid(alpha=0.3)
             if r == 0:  # the same values in every stratum: one legend per column

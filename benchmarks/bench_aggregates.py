@@ -120,7 +120,9 @@ def report_speed(loop_resamples: int, tmp: Path) -> None:
     loop = (time.process_time() - c0) * 10_000 / loop_resamples
     loop_wall = (time.perf_counter() - w0) * 10_000 / loop_resamples
     print(f"## report, 1,370 runs x 3 strata x 12 hparams with curves (load {_load()})")
-    print(f"plain loop B={loop_resamples} -> B=10,000 extrapolated: wall {loop_wall:6.1f} s  cpu {loop:6.1f} s")
+    print(
+        f"plain loop B={loop_resamples} -> B=10,000 extrapolated: wall {loop_wall:6.1f} s  cpu {loop:6.1f} s"
+    )
     for plots in (False, True):
         cmd = [
             sys.executable,
@@ -181,7 +183,9 @@ def band_coverage(studies: int, n: int, seed: int) -> None:
                 inside[name] += bool(np.all((lo <= truth + 1e-12) & (truth <= hi + 1e-12)))
                 width[name] += float(np.mean(hi - lo)) / studies
         for name, count in inside.items():
-            print(f"{case:10s} {name:28s} simultaneous coverage {count / studies:6.1%}  mean width {width[name]:.3f}")
+            print(
+                f"{case:10s} {name:28s} simultaneous coverage {count / studies:6.1%}  mean width {width[name]:.3f}"
+            )
     # the CDF bands themselves on continuous scores (where Learned-Miller-DeStefano's level is exact)
     dist = beta(2, 5)
     y = np.sort(rng.beta(2, 5, (20 * studies, n)), axis=1)
@@ -200,7 +204,9 @@ def main() -> None:
     parser.add_argument("--loop-resamples", type=int, default=200)
     parser.add_argument("--studies", type=int, default=200)
     parser.add_argument("--runs", type=int, default=50)
-    parser.add_argument("--parts", default="rliable,report,bands", help="comma-separated: rliable, report, bands")
+    parser.add_argument(
+        "--parts", default="rliable,report,bands", help="comma-separated: rliable, report, bands"
+    )
     args = parser.parse_args()
     parts = set(args.parts.split(","))
     with tempfile.TemporaryDirectory(prefix="bench-aggregates-") as tmp:

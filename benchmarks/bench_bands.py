@@ -111,14 +111,18 @@ def main() -> None:
         w0 = time.perf_counter()
         alpha = ld_pointwise_level(n, 0.95, table=False)
         exact_s = time.perf_counter() - w0
-        print(f"LD pointwise miscoverage for n={n}: {alpha:.6f} (exact root, {exact_s:.2f} s without the table)")
+        print(
+            f"LD pointwise miscoverage for n={n}: {alpha:.6f} (exact root, {exact_s:.2f} s without the table)"
+        )
         header = f"{'method':20s} {'side':5s} {'max|curve diff|':>16s} {'max|CDF diff|':>14s}"
         print(header + "   k=1 lo/hi ours | opda        k=n lo/hi ours | opda      opda s")
         for method, ours_method in (("dkw", "dkw"), ("ld_equal_tailed", "ld_equal_tailed"),
                                     ("ld_highest_density", "ld_equal_tailed")):  # fmt: skip
             mine = _ours(y, a, b, ours_method)
             t = o[method]
-            d_curve = max(np.max(np.abs(mine[f"curve_{s}"] - np.asarray(t[f"curve_{s}"]))) for s in ("lo", "hi"))
+            d_curve = max(
+                np.max(np.abs(mine[f"curve_{s}"] - np.asarray(t[f"curve_{s}"]))) for s in ("lo", "hi")
+            )
             d_cdf = max(np.max(np.abs(mine[f"cdf_{s}"] - np.asarray(t[f"cdf_{s}"]))) for s in ("lo", "hi"))
             label = method if method == ours_method else f"{method} (ours: ET)"
             print(
@@ -131,7 +135,12 @@ def main() -> None:
         mine = _ours(y, a, b, "ld_equal_tailed")
         idx = [0, n // 4, n // 2, 3 * n // 4, n - 1]
         print("CDF band at order statistics i =", [i + 1 for i in idx])
-        print("  ours LD-ET lo", np.round(mine["cdf_lo"][idx], 4).tolist(), "hi", np.round(mine["cdf_hi"][idx], 4).tolist())
+        print(
+            "  ours LD-ET lo",
+            np.round(mine["cdf_lo"][idx], 4).tolist(),
+            "hi",
+            np.round(mine["cdf_hi"][idx], 4).tolist(),
+        )
         et = o["ld_equal_tailed"]
         print("  opda LD-ET lo", np.round(np.asarray(et["cdf_lo"])[idx], 4).tolist(),
               "hi", np.round(np.asarray(et["cdf_hi"])[idx], 4).tolist())  # fmt: skip

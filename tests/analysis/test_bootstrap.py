@@ -144,7 +144,9 @@ def test_batched_win_rates_equal_the_exact_formula_per_resample(mode):
     for b, pick in enumerate(picks):
         present, drawn = np.unique(codes[pick], return_inverse=True)
         want = np.zeros(len(values))
-        want[present] = _exact(_coded_levels(y[pick], drawn, [values[i] for i in present], mode=mode)).win_rate
+        want[present] = _exact(
+            _coded_levels(y[pick], drawn, [values[i] for i in present], mode=mode)
+        ).win_rate
         missing += len(values) - len(present)
         np.testing.assert_allclose(batched[b], want, atol=1e-12)
     assert missing > 0  # some resample lacks a value, which then wins 0
