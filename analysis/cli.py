@@ -9,6 +9,15 @@ import click
 __all__ = ["aggregate", "main", "report", "simulate"]
 
 
+def _single_threaded_blas() -> None:
+    """One OpenBLAS thread unless the user chose otherwise (before numpy loads): the report's products are
+    small (200 x n by n x 50), and BLAS's worker threads cost more CPU than they save, more so on a busy
+    machine (the 1,370-run report: 3.4 -> 2.3 s CPU, benchmarks/RESULTS.md)."""
+    import os
+
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+
 @click.command()
 @click.argument("runs")
 @click.option("--out", "out_dir", default="report", show_default=True, help="Output folder.")
@@ -83,6 +92,7 @@ def report(
     (with --curves) frontier.csv, compute_to_target.csv, budget_winners.csv, PNGs, summary.json and
     a self-contained report.html.
     """
+    _single_threaded_blas()
     from analysis.report import ReportOptions, build_report
 
     try:

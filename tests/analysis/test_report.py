@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -158,3 +159,19 @@ def test_band_method_reaches_the_tuning_curves_table(study, tmp_path):
         np.testing.assert_allclose(rows.band_hi, hi, atol=1e-12)
     ld, dkw = tables["ld_equal_tailed"], tables["dkw"]
     assert ((ld.band_hi - ld.band_lo).mean()) < ((dkw.band_hi - dkw.band_lo).mean())
+
+
+def test_report_runs_blas_single_threaded_unless_told_otherwise(study, tmp_path):
+    code = (
+        "import os, sys; from analysis.cli import report\n"
+        "try: report.main(sys.argv[1:], standalone_mode=False)\n"
+        "finally: print('BLAS', os.environ.get('OPENBLAS_NUM_THREADS'))"
+    )
+    args = [str(study / "runs.csv"), "--stratum", "params.sft_checkpoint", "--hparams", "params.gamma",
+            "--no-plots", "--out", str(tmp_path / "r")]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    out = subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True).stdout
+    assert "BLAS 1" in out
+    out = subprocess.run([sys.executable, "-c", code, *args], env=env | {"OPENBLAS_NUM_THREADS": "2"},
+                         capture_output=True, text=True).stdout  # fmt: skip
+    assert "BLAS 2" in out
