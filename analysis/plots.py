@@ -80,6 +80,15 @@ def _rows(table, hparams: Sequence[str]) -> list[tuple[str, str]]:
     return list(seen)
 
 
+def _few_ticks(ax, *, y: bool = True) -> None:
+    """At most 5 major ticks on the x (and y) axis: each tick is two lines and two texts to build and draw."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=4))
+    if y:
+        ax.yaxis.set_major_locator(MaxNLocator(nbins=4))
+
+
 def _row_axes(strata: Sequence[str], rows: list[tuple[str, str]]):
     """One panel per stratum side by side, sharing the x axis (one metric scale across every hparam).
 
@@ -91,6 +100,7 @@ def _row_axes(strata: Sequence[str], rows: list[tuple[str, str]]):
     fig = new_figure(width, height, layout=None)  # fixed margins: constrained layout costs a second here
     fig.subplots_adjust(left=2.4 / width, right=0.98, top=1 - 0.6 / height, bottom=0.55 / height, wspace=0.08)
     axes = fig.subplots(1, len(strata), sharex=True, squeeze=False)[0]
+    _few_ticks(axes[0], y=False)
     labels = [f"{h} = {_tick(v)}" for h, v in rows]
     separators = [y - 0.5 for y in range(1, len(rows)) if rows[y - 1][0] != rows[y][0]]
     for i, ax in enumerate(axes):
@@ -167,6 +177,9 @@ def plot_tuning_curves(
         wspace=0.08,
     )
     axes = fig.subplots(len(strata), cols, sharex=True, sharey=True, squeeze=False)
+    _few_ticks(
+        axes[0, 0]
+    )  # the axes are shared: 4-5 ticks each instead of ~8 (ticks are most of the drawing)
     shown = curves[curves.hparam.isin(list(hparams))]
     lines = {key: part for key, part in shown.groupby(["stratum", "hparam", "value"], sort=False)}
     for r, stratum in enumerate(strata):
