@@ -9,9 +9,12 @@ rliable 1.2.0 runs in a scratch venv (`pip install rliable==1.2.0 'arch<8' 'pand
    Wall and CPU seconds, and the largest difference between the two IQM intervals' endpoints.
 2. A simulated 1,370-run study with curves: `build_report` with and without PNGs against the plain loop
    (`algorithm1_table(method="loop")`) at --loop-resamples, extrapolated to B = 10,000, CPU seconds.
-3. --studies planted studies (scores drawn from a known beta-binomial success-rate distribution, n runs each):
-   the share whose whole expected-best-of-k curve (k = 1..n) lies inside the 95% bootstrap band (percentile,
-   200 replicates, as `tuning_curves`) and inside the distribution-free band (`tuning_curve_band`).
+3. --studies planted studies of --runs runs (a discrete beta-binomial success-rate distribution and a
+   continuous Beta(2, 5) one): the share whose whole expected-best-of-k curve (k = 1..n) lies inside the 95%
+   bootstrap band (percentile, 200 replicates, as `tuning_curves`) and inside the distribution-free bands
+   (`tuning_curve_band`, Learned-Miller-DeStefano and DKW), with their mean widths; and how often the CDF
+   bands themselves hold the continuous F everywhere (20 x --studies samples).
+--parts picks the parts (rliable,report,bands).
 """
 
 from __future__ import annotations
