@@ -218,17 +218,18 @@ def _dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _draw_counts(g: _Group, reps: int, rng: np.random.Generator) -> np.ndarray:
-    """(N, reps) float32 bootstrap counts: each task's runs drawn with replacement, as many as it has."""
-    sizes = g.sizes
+    """(N, reps) float32 bootstrap counts: each task's runs drawn with replacement, as many as it has.
+
+    One scalar-bounded draw per task (an array of bounds costs twice as much in numpy), indices laid out
+    replicate-major so that the counting pass stays within one replicate's N cells at a time.
+    """
     n_all = len(g.x)
-    if (sizes == sizes[0]).all():
-        idx = rng.integers(0, sizes[0], size=(n_all, reps), dtype=np.int64)
-    else:
-        idx = rng.integers(0, np.repeat(sizes, sizes)[:, None], size=(n_all, reps), dtype=np.int64)
-    idx += np.repeat(g.offsets[:-1], sizes)[:, None]
-    idx *= reps
-    idx += np.arange(reps)
-    return np.bincount(idx.ravel(), minlength=n_all * reps).reshape(n_all, reps).astype(np.float32)
+    idx = np.empty((reps, n_all), dtype=np.int64)  # (R, N) run drawn at each position of each replicate
+    for start, stop in zip(g.offsets[:-1], g.offsets[1:], strict=True):
+        idx[:, start:stop] = rng.integers(start, stop, size=(reps, stop - start))
+    idx += (np.arange(reps) * n_all)[:, None]
+    counts = np.bincount(idx.ravel(), minlength=n_all * reps).reshape(reps, n_all)  # (R, N)
+    return np.ascontiguousarray(counts.T, dtype=np.float32)  # (N, R)
 
 
 def _group_stats(g: _Group, counts: np.ndarray, gamma: float) -> tuple[np.ndarray, np.ndarray]:
@@ -504,21 +505,32 @@ def value_aggregates(prepared, *, reps: int = 500, seed: int = 0) -> pd.DataFram
     """
     rng = np.random.default_rng(seed)
     sign = 1.0 if prepared.mode == "max" else -1.0
+    frame = prepared.frame
+    columns = {"_score": sign * frame[prepared.metric].to_numpy(float)}
+    if prepared.stratum:
+        columns[prepared.stratum] = frame[prepared.stratum].astype(str).to_numpy(object)
     rows = []
     for h in prepared.hparams:
-        active = prepared.frame[prepared.frame[h] != INACTIVE]
-        if active.empty:
+        columns[h] = frame[h].astype(str).to_numpy(object)
+        if not (columns[h] != INACTIVE).any():
             continue
-        table = active.assign(_score=sign * active[prepared.metric].to_numpy(float))
-        by_value = aggregates_table(table, group=h, task=prepared.stratum, metric="_score")
+        by_value = scores_by_group(columns, group=h, task=prepared.stratum, metric="_score")
         result = aggregates(
             by_value, reps=reps, rng=rng, pairs=[(v, REST) for v in by_value] if len(by_value) > 1 else []
         )
-        est = result.table[result.table.statistic == "iqm"].set_index("group")
-        poi = result.poi.set_index("group_x")
+        est = {r[0]: r for r in result.rows if r[1] == "iqm"}  # AGGREGATE_COLUMNS
+        poi = {r[0]: r[2:5] for r in result.poi_rows}  # POI_COLUMNS: poi, lo, hi
         for v in by_value:
-            e, lo, hi = (sign * est.loc[v, c] for c in ("estimate", "lo", "hi"))
-            p = poi.loc[v, ["poi", "lo", "hi"]].to_numpy(float) if v in poi.index else np.full(3, np.nan)
-            rows.append((h.removeprefix("params."), v, int(est.loc[v, "n_runs"]), e, *sorted((lo, hi)), *p))
+            e, lo, hi = (sign * est[v][i] for i in (2, 3, 4))
+            rows.append(
+                (
+                    h.removeprefix("params."),
+                    v,
+                    int(est[v][5]),
+                    e,
+                    *sorted((lo, hi)),
+                    *poi.get(v, (np.nan,) * 3),
+                )
+            )
     cols = ["hparam", "value", "n_runs", "iqm", "iqm_lo", "iqm_hi", "poi_vs_rest", "poi_lo", "poi_hi"]
     return _frame(rows, cols)

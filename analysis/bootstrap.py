@@ -256,26 +256,16 @@ def algorithm1_table(
     Conditional hyperparameters use only the runs where they are active. Columns: ALGORITHM1_COLUMNS.
     """
     rng = np.random.default_rng(seed)
-    parts = []
+    columns: dict[str, list] = {c: [] for c in ALGORITHM1_COLUMNS}
     for stratum, h, y, labels in prepared.cells():
         t = algorithm1(y, labels, method=method, mode=prepared.mode, resamples=resamples, rng=rng)
-        parts.append(
-            pd.DataFrame(
-                {
-                    "stratum": stratum,
-                    "hparam": h.removeprefix("params."),
-                    "value": list(t.values),
-                    "n_runs": t.n_runs,
-                    "win_rate": t.win_rate,
-                    "best_mean": t.best_mean,
-                    "best_lo": t.best_lo,
-                    "best_hi": t.best_hi,
-                }
-            )
-        )
-    if not parts:
-        return pd.DataFrame(columns=ALGORITHM1_COLUMNS)
-    return pd.concat(parts, ignore_index=True)[ALGORITHM1_COLUMNS]
+        k = len(t.values)
+        columns["stratum"] += [stratum] * k
+        columns["hparam"] += [h.removeprefix("params.")] * k
+        columns["value"] += list(t.values)
+        for name in ("n_runs", "win_rate", "best_mean", "best_lo", "best_hi"):
+            columns[name] += getattr(t, name).tolist()
+    return pd.DataFrame(columns, columns=ALGORITHM1_COLUMNS)
 
 
 def win_rate_intervals(prepared, *, reps: int = 50, seed: int = 0, level: float = 0.95) -> pd.DataFrame:
@@ -292,12 +282,34 @@ def win_rate_intervals(prepared, *, reps: int = 50, seed: int = 0, level: float 
     rows = []
     for stratum, h, y, lab in prepared.cells():
         codes, values = _factorize(lab)  # once per cell; each resample keeps the values it drew
-        draws = np.zeros((reps, len(values)))
-        for b in range(reps):
-            pick = rng.integers(0, len(y), len(y))
-            present, drawn = np.unique(codes[pick], return_inverse=True)
-            lv = _coded_levels(y[pick], drawn, [values[i] for i in present], mode=prepared.mode)
-            draws[b, present] = _exact(lv).win_rate
-        lo, hi = np.quantile(draws, [alpha, 1.0 - alpha], axis=0)
+        picks = rng.integers(0, len(y), size=(reps, len(y)))  # (B, n) runs drawn per resample
+        lo, hi = np.quantile(_exact_win_rates(y, codes, len(values), picks, mode=prepared.mode),
+                             [alpha, 1.0 - alpha], axis=0)  # fmt: skip
         rows += [(stratum, h.removeprefix("params."), v, lo[i], hi[i]) for i, v in enumerate(values)]
     return pd.DataFrame(rows, columns=["stratum", "hparam", "value", "win_lo", "win_hi"])
+
+
+def _exact_win_rates(y: np.ndarray, codes: np.ndarray, k: int, picks: np.ndarray, *, mode: str) -> np.ndarray:
+    """(B, K) exact win rates (`_exact`) of B resampled studies at once; a value not drawn wins 0.
+
+    Args:
+        y: (n,) metric; codes: (n,) value codes 0..K-1; picks: (B, n) indices of the runs each study draws.
+    """
+    reps, n = picks.shape
+    score = y if mode == "max" else -y
+    _, level = np.unique(score, return_inverse=True)  # (n,) level of each run, ascending goodness
+    num_levels = int(level.max()) + 1
+    counts = np.zeros((reps, k))  # draws of each value per resample
+    np.add.at(counts, (np.arange(reps)[:, None], codes[picks]), 1.0)
+    present = (counts > 0).sum(axis=1)  # (B,) K_b
+    with np.errstate(divide="ignore"):
+        per_draw = 1.0 / (present[:, None] * counts)  # (B, K) weight of one draw of value h
+    weight = np.take_along_axis(per_draw, codes[picks], axis=1)  # (B, n)
+    cell = (np.arange(reps)[:, None] * num_levels + level[picks]) * k + codes[picks]
+    q = np.bincount(cell.ravel(), weight.ravel(), reps * num_levels * k).reshape(reps, num_levels, k)
+    g = q.sum(axis=2)  # (B, L)
+    big_g = np.cumsum(g, axis=1)
+    big_g[:, -1] = 1.0  # guard round-off: all the mass
+    p_max = np.diff(big_g**n, axis=1, prepend=0.0)  # (B, L) P(max at level j)
+    ratio = np.divide(p_max, g, out=np.zeros_like(g), where=g > 0)
+    return np.einsum("bl,blk->bk", ratio, q)

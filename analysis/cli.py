@@ -9,6 +9,15 @@ import click
 __all__ = ["aggregate", "main", "report", "simulate"]
 
 
+def _single_threaded_blas() -> None:
+    """One OpenBLAS thread unless the user chose otherwise (before numpy loads): the report's products are
+    small (200 x n by n x 50), and BLAS's worker threads cost more CPU than they save, more so on a busy
+    machine (the 1,370-run report: 3.4 -> 2.3 s CPU, benchmarks/RESULTS.md)."""
+    import os
+
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+
 @click.command()
 @click.argument("runs")
 @click.option("--out", "out_dir", default="report", show_default=True, help="Output folder.")
@@ -51,6 +60,13 @@ __all__ = ["aggregate", "main", "report", "simulate"]
     show_default=True,
     help="The metric's range LO,HI for distribution-free tuning-curve bands ('none': skip them).",
 )
+@click.option(
+    "--band-method",
+    type=click.Choice(["ld_equal_tailed", "dkw"]),
+    default="ld_equal_tailed",
+    show_default=True,
+    help="Distribution-free CDF band behind band_lo/band_hi: Learned-Miller-DeStefano (exact level) or DKW.",
+)
 @click.option("--no-plots", is_flag=True, help="Skip PNGs (faster).")
 def report(
     runs,
@@ -67,6 +83,7 @@ def report(
     target,
     tracking_uri,
     bounds,
+    band_method,
     no_plots,
 ) -> None:
     """Rank hyperparameters on RUNS (CSV, parquet or mlflow:EXPERIMENT): Algorithm 1, effects, curves, budgets.
@@ -75,6 +92,7 @@ def report(
     (with --curves) frontier.csv, compute_to_target.csv, budget_winners.csv, PNGs, summary.json and
     a self-contained report.html.
     """
+    _single_threaded_blas()
     from analysis.report import ReportOptions, build_report
 
     try:
@@ -96,6 +114,7 @@ def report(
         bins=bins,
         target=target,
         bounds=limits,
+        band_method=band_method,
         plots=not no_plots,
     )
     try:

@@ -18,9 +18,10 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from scipy.special import gammaln
 
+from analysis._special import log_factorials
 from analysis._values import value_sort_key
+from analysis.bands import BandMethod, cdf_band
 from analysis.selection import select_checkpoints
 
 __all__ = [
@@ -41,9 +42,9 @@ def expected_max_weights(n: int, k_max: int | None = None) -> np.ndarray:
     i = np.arange(1, n + 1)[:, None]  # (n, 1)
     k = np.arange(1, k_max + 1)[None, :]  # (1, K)
     valid = i >= k
-    log_w = (gammaln(np.maximum(i, 1)) - gammaln(np.maximum(k, 1)) - gammaln(np.maximum(i - k + 1, 1))) - (
-        gammaln(n + 1) - gammaln(k + 1) - gammaln(n - k + 1)
-    )
+    lf = log_factorials(n)
+    # log C(i-1, k-1) - log C(n, k)
+    log_w = lf[i - 1] - lf[np.maximum(k - 1, 0)] - lf[np.maximum(i - k, 0)] - (lf[n] - lf[k] - lf[n - k])
     return np.where(valid, np.exp(np.where(valid, log_w, 0.0)), 0.0)
 
 
@@ -73,14 +74,15 @@ def tuning_curve_band(
     bounds: tuple[float, float] = (0.0, 1.0),
     level: float = 0.95,
     mode: str = "max",
+    method: BandMethod = "ld_equal_tailed",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Distribution-free simultaneous band for E[best of k runs], k = 1..k_max (default n).
 
-    The construction of Lourie, Cho and He, "Show Your Work with Confidence" (2023), with the DKW band (as opda's
-    `confidence_bands(method="dkw")`): with probability >= level the CDF F of a run's score lies within
-    eps = sqrt(log(2 / (1 - level)) / (2 n)) of the empirical CDF everywhere; E[max of k] = b - int_a^b F^k is
-    monotone in F, so the lowest CDF in the band bounds every k's curve from above and the highest from
-    below, all k at once. It needs the metric's possible range `bounds` (success rates: 0..1).
+    The construction of Lourie, Cho and He, "Show Your Work with Confidence" (2023), as opda implements it:
+    a simultaneous band for the CDF F of a run's score (`analysis.bands.cdf_band`: Learned-Miller-DeStefano's
+    equal-tailed band by default, exact level; or DKW) holds everywhere with probability >= level; E[max of
+    k] = b - int_a^b F^k is monotone in F, so the lowest CDF in the band bounds every k's curve from above and
+    the highest from below, all k at once. It needs the metric's possible range `bounds` (success rates: 0..1).
 
     Returns:
         (lower, upper), each (k_max,).
@@ -94,15 +96,15 @@ def tuning_curve_band(
             f"scores span [{y.min():.4g}, {y.max():.4g}], outside bounds {bounds}: pass the metric's range (--bounds LO,HI, or --bounds none)"
         )
     if mode == "min":
-        lower, upper = tuning_curve_band(-y, k_max, bounds=(-b, -a), level=level)
+        lower, upper = tuning_curve_band(-y, k_max, bounds=(-b, -a), level=level, method=method)
         return -upper, -lower
     n = len(y)
     k = np.arange(1, (n if k_max is None else k_max) + 1)
-    eps = np.sqrt(np.log(2.0 / (1.0 - level)) / (2.0 * n))
-    edges = np.concatenate([[a], np.sort(y), [b]])  # F_n = i / n on [edges[i], edges[i + 1])
+    edges = np.concatenate(
+        [[a], np.sort(y), [b]]
+    )  # F lies in [low_cdf[i], high_cdf[i]] on [edges[i], edges[i + 1])
     width = np.diff(edges)[:, None]  # (n + 1, 1)
-    cdf = np.arange(n + 1)[:, None] / n
-    low_cdf, high_cdf = np.clip(cdf - eps, 0.0, 1.0), np.clip(cdf + eps, 0.0, 1.0)
+    low_cdf, high_cdf = (c[:, None] for c in cdf_band(n, level=level, method=method))
     upper = b - (width * low_cdf ** k[None, :]).sum(axis=0)
     lower = b - (width * high_cdf ** k[None, :]).sum(axis=0)
     return lower, upper
@@ -115,9 +117,10 @@ def tuning_curves(
     reps: int = 200,
     seed: int = 0,
     bounds: tuple[float, float] | None = (0.0, 1.0),
+    band_method: BandMethod = "ld_equal_tailed",
 ) -> pd.DataFrame:
     """Expected-max tuning curves per (stratum, hyperparameter, value) with 95% bootstrap bands and, given the
-    metric's range `bounds`, distribution-free simultaneous bands (`tuning_curve_band`).
+    metric's range `bounds`, distribution-free simultaneous bands (`tuning_curve_band` with `band_method`).
 
     Returns:
         Long table: stratum, hparam, value, k, expected_best, lo, hi (bootstrap), band_lo, band_hi
@@ -125,7 +128,10 @@ def tuning_curves(
     """
     rng = np.random.default_rng(seed)
     sign = 1.0 if prepared.mode == "max" else -1.0
-    rows = []
+    keys: list[tuple[str, str, str, int]] = []  # (stratum, hparam, value, k_max) per curve
+    parts: list[
+        np.ndarray
+    ] = []  # per curve (6, kk): expected_best, lo, hi, band_lo, band_hi in original units
     for stratum, frame in prepared.strata():
         y_all = frame[prepared.metric].to_numpy(dtype=float)
         for h in prepared.hparams:
@@ -138,27 +144,25 @@ def tuning_curves(
                 curve = np.sort(y) @ w
                 boot = np.sort(y[rng.integers(0, n, size=(reps, n))], axis=1) @ w  # (reps, kk)
                 lo, hi = np.quantile(boot, [0.025, 0.975], axis=0)
+                if sign < 0:
+                    lo, hi = hi, lo
                 band = (
-                    tuning_curve_band(sign * y, kk, bounds=bounds, mode=prepared.mode)
+                    tuning_curve_band(sign * y, kk, bounds=bounds, mode=prepared.mode, method=band_method)
                     if bounds
                     else (np.full(kk, np.nan), np.full(kk, np.nan))
                 )
-                for k in range(kk):
-                    rows.append(
-                        (
-                            stratum,
-                            h.removeprefix("params."),
-                            value,
-                            k + 1,
-                            sign * curve[k],
-                            sign * (lo if sign > 0 else hi)[k],
-                            sign * (hi if sign > 0 else lo)[k],
-                            band[0][k],
-                            band[1][k],
-                        )
-                    )
+                keys.append((stratum, h.removeprefix("params."), value, kk))
+                parts.append(np.vstack([sign * curve, sign * lo, sign * hi, band[0], band[1]]))
     columns = ["stratum", "hparam", "value", "k", "expected_best", "lo", "hi", "band_lo", "band_hi"]
-    return pd.DataFrame(rows, columns=columns)
+    if not keys:
+        return pd.DataFrame(columns=columns)
+    sizes = np.array([key[3] for key in keys])
+    numbers = np.hstack(parts)  # (5, total rows)
+    out = {name: np.repeat(np.array([key[i] for key in keys], dtype=object), sizes) for i, name in
+           enumerate(columns[:3])}  # fmt: skip
+    out["k"] = np.concatenate([np.arange(1, kk + 1) for kk in sizes])
+    out |= dict(zip(columns[4:], numbers, strict=True))
+    return pd.DataFrame(out, columns=columns)
 
 
 def _envelope(flops: np.ndarray, scores: np.ndarray, grid: np.ndarray) -> np.ndarray:

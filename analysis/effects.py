@@ -36,8 +36,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy.special import stdtrit  # the t quantile; scipy.stats costs ~1 s of start-up
 
+from analysis._special import t_quantile
 from analysis._values import value_sort_key
 
 logger = logging.getLogger(__name__)
@@ -188,8 +188,8 @@ def _factor_tables(
         return table, (float("nan"), float("nan"), float("nan"))
     effect_cov = effect_map @ fit.cov @ effect_map.T
     se = np.sqrt(np.clip(np.diag(effect_cov), 0.0, None))
-    t95 = stdtrit(fit.dof, 0.975)
-    t_adj = stdtrit(fit.dof, 1.0 - 0.025 / num_levels)  # Bonferroni over the K values
+    t95 = t_quantile(fit.dof, 0.975)
+    t_adj = t_quantile(fit.dof, 1.0 - 0.025 / num_levels)  # Bonferroni over the K values
     mean_cov = rows @ fit.cov @ rows.T
     draws = rng.multivariate_normal(means, mean_cov, size=num_draws, method="eigh")  # (D, K)
     best = draws.argmax(axis=1) if mode == "max" else draws.argmin(axis=1)

@@ -9,9 +9,12 @@ rliable 1.2.0 runs in a scratch venv (`pip install rliable==1.2.0 'arch<8' 'pand
    Wall and CPU seconds, and the largest difference between the two IQM intervals' endpoints.
 2. A simulated 1,370-run study with curves: `build_report` with and without PNGs against the plain loop
    (`algorithm1_table(method="loop")`) at --loop-resamples, extrapolated to B = 10,000, CPU seconds.
-3. --studies planted studies (scores drawn from a known beta-binomial success-rate distribution, n runs each):
-   the share whose whole expected-best-of-k curve (k = 1..n) lies inside the 95% bootstrap band (percentile,
-   200 replicates, as `tuning_curves`) and inside the distribution-free band (`tuning_curve_band`).
+3. --studies planted studies of --runs runs (a discrete beta-binomial success-rate distribution and a
+   continuous Beta(2, 5) one): the share whose whole expected-best-of-k curve (k = 1..n) lies inside the 95%
+   bootstrap band (percentile, 200 replicates, as `tuning_curves`) and inside the distribution-free bands
+   (`tuning_curve_band`, Learned-Miller-DeStefano and DKW), with their mean widths; and how often the CDF
+   bands themselves hold the continuous F everywhere (20 x --studies samples).
+--parts picks the parts (rliable,report,bands).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from analysis.bands import cdf_band
 from analysis.bootstrap import algorithm1_table
 from analysis.curves import expected_max_weights, tuning_curve_band
 from analysis.runs import prepare_runs
@@ -114,11 +118,14 @@ def report_speed(loop_resamples: int, tmp: Path) -> None:
     runs, curves, truth = simulate_study(1370, seed=0)
     write_study(runs, curves, truth, tmp / "runs.csv", tmp / "curves.csv")
     prepared = prepare_runs(runs, metric="metrics.heldout_goal_success", stratum="params.sft_checkpoint")
-    c0 = time.process_time()
+    c0, w0 = time.process_time(), time.perf_counter()
     algorithm1_table(prepared, method="loop", resamples=loop_resamples, seed=0)
     loop = (time.process_time() - c0) * 10_000 / loop_resamples
+    loop_wall = (time.perf_counter() - w0) * 10_000 / loop_resamples
     print(f"## report, 1,370 runs x 3 strata x 12 hparams with curves (load {_load()})")
-    print(f"plain loop B={loop_resamples} -> B=10,000 extrapolated: cpu {loop:6.1f} s")
+    print(
+        f"plain loop B={loop_resamples} -> B=10,000 extrapolated: wall {loop_wall:6.1f} s  cpu {loop:6.1f} s"
+    )
     for plots in (False, True):
         cmd = [
             sys.executable,
@@ -140,31 +147,57 @@ def report_speed(loop_resamples: int, tmp: Path) -> None:
         target = 6 if plots else 12
         print(
             f"report {'with PNGs' if plots else '--no-plots'} (whole CLI): wall {wall:6.2f} s  cpu {cpu:6.2f} s"
-            f"  = 1/{loop / cpu:4.1f} of the loop's cpu   (target <= 1/{target}) (load {_load()})"
+            f"  = 1/{loop_wall / wall:4.1f} of the loop's wall, 1/{loop / cpu:4.1f} of its cpu"
+            f"   (target <= 1/{target}) (load {_load()})"
         )
 
 
 def band_coverage(studies: int, n: int, seed: int) -> None:
-    from scipy.stats import betabinom
+    """Share of planted studies whose whole true curve E[best of k], k = 1..n, lies inside each 95% band."""
+    from scipy.stats import beta, betabinom
 
     rng = np.random.default_rng(seed)
+    k = np.arange(1, n + 1)
+    w = expected_max_weights(n, n)
+    # discrete: success rates on 60 goals from a beta-binomial (ties, as real success rates)
     levels = np.arange(61) / 60.0
     pmf = betabinom(60, 3, 5).pmf(np.arange(61))
     cdf = np.cumsum(pmf)
-    k = np.arange(1, n + 1)
-    truth = (levels[:, None] * (cdf[:, None] ** k - np.r_[0.0, cdf[:-1]][:, None] ** k)).sum(axis=0)
-    w = expected_max_weights(n, n)
-    inside = {"bootstrap": 0, "distribution-free": 0}
-    for _ in range(studies):
-        y = rng.choice(levels, size=n, p=pmf)
-        boot = np.sort(y[rng.integers(0, n, (200, n))], axis=1) @ w
-        lo, hi = np.quantile(boot, [0.025, 0.975], axis=0)
-        inside["bootstrap"] += bool(np.all((lo <= truth) & (truth <= hi)))
-        dlo, dhi = tuning_curve_band(y, n, bounds=(0.0, 1.0))
-        inside["distribution-free"] += bool(np.all((dlo <= truth + 1e-12) & (truth <= dhi + 1e-12)))
+    discrete_truth = (levels[:, None] * (cdf[:, None] ** k - np.r_[0.0, cdf[:-1]][:, None] ** k)).sum(axis=0)
+    # continuous: Beta(2, 5) scores, E[max of k] = 1 - int_0^1 F(x)^k dx (midpoint rule, 200,000 cells)
+    grid = (np.arange(200_000) + 0.5) / 200_000
+    big_f = beta(2, 5).cdf(grid)
+    continuous_truth = np.array([1.0 - np.mean(big_f**kk) for kk in k])
+    cases = {
+        "discrete": (discrete_truth, lambda: rng.choice(levels, size=n, p=pmf)),
+        "continuous": (continuous_truth, lambda: rng.beta(2, 5, n)),
+    }
     print(f"## tuning-curve bands: {studies} planted studies x {n} runs, whole curve k=1..{n} (nominal 95%)")
-    for kind, count in inside.items():
-        print(f"{kind:18s} simultaneous coverage {count / studies:6.1%}")
+    for case, (truth, draw) in cases.items():
+        inside = {"bootstrap (percentile, 200)": 0, "ld_equal_tailed": 0, "dkw": 0}
+        width = {name: 0.0 for name in inside}
+        for _ in range(studies):
+            y = draw()
+            boot = np.sort(y[rng.integers(0, n, (200, n))], axis=1) @ w
+            bands = {"bootstrap (percentile, 200)": np.quantile(boot, [0.025, 0.975], axis=0)}
+            for method in ("ld_equal_tailed", "dkw"):
+                bands[method] = tuning_curve_band(y, n, bounds=(0.0, 1.0), method=method)
+            for name, (lo, hi) in bands.items():
+                inside[name] += bool(np.all((lo <= truth + 1e-12) & (truth <= hi + 1e-12)))
+                width[name] += float(np.mean(hi - lo)) / studies
+        for name, count in inside.items():
+            print(
+                f"{case:10s} {name:28s} simultaneous coverage {count / studies:6.1%}  mean width {width[name]:.3f}"
+            )
+    # the CDF bands themselves on continuous scores (where Learned-Miller-DeStefano's level is exact)
+    dist = beta(2, 5)
+    y = np.sort(rng.beta(2, 5, (20 * studies, n)), axis=1)
+    left = np.hstack([np.zeros((len(y), 1)), dist.cdf(y)])  # F at the start of each step
+    right = np.hstack([dist.cdf(y), np.ones((len(y), 1))])  # ... and at its end
+    for method in ("ld_equal_tailed", "dkw"):
+        lower, upper = cdf_band(n, method=method)
+        held = ((lower <= left) & (right <= upper)).all(axis=1).mean()
+        print(f"continuous CDF band {method:18s} holds F everywhere in {held:6.1%} of {len(y)} studies")
 
 
 def main() -> None:
@@ -174,11 +207,18 @@ def main() -> None:
     parser.add_argument("--loop-resamples", type=int, default=200)
     parser.add_argument("--studies", type=int, default=200)
     parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument(
+        "--parts", default="rliable,report,bands", help="comma-separated: rliable, report, bands"
+    )
     args = parser.parse_args()
+    parts = set(args.parts.split(","))
     with tempfile.TemporaryDirectory(prefix="bench-aggregates-") as tmp:
-        versus_rliable(args.rliable_python, args.reps, Path(tmp))
-        report_speed(args.loop_resamples, Path(tmp))
-    band_coverage(args.studies, args.runs, seed=0)
+        if "rliable" in parts:
+            versus_rliable(args.rliable_python, args.reps, Path(tmp))
+        if "report" in parts:
+            report_speed(args.loop_resamples, Path(tmp))
+    if "bands" in parts:
+        band_coverage(args.studies, args.runs, seed=0)
 
 
 if __name__ == "__main__":

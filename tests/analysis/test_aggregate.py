@@ -173,3 +173,16 @@ def test_poi_against_the_rest_pools_the_other_groups_per_task():
     rest = [np.concatenate([data["g1"][t], data["g2"][t]]) for t in data["g0"]]
     assert result.poi.poi[0] == pytest.approx(probability_of_improvement(list(data["g0"].values()), rest))
     assert result.poi.lo[0] < result.poi.poi[0] < result.poi.hi[0]
+
+
+def test_bootstrap_counts_resample_each_task_uniformly_within_itself():
+    from analysis.aggregate import _draw_counts, _group
+
+    g = _group({"a": np.arange(3.0), "b": np.arange(5.0), "c": np.arange(2.0)}, np.array([]), 1.0)
+    counts = _draw_counts(g, 20_000, np.random.default_rng(0))  # (N, R)
+    assert counts.shape == (10, 20_000) and counts.dtype == np.float32
+    for start, stop in zip(g.offsets[:-1], g.offsets[1:], strict=True):
+        assert (counts[start:stop].sum(axis=0) == stop - start).all()  # as many draws as runs, per task
+    np.testing.assert_allclose(counts.mean(axis=1), 1.0, atol=0.03)  # every run equally likely in its task
+    # binomial(m, 1/m) variance per run: 1 - 1/m
+    np.testing.assert_allclose(counts.var(axis=1), np.repeat([2 / 3, 4 / 5, 1 / 2], [3, 5, 2]), atol=0.04)

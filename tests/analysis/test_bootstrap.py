@@ -128,3 +128,40 @@ def test_planted_best_values_rank_first_on_a_simulated_study():
                 strong_first.append(part.loc[part.win_rate.idxmax(), "value"] == info["best"])
     # Algorithm 1 is noisy (that is issue 8's point), but strong effects should mostly come out on top
     assert np.mean(strong_first) >= 0.6, strong_first
+
+
+@pytest.mark.parametrize("mode", ["max", "min"])
+def test_batched_win_rates_equal_the_exact_formula_per_resample(mode):
+    # the outer bootstrap of win_rate_intervals: all resamples at once == `_exact` on each resampled study
+    from analysis.bootstrap import _coded_levels, _exact, _exact_win_rates, _factorize
+
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 6, 40) / 5.0  # ties on purpose
+    codes, values = _factorize(rng.choice(["a", "b", "c", "d"], 40, p=[0.6, 0.3, 0.08, 0.02]).tolist())
+    picks = rng.integers(0, 40, size=(30, 40))
+    batched = _exact_win_rates(y, codes, len(values), picks, mode=mode)
+    missing = 0
+    for b, pick in enumerate(picks):
+        present, drawn = np.unique(codes[pick], return_inverse=True)
+        want = np.zeros(len(values))
+        want[present] = _exact(
+            _coded_levels(y[pick], drawn, [values[i] for i in present], mode=mode)
+        ).win_rate
+        missing += len(values) - len(present)
+        np.testing.assert_allclose(batched[b], want, atol=1e-12)
+    assert missing > 0  # some resample lacks a value, which then wins 0
+
+
+def test_win_rate_intervals_bracket_the_exact_win_rates():
+    from analysis.bootstrap import win_rate_intervals
+    from analysis.simulate import simulate_study
+
+    runs, _, _ = simulate_study(200, seed=1)
+    prepared = prepare_runs(runs, metric="metrics.heldout_goal_success", stratum="params.sft_checkpoint")
+    ci = win_rate_intervals(prepared, reps=40, seed=0)
+    table = algorithm1_table(prepared).merge(ci, on=["stratum", "hparam", "value"])
+    assert len(table) == len(ci)
+    assert (table.win_lo <= table.win_hi).all()
+    inside = (table.win_lo - 1e-9 <= table.win_rate) & (table.win_rate <= table.win_hi + 1e-9)
+    assert inside.mean() > 0.9
+    assert ci.equals(win_rate_intervals(prepared, reps=40, seed=0))

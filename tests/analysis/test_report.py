@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -128,3 +129,49 @@ def test_a_sweep_with_fewer_runs_than_coefficients_reports_without_fake_signific
     assert not effects.significant.any() and effects.effect_lo.isna().all()
     assert result.summary["strata"]["all"]["effects_without_intervals"]
     assert "Too few runs for the effects model" in (tmp_path / "r" / "report.html").read_text()
+
+
+def test_band_method_reaches_the_tuning_curves_table(study, tmp_path):
+    import numpy as np
+
+    from analysis.curves import tuning_curve_band
+    from analysis.runs import load_runs, prepare_runs
+
+    tables = {}
+    for method in ("ld_equal_tailed", "dkw"):
+        args = ["--band-method", method] if method == "dkw" else []  # the default is Learned-Miller-DeStefano
+        subprocess.run(
+            [sys.executable, "-m", "analysis", "report", str(study / "runs.csv"), "--stratum",
+             "params.sft_checkpoint", "--hparams", "params.batch_size", "--no-plots", "--out",
+             str(tmp_path / method), *args],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        tables[method] = pd.read_csv(tmp_path / method / "tuning_curves.csv", dtype={"stratum": str})
+    prepared = prepare_runs(
+        load_runs(study / "runs.csv"), metric="metrics.heldout_goal_success", stratum="params.sft_checkpoint"
+    )
+    stratum, frame = next(iter(prepared.strata()))
+    y = frame.loc[frame["params.batch_size"] == "64", prepared.metric].to_numpy(float)
+    for method, table in tables.items():
+        rows = table[(table.stratum == str(stratum)) & (table.value.astype(str) == "64")]
+        lo, hi = tuning_curve_band(y, len(rows), method=method)
+        np.testing.assert_allclose(rows.band_lo, lo, atol=1e-12)
+        np.testing.assert_allclose(rows.band_hi, hi, atol=1e-12)
+    ld, dkw = tables["ld_equal_tailed"], tables["dkw"]
+    assert ((ld.band_hi - ld.band_lo).mean()) < ((dkw.band_hi - dkw.band_lo).mean())
+
+
+def test_report_runs_blas_single_threaded_unless_told_otherwise(study, tmp_path):
+    code = (
+        "import os, sys; from analysis.cli import report\n"
+        "try: report.main(sys.argv[1:], standalone_mode=False)\n"
+        "finally: print('BLAS', os.environ.get('OPENBLAS_NUM_THREADS'))"
+    )
+    args = [str(study / "runs.csv"), "--stratum", "params.sft_checkpoint", "--hparams", "params.gamma",
+            "--no-plots", "--out", str(tmp_path / "r")]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    out = subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True).stdout
+    assert "BLAS 1" in out
+    out = subprocess.run([sys.executable, "-c", code, *args], env=env | {"OPENBLAS_NUM_THREADS": "2"},
+                         capture_output=True, text=True).stdout  # fmt: skip
+    assert "BLAS 2" in out
