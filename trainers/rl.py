@@ -355,25 +355,20 @@ def _evaluate_and_checkpoint(loop: _Loop) -> None:
     policy.counter = loop.eval_counter  # evaluation tokens are counted apart from the RL FLOPs
     t0 = time.perf_counter()
     outcomes: dict[str, list] = {"heldout_goals": [], "heldout_tasks": []}
+    rates: dict[str, float] = {}
     try:
-        goal_sr = evaluate(
-            loop.runner,
-            policy,
-            loop.eval_goals["heldout_goals"],
-            cfg,
-            seed=cfg.seed * 100_003 + run.step,
-            outcomes=outcomes["heldout_goals"],
-        )
-        task_sr = evaluate(
-            loop.runner,
-            policy,
-            loop.eval_goals["heldout_tasks"],
-            cfg,
-            seed=cfg.seed * 100_019 + run.step,
-            outcomes=outcomes["heldout_tasks"],
-        )
+        for split, seed_base in (("heldout_goals", 100_003), ("heldout_tasks", 100_019)):
+            rates[split] = evaluate(
+                loop.runner,
+                policy,
+                loop.eval_goals[split],
+                cfg,
+                seed=cfg.seed * seed_base + run.step,
+                outcomes=outcomes[split],
+            )
     finally:
         policy.counter = counter
+    goal_sr, task_sr = rates["heldout_goals"], rates["heldout_tasks"]
     _write_outcomes(cfg, run.step, outcomes)
     s = run.stats_since_eval
     metrics = {

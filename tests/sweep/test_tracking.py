@@ -75,10 +75,9 @@ def test_new_sqlite_store_is_created_in_wal_mode(tmp_path):
     prepare_sqlite_store("http://127.0.0.1:5000")  # other stores: nothing to do
 
 
-def test_trial_logger_writes_queued_results_in_one_batch(tmp_path, monkeypatch):
-    import threading
-    from types import SimpleNamespace
-
+def _store(tmp_path):
+    """A sqlite MLflow store with an experiment and a parent run; returns (client, experiment id, parent run id,
+    the paper space, a factory of TrialRunLoggers on that store)."""
     from mlflow.tracking import MlflowClient
 
     from sweep.space import load_space
@@ -91,17 +90,29 @@ def test_trial_logger_writes_queued_results_in_one_batch(tmp_path, monkeypatch):
     exp = client.create_experiment("e")
     parent = client.create_run(exp).info.run_id
     space = load_space("paper")
-    logger = TrialRunLogger(
-        tracking_uri=uri,
-        experiment_id=exp,
-        parent_run_id=parent,
-        sweep_id="s",
-        space=space,
-        tags={},
-        base_seed=0,
-        branch_points={},
-        journal_path=tmp_path / "journal.jsonl",
-    )
+
+    def new_logger() -> TrialRunLogger:
+        return TrialRunLogger(
+            tracking_uri=uri,
+            experiment_id=exp,
+            parent_run_id=parent,
+            sweep_id="s",
+            space=space,
+            tags={},
+            base_seed=0,
+            branch_points={},
+            journal_path=tmp_path / "journal.jsonl",
+        )
+
+    return client, exp, parent, space, new_logger
+
+
+def test_trial_logger_writes_queued_results_in_one_batch(tmp_path, monkeypatch):
+    import threading
+    from types import SimpleNamespace
+
+    client, exp, parent, space, new_logger = _store(tmp_path)
+    logger = new_logger()
     config = {p.name: p.values[0] for p in space.parameters}
     trial = SimpleNamespace(trial_id="t1", config=config, path=str(tmp_path / "t1"), error_file=None)
     release = threading.Event()
@@ -134,31 +145,7 @@ def test_trial_logger_logs_a_step_reported_again_once(tmp_path):
     logger on the same store) and after a retry in the same driver, each (key, step) stays logged once."""
     from types import SimpleNamespace
 
-    from mlflow.tracking import MlflowClient
-
-    from sweep.space import load_space
-    from sweep.tracking import prepare_sqlite_store
-    from sweep.trial_logger import TrialRunLogger
-
-    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
-    prepare_sqlite_store(uri)
-    client = MlflowClient(tracking_uri=uri)
-    exp = client.create_experiment("e")
-    parent = client.create_run(exp).info.run_id
-    space = load_space("paper")
-
-    def new_logger() -> TrialRunLogger:
-        return TrialRunLogger(
-            tracking_uri=uri,
-            experiment_id=exp,
-            parent_run_id=parent,
-            sweep_id="s",
-            space=space,
-            tags={},
-            base_seed=0,
-            branch_points={},
-            journal_path=tmp_path / "journal.jsonl",
-        )
+    client, exp, parent, space, new_logger = _store(tmp_path)
 
     config = {p.name: p.values[0] for p in space.parameters}
     trial = SimpleNamespace(trial_id="t1", config=config, path=str(tmp_path / "t1"), error_file=None)
