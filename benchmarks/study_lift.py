@@ -8,6 +8,8 @@ resampled, then goals, paired), so seed-to-seed variation is in the interval. A 
 lift comes from. The chosen checkpoint is never used: the best of several noisy evaluations is biased upwards.
 
     /work/wt/venv-run python benchmarks/study_lift.py /work/study/rl*_s* --csv benchmarks/study/lift.csv
+    # or from the committed table (columns run, step, split, task, seed, success), in seconds:
+    /work/wt/venv-run python benchmarks/study_lift.py --evals benchmarks/study/rl_evals.csv --group '(.+)$'
 """
 
 from __future__ import annotations
@@ -35,6 +37,18 @@ def load_run(path: Path, split: str = "heldout_goals") -> dict[int, dict[tuple[s
     return dict(out)
 
 
+def load_table(
+    path: Path, split: str = "heldout_goals"
+) -> dict[str, dict[int, dict[tuple[str, int], float]]]:
+    """run -> step -> {(task, seed): success} from a CSV of per-goal outcomes (`rl_evals.csv`)."""
+    out: dict[str, dict[int, dict]] = defaultdict(lambda: defaultdict(dict))
+    with path.open() as f:
+        for r in csv.DictReader(f):
+            if r["split"] == split:
+                out[r["run"]][int(r["step"])][(r["task"], int(r["seed"]))] = float(r["success"])
+    return {k: dict(v) for k, v in out.items()}
+
+
 def paired(run: dict[int, dict]) -> tuple[list[tuple[str, int]], np.ndarray, np.ndarray, int]:
     """(goals, success at step 0, success at the last step, last step) over the goals both evaluations played."""
     first, last = min(run), max(run)
@@ -56,23 +70,25 @@ def two_stage_bootstrap(diffs: list[np.ndarray], reps: int, seed: int) -> tuple[
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("runs", nargs="+", type=Path)
+    ap.add_argument("runs", nargs="*", type=Path, help="RL run directories (with evals.jsonl)")
+    ap.add_argument("--evals", type=Path, default=None, help="a CSV of per-goal outcomes instead of run dirs")
     ap.add_argument("--group", default=r"(.+)_s\d+$", help="regex on the run dir name; group 1 names the arm")
     ap.add_argument("--reps", type=int, default=10_000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--csv", type=Path, default=None)
     args = ap.parse_args()
 
-    groups: dict[str, list[tuple[str, tuple]]] = defaultdict(list)
+    loaded: dict[str, dict[int, dict]] = load_table(args.evals) if args.evals else {}
     for path in sorted(args.runs):
-        if not (path / "evals.jsonl").is_file():
-            continue
-        m = re.match(args.group, path.name)
-        run = load_run(path)
+        if (path / "evals.jsonl").is_file():
+            loaded[path.name] = load_run(path)
+    groups: dict[str, list[tuple[str, tuple]]] = defaultdict(list)
+    for name, run in sorted(loaded.items()):
         if len(run) < 2:
-            print(f"{path}: one evaluation only, skipped")
+            print(f"{name}: one evaluation only, skipped")
             continue
-        groups[m.group(1) if m else path.name].append((path.name, paired(run)))
+        m = re.match(args.group, name)
+        groups[m.group(1) if m else name].append((name, paired(run)))
     rows = []
     for name, runs in groups.items():
         diffs = [after - before for _, (_, before, after, _) in runs]
