@@ -258,6 +258,7 @@ def train_rl(
         wall0=t_start - run.wall_s,  # time spent before a resume counts
         report=report,
     )
+    _trim_outcomes(cfg, run)
     try:
         if run.step == 0 and not run.history:
             _evaluate_and_checkpoint(loop)
@@ -432,22 +433,30 @@ EVALS_FILE = "evals.jsonl"
 """Per-goal evaluation outcomes of a run, in its output_dir: one JSON line per (evaluation, split, goal)."""
 
 
+def _trim_outcomes(cfg: RLConfig, run: _Run) -> None:
+    """At the start of a run, keep in `<output_dir>/evals.jsonl` only the evaluations of the checkpoint resumed
+    from (none for a fresh run): lines a killed run wrote after its checkpoint, or torn by the kill, are dropped,
+    and the resumed run writes those evaluations again."""
+    path = Path(cfg.output_dir) / EVALS_FILE
+    if not path.is_file():
+        return
+    last = run.step if run.history else -1
+    lines = path.read_text().splitlines()
+    kept = []
+    for line in lines:
+        try:
+            if json.loads(line)["step"] <= last:
+                kept.append(line + "\n")
+        except (ValueError, KeyError, TypeError):  # a line torn by a kill mid-write
+            continue
+    if len(kept) < len(lines):
+        atomic_write(path, "".join(kept))
+
+
 def _write_outcomes(cfg: RLConfig, step: int, outcomes: dict[str, list]) -> None:
-    """Append the evaluation's per-goal outcomes to `<output_dir>/evals.jsonl`, first dropping lines of this or
-    later steps that a killed run wrote before its checkpoint (a resumed run evaluates them again)."""
+    """Append the evaluation's per-goal outcomes to `<output_dir>/evals.jsonl`."""
     path = Path(cfg.output_dir) / EVALS_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    if path.is_file():
-        lines = path.read_text().splitlines()
-        kept = []
-        for line in lines:
-            try:
-                if json.loads(line)["step"] < step:
-                    kept.append(line + "\n")
-            except (ValueError, KeyError, TypeError):  # a line torn by a kill mid-write
-                continue
-        if len(kept) < len(lines):
-            atomic_write(path, "".join(kept))
     with path.open("a") as f:
         for split, rows in outcomes.items():
             for task, seed, success, steps in rows:
