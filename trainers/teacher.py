@@ -171,12 +171,11 @@ def collect_teacher_traces(
     t0 = time.perf_counter()
     parts = Path(cfg.output_dir) / "parts"
     stamp = json.dumps(dataclasses.asdict(cfg), sort_keys=True, default=str)
-    by_task: dict[str, list[Any]] = {}
-    for g in played:
-        by_task.setdefault(goal_key(g)[0], []).append(g)
+    if policy is not None and counter is not None:
+        policy = _Counted(policy, counter)
     played_by_task: dict[str, list[Trajectory]] = {}
     try:
-        for task, task_goals in by_task.items():
+        for task, task_goals in _by_task(played).items():
             part = parts / f"{task}.jsonl"
             done = _load_part(part, stamp, task_goals)
             if done is not None:
@@ -186,10 +185,8 @@ def collect_teacher_traces(
                     counter.flops += flops
                 logger.info("teacher: %s already played (%s), %d episodes", task, part, len(task_goals))
                 continue
-            if policy is None:
+            if policy is None:  # made only when a task is left to play (a model may be loaded)
                 policy = _teacher_policy(cfg, counter)
-            elif counter is not None and not isinstance(policy, _Counted):
-                policy = _Counted(policy, counter)
             before = counter.state_dict() if counter else {"tokens": 0, "flops": 0.0}
             played_by_task[task] = play_episodes(runner, policy, task_goals, cfg)
             after = counter.state_dict() if counter else {"tokens": 0, "flops": 0.0}
@@ -205,8 +202,8 @@ def collect_teacher_traces(
     finally:
         if own_runner:
             runner.close()
-    queues = {task: list(trajs) for task, trajs in played_by_task.items()}
-    trajs = [queues[goal_key(g)[0]].pop(0) for g in played]  # the order of `played`, as one call would give
+    queues = {task: iter(trajs) for task, trajs in played_by_task.items()}
+    trajs = [next(queues[goal_key(g)[0]]) for g in played]  # the order of `played`, as one call would give
     examples = examples_from_trajectories(trajs)
     success = float(np.mean([t.success for t in trajs])) if trajs else 0.0
     tasks = sorted({goal_key(g)[0] for g in goals})
@@ -267,10 +264,15 @@ def _load_part(part: Path, stamp: str, goals: Sequence[Any]) -> tuple[list[Traje
     return trajs, int(header["teacher_tokens"]), float(header["teacher_flops"])
 
 
-def _round_robin(goals: Sequence[Any]) -> list[Any]:
-    """Goals reordered task by task in turn (each task's own order kept), so a cap keeps every task."""
+def _by_task(goals: Sequence[Any]) -> dict[str, list[Any]]:
+    """Goals grouped by task, tasks in order of first appearance, each task's own order kept."""
     by_task: dict[str, list[Any]] = {}
     for g in goals:
         by_task.setdefault(goal_key(g)[0], []).append(g)
-    queues = list(by_task.values())
+    return by_task
+
+
+def _round_robin(goals: Sequence[Any]) -> list[Any]:
+    """Goals reordered task by task in turn (each task's own order kept), so a cap keeps every task."""
+    queues = list(_by_task(goals).values())
     return [q[i] for i in range(max(map(len, queues), default=0)) for q in queues if i < len(q)]
