@@ -17,6 +17,7 @@ from pathlib import Path
 __all__ = [
     "STUDENTS",
     "CHAT_TEMPLATE",
+    "build_llama",
     "build_tiny_llama",
     "build_tokenizer",
     "cache_dir",
@@ -92,35 +93,45 @@ def build_tokenizer(vocab_size: int = 1024):
     return fast
 
 
-def build_tiny_llama(*, seed: int = 0, hidden_size: int = 128, num_layers: int = 4, vocab_size: int = 1024):
-    """A tiny LlamaForCausalLM (hidden 128, 4 layers, ~0.85M parameters) and its tokenizer, seeded.
-
-    Returns:
-        (model, tokenizer).
-    """
+def build_llama(
+    tokenizer, *, hidden_size: int, num_layers: int, num_heads: int, num_kv_heads: int, seed: int
+):
+    """A LlamaForCausalLM sized for `tokenizer` (FFN 3x hidden, tied embeddings, 2,048 positions), initialised
+    from `seed` without touching the global torch RNG."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    tokenizer = build_tokenizer(vocab_size)
     config = LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=hidden_size,
         intermediate_size=hidden_size * 3,
         num_hidden_layers=num_layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
+        num_attention_heads=num_heads,
+        num_key_value_heads=num_kv_heads,
         max_position_embeddings=2048,
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         tie_word_embeddings=True,
     )
-    gen = torch.random.fork_rng()
-    with gen:
+    with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = LlamaForCausalLM(config)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
+    return model
+
+
+def build_tiny_llama(*, seed: int = 0, hidden_size: int = 128, num_layers: int = 4, vocab_size: int = 1024):
+    """A tiny LlamaForCausalLM (hidden 128, 4 layers, ~0.85M parameters) and its tokenizer, seeded.
+
+    Returns:
+        (model, tokenizer).
+    """
+    tokenizer = build_tokenizer(vocab_size)
+    model = build_llama(
+        tokenizer, hidden_size=hidden_size, num_layers=num_layers, num_heads=4, num_kv_heads=2, seed=seed
+    )
     return model, tokenizer
 
 

@@ -43,7 +43,6 @@ __all__ = [
     "PretrainResult",
     "SyntheticCorpus",
     "build_lookup_tokenizer",
-    "build_student_model",
     "generic_words",
     "pretrain_student",
     "probe_skills",
@@ -125,9 +124,10 @@ def _tokenizer_corpus(words: list[str]) -> list[str]:
     return lines
 
 
-def build_lookup_tokenizer(vocab_size: int = 1200):
+def build_lookup_tokenizer(vocab_size: int = 1200, words: list[str] | None = None):
     """BPE over isolated pre-tokens (letter runs, single whitespace, punctuation runs, digit runs), every number
-    0-299 a single token; ChatML specials and template. Deterministic."""
+    0-299 a single token; ChatML specials and template. Deterministic. `words`: `generic_words()` when already
+    computed (they are the BPE's training text)."""
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -144,7 +144,7 @@ def build_lookup_tokenizer(vocab_size: int = 1200):
         show_progress=False,
         min_frequency=2,
     )
-    tok.train_from_iterator(_tokenizer_corpus(generic_words()), trainer=trainer)
+    tok.train_from_iterator(_tokenizer_corpus(words or generic_words()), trainer=trainer)
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         pad_token="<pad>",
@@ -162,32 +162,6 @@ def build_lookup_tokenizer(vocab_size: int = 1200):
 def single_token_words(tok, words: list[str]) -> list[str]:
     """The words that are one token of `tok` (alone and after a space), for the curriculum's easy keys."""
     return [w for w in words if len(tok(w, add_special_tokens=False)["input_ids"]) == 1]
-
-
-def build_student_model(tokenizer, *, hidden_size: int, num_layers: int, num_heads: int, seed: int):
-    """A LlamaForCausalLM sized for `tokenizer` (FFN 3x hidden, tied embeddings), initialised from `seed`."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=hidden_size,
-        intermediate_size=hidden_size * 3,
-        num_hidden_layers=num_layers,
-        num_attention_heads=num_heads,
-        num_key_value_heads=num_heads,
-        max_position_embeddings=2048,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        tie_word_embeddings=True,
-    )
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        model = LlamaForCausalLM(config)
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
-    return model
 
 
 # ---------------------------------------------------------------- synthetic, task-free pretraining text
@@ -469,17 +443,22 @@ def pretrain_student(cfg: PretrainConfig, report: Callable[..., None] | None = N
 
     from trainers.common import atomic_write, rng_state, seed_everything, set_rng_state
     from trainers.flops import FlopsCounter
-    from trainers.models import resolve_device
+    from trainers.models import build_llama, resolve_device
 
     device = resolve_device(cfg.device, cpu_threads=cfg.cpu_threads)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     seed_everything(cfg.seed)
     words = generic_words()
-    tok = build_lookup_tokenizer(cfg.vocab_size)
+    tok = build_lookup_tokenizer(cfg.vocab_size, words)
     short = single_token_words(tok, words)
-    model = build_student_model(
-        tok, hidden_size=cfg.hidden_size, num_layers=cfg.num_layers, num_heads=cfg.num_heads, seed=cfg.seed
+    model = build_llama(
+        tok,
+        hidden_size=cfg.hidden_size,
+        num_layers=cfg.num_layers,
+        num_heads=cfg.num_heads,
+        num_kv_heads=cfg.num_heads,
+        seed=cfg.seed,
     ).to(device)
     nparams = sum(p.numel() for p in model.parameters())
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=0.0, betas=(0.9, 0.98))
