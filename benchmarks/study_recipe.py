@@ -197,33 +197,64 @@ def _episodes(runner, policy, goals, cfg, seed: int):
 
 
 def cmd_eval(args) -> None:
+    """Held-out success of each model, `--episodes` sampled episodes per goal; with `--csv`, per-goal mean success
+    (the layout of `rl_evals.csv`: run, step, split, task, seed, success, steps) for `study_lift.py --evals`."""
     from trainers.backends import HFPolicy
     from trainers.models import load_student
 
     tasks = [f"miniwob.{t}" for t in args.tasks.split(",")]
     goals = [(t, s) for t in tasks for s in parse_seeds(args.seeds)]
+    steps = [int(x) for x in args.steps.split(",")] if args.steps else list(range(len(args.models)))
+    if len(steps) != len(args.models):
+        raise SystemExit(
+            f"--steps gives {len(steps)} steps for {len(args.models)} models; give one per model"
+        )
     cfg = _rl_config(args)
     runner = _runner(args)
+    rows: list[dict] = []
     try:
-        for mdir in args.models:
+        for mdir, step in zip(args.models, steps, strict=True):
             model, tok = load_student(mdir)
             t0 = time.perf_counter()
-            trajs = _episodes(runner, HFPolicy(model, tok), goals, cfg, args.seed)
-            ok = [int(t.success) for t in trajs if not t.env_error]
+            per_goal: dict[tuple[str, int], list[int]] = {}
+            lengths: dict[tuple[str, int], list[int]] = {}
+            for e in range(args.episodes):  # same sampling seeds for every model: paired by goal and episode
+                trajs = _episodes(runner, HFPolicy(model, tok), goals, cfg, args.seed * 1000 + e)
+                for g, t in zip(goals, trajs, strict=True):
+                    if not t.env_error:
+                        per_goal.setdefault(g, []).append(int(t.success))
+                        lengths.setdefault(g, []).append(len(t.steps))
+            ok = [x for v in per_goal.values() for x in v]
             lo, hi = wilson(sum(ok), len(ok))
             print(
                 f"## {mdir}: held-out goal success {sum(ok)}/{len(ok)} = {sum(ok) / max(1, len(ok)):.3f} "
-                f"[{lo:.3f}, {hi:.3f}] at T={cfg.temperature} ({time.perf_counter() - t0:.0f} s)"
+                f"[{lo:.3f}, {hi:.3f}] at T={cfg.temperature}, {args.episodes} episode(s) per goal "
+                f"({time.perf_counter() - t0:.0f} s)",
+                flush=True,
             )
-            per: dict[str, list[int]] = {}
-            for g, t in zip(goals, trajs, strict=True):
-                if not t.env_error:
-                    per.setdefault(g[0], []).append(int(t.success))
+            per_task: dict[str, list[int]] = {}
+            for (task, _), v in per_goal.items():
+                per_task.setdefault(task, []).extend(v)
             print(
-                "   " + ", ".join(f"{k.removeprefix('miniwob.')} {sum(v)}/{len(v)}" for k, v in per.items())
+                "   "
+                + ", ".join(f"{k.removeprefix('miniwob.')} {sum(v)}/{len(v)}" for k, v in per_task.items())
             )
+            rows += [
+                {"run": args.run or Path(args.models[0]).name, "step": step, "split": "heldout_goals",
+                 "task": g[0], "seed": g[1], "success": round(sum(v) / len(v), 4),
+                 "steps": round(sum(lengths[g]) / len(v), 2)}
+                for g, v in per_goal.items()
+            ]  # fmt: skip
     finally:
         runner.close()
+    if args.csv:
+        path = Path(args.csv)
+        new = not path.is_file()
+        with path.open("a", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]))
+            if new:
+                w.writeheader()
+            w.writerows(rows)
 
 
 # ---------------------------------------------------------------- RL (the wall split comes from train_rl's history)
@@ -330,7 +361,12 @@ def main() -> None:
         p.add_argument("--lr", type=float, default=1e-4)
         p.add_argument("--loss-aggregation", default="sequence")
         p.add_argument("--out", default="/tmp/study/rl")
-    sub.choices["eval"].add_argument("--models", nargs="+", required=True)
+    p = sub.choices["eval"]
+    p.add_argument("--models", nargs="+", required=True, help="the branch point first, then RL checkpoints")
+    p.add_argument("--steps", default=None, help="comma-separated step of each model (default 0, 1, ...)")
+    p.add_argument("--episodes", type=int, default=1, help="sampled episodes per goal")
+    p.add_argument("--csv", default=None, help="append per-goal mean success here (rl_evals.csv's layout)")
+    p.add_argument("--run", default=None, help="the run column of --csv (default: the first model's name)")
     p = sub.choices["rl"]
     p.add_argument("--branch", required=True)
     p.add_argument("--branch-flops", type=float, default=0.0)
