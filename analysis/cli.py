@@ -173,6 +173,7 @@ def aggregate(scores, group, task, metric, reps, seed, gamma, out_dir) -> None:
     profiles with bands. Writes OUT/aggregates.csv (group,statistic,estimate,lo,hi,...), poi.csv
     (group_x,group_y,poi,lo,hi,...), profiles.csv and profiles.png.
     """
+    _single_threaded_blas()
     import numpy as np
 
     from analysis._output import finish_folder, open_folder

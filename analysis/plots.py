@@ -43,7 +43,8 @@ def plot_profiles(profile_rows: Sequence[tuple], path: Path, *, metric: str) -> 
         path: the PNG to write.
         metric: the score's name, for the x axis.
     """
-    fig = new_figure(7.0, 4.2)
+    fig = new_figure(7.0, 4.2, layout=None)  # fixed margins: constrained layout was 0.13 s of CPU here
+    fig.subplots_adjust(left=0.1, right=0.97, top=0.92, bottom=0.12)
     ax = fig.add_subplot()
     groups: dict[str, list[tuple]] = {}
     for row in profile_rows:
