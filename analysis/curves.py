@@ -5,7 +5,9 @@
       E_k = sum_{i=k..n} y_(i) * C(i-1, k-1) / C(n, k),
   unbiased for every k <= n, unlike the bootstrap max (which treats the n runs as the population).
 - `frontier`: the upper envelope of a metric against cumulative FLOPs over all evaluations of a group of runs
-  (the best score any run had reached with at most C FLOPs), with a bootstrap band over runs.
+  (the best score any run had reached with at most C FLOPs), with a bootstrap band over runs. It grows with
+  the number of runs, so it favours the group with more runs by selection alone: compare arms with
+  `analysis.arms` (the expected best of an equal number of runs k per budget) instead.
 - `compute_to_reach`: the FLOPs at which the frontier first reaches a target, with a bootstrap interval, and
   the ratio between two groups (e.g. SFT+RL vs SFT only: the study's 55%).
 - `reached_by_budget`: each run's score as of budget C (the checkpoint the study's rule, `analysis.selection`,
