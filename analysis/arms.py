@@ -181,11 +181,17 @@ def equal_k_curves(scores: np.ndarray, k: int, *, weights: np.ndarray | None = N
     Returns:
         (..., G) the unbiased E[max of k] over the runs present at each budget; NaN where fewer than k are.
     """
-    n = scores.shape[-2]
+    n, budgets = scores.shape[-2:]
     w = _weight_table(n, k) if weights is None else weights
-    present = (~np.isnan(scores)).sum(axis=-2)  # (..., G)
-    ordered = np.nan_to_num(np.sort(scores, axis=-2), nan=0.0)  # NaN (absent) last, then zero
-    return np.einsum("...ig,...gi->...g", ordered, w[present])
+    ordered = np.ascontiguousarray(np.moveaxis(scores, -1, -2))  # (..., G, n): one copy, sorted in place
+    ordered.sort(axis=-1)  # ascending, absent (NaN) last
+    present = (~np.isnan(ordered)).sum(axis=-1).ravel()  # runs present per (..., budget)
+    ordered = ordered.reshape(-1, n)
+    out = np.full(len(present), np.nan)
+    for m in np.unique(present[present >= k]):  # a few distinct counts: one matrix-vector product each
+        rows = np.flatnonzero(present == m)
+        out[rows] = ordered[rows, :m] @ w[m, :m]
+    return out.reshape(*scores.shape[:-2], budgets)
 
 
 def _first_reach(curves: np.ndarray, target: np.ndarray, grid: np.ndarray) -> np.ndarray:
