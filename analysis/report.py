@@ -482,6 +482,13 @@ def _arms_headline(arms: dict | None) -> list[str]:
         f" ({_runs_text(arms['arm_runs'])}), each scored as the expected best of {arms['k']} runs "
         f"({html.escape(arms['k_rule'])}) per FLOPs budget.</p>"
     ]
+    whole = [a for a, n in arms["arm_runs"].items() if n == arms["k"]]
+    if whole:
+        parts.append(
+            f"<p class='warn'>k = {arms['k']} is all the runs of {html.escape(', '.join(whole))}: there the curve is "
+            "the best run, and a bootstrap of a maximum lies below it (its band and the ratio's interval "
+            "understate the uncertainty). A smaller <code>--k</code> gives intervals that mean more.</p>"
+        )
     if arms["compute_to_match"]:
         items = "".join(
             f"<li><b>{html.escape(str(r['arm']))}</b> reaches {html.escape(str(r['baseline']))}'s peak "

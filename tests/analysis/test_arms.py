@@ -192,6 +192,7 @@ def test_report_writes_the_equal_k_frontier_ratio_figure_and_headline(arm_study,
     html = (out / "report.html").read_text()
     first = html.index("<h2>")
     assert html.index("<h2>Headline: arms at equal k = 3") == first and "headline-arms" in html
+    assert "is all the runs of" not in html  # k = 3 is below both arms' sizes
     assert html.index('alt="frontier_k"') < html.index('alt="frontier"')  # top of the compute section
 
 
@@ -210,6 +211,7 @@ def test_report_arms_through_build_report_default_k(tmp_path):
     curves = curves.rename(columns={"success": "heldout_goal_success"})
     result = build_report(runs, tmp_path / "r", options, curves_source=curves)
     assert result.summary["arms"]["k"] == 4 and result.summary["arms"]["k_rule"] == "smallest arm"
+    assert "k = 4 is all the runs of B" in (tmp_path / "r" / "report.html").read_text()
 
 
 @pytest.mark.parametrize(
