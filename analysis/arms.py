@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from analysis._special import log_factorials
-from analysis.arm_options import BUDGET_RULES, ArmError, BudgetRule
+from analysis.choices import BUDGET_RULES, ArmError, BudgetRule
 from analysis.selection import select_checkpoints
 
 __all__ = [

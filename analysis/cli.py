@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from analysis.arm_options import BUDGET_RULES, ArmError, ArmOptions
+from analysis.choices import BAND_METHODS, BUDGET_RULES, DEFAULT_BAND_METHOD, ArmError, ArmOptions
 
 __all__ = ["aggregate", "main", "report", "simulate"]
 
@@ -64,10 +64,11 @@ def _single_threaded_blas() -> None:
 )
 @click.option(
     "--band-method",
-    type=click.Choice(["ld_equal_tailed", "dkw"]),
-    default="ld_equal_tailed",
+    type=click.Choice(BAND_METHODS),
+    default=DEFAULT_BAND_METHOD,
     show_default=True,
-    help="Distribution-free CDF band behind band_lo/band_hi: Learned-Miller-DeStefano (exact level) or DKW.",
+    help="Distribution-free CDF band behind band_lo/band_hi: Learned-Miller-DeStefano with equal-tailed or "
+    "highest-density (opda's default) order-statistic intervals, each at its exact level, or DKW.",
 )
 @click.option(
     "--arm",

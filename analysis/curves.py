@@ -23,7 +23,8 @@ import pandas as pd
 
 from analysis._special import log_factorials
 from analysis._values import value_sort_key
-from analysis.bands import BandMethod, cdf_band
+from analysis.bands import cdf_band
+from analysis.choices import DEFAULT_BAND_METHOD, BandMethod
 from analysis.selection import select_checkpoints
 
 __all__ = [
@@ -76,7 +77,7 @@ def tuning_curve_band(
     bounds: tuple[float, float] = (0.0, 1.0),
     level: float = 0.95,
     mode: str = "max",
-    method: BandMethod = "ld_equal_tailed",
+    method: BandMethod = DEFAULT_BAND_METHOD,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Distribution-free simultaneous band for E[best of k runs], k = 1..k_max (default n).
 
@@ -119,7 +120,7 @@ def tuning_curves(
     reps: int = 200,
     seed: int = 0,
     bounds: tuple[float, float] | None = (0.0, 1.0),
-    band_method: BandMethod = "ld_equal_tailed",
+    band_method: BandMethod = DEFAULT_BAND_METHOD,
 ) -> pd.DataFrame:
     """Expected-max tuning curves per (stratum, hyperparameter, value) with 95% bootstrap bands and, given the
     metric's range `bounds`, distribution-free simultaneous bands (`tuning_curve_band` with `band_method`).

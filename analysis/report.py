@@ -31,9 +31,8 @@ import pandas as pd
 
 from analysis._output import finish_folder, open_folder
 from analysis.aggregate import value_aggregates
-from analysis.arm_options import ArmError, ArmOptions
-from analysis.bands import BandMethod
 from analysis.bootstrap import algorithm1_table, win_rate_intervals
+from analysis.choices import DEFAULT_BAND_METHOD, ArmError, ArmOptions, BandMethod
 from analysis.curves import budget_grid, compute_to_reach, frontier, reached_by_budget, tuning_curves
 from analysis.effects import compute_effects
 from analysis.runs import PreparedRuns, load_curves, load_runs, prepare_runs
@@ -72,8 +71,9 @@ class ReportOptions:
     """Score for compute_to_target.csv (default: the best score of the lowest stratum's frontier)."""
     bounds: tuple[float, float] | None = (0.0, 1.0)
     """The metric's possible range, for the distribution-free tuning-curve bands (None: bootstrap bands only)."""
-    band_method: BandMethod = "ld_equal_tailed"
-    """The distribution-free band on the CDF: ld_equal_tailed (Learned-Miller-DeStefano, exact level) or dkw."""
+    band_method: BandMethod = DEFAULT_BAND_METHOD
+    """The distribution-free band on the CDF: ld_equal_tailed or ld_highest_density (Learned-Miller-DeStefano,
+    exact level) or dkw."""
     arms: ArmOptions | None = None
     """Compare arms at an equal number of runs k (needs curves): frontier_k.csv, compute_to_match.csv."""
     win_ci_reps: int = 50

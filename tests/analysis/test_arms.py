@@ -11,7 +11,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.arm_options import ArmError, ArmOptions
 from analysis.arms import (
     COMPUTE_TO_MATCH_COLUMNS,
     FRONTIER_K_COLUMNS,
@@ -20,6 +19,7 @@ from analysis.arms import (
     equal_k_curves,
     scores_at_budgets,
 )
+from analysis.choices import ArmError, ArmOptions
 from analysis.curves import compute_to_reach, frontier, reached_by_budget
 from analysis.report import ReportOptions, build_report
 

@@ -1,6 +1,7 @@
-"""What `agentsweep report --arm` can be told, stdlib only (the CLI reads these defaults without numpy/pandas).
+"""The choices the CLI offers and the defaults it reads, stdlib only (so `--help` loads no numpy or pandas).
 
-See `analysis.arms` for what the options mean.
+`BandMethod`: the distribution-free CDF band (`analysis.bands`); `BudgetRule`, `ArmOptions` and `ArmError`:
+arms compared at an equal number of runs (`analysis.arms`, `agentsweep report --arm`).
 """
 
 from __future__ import annotations
@@ -8,7 +9,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-__all__ = ["BUDGET_RULES", "ArmError", "ArmOptions", "BudgetRule"]
+__all__ = [
+    "BAND_METHODS",
+    "BUDGET_RULES",
+    "DEFAULT_BAND_METHOD",
+    "ArmError",
+    "ArmOptions",
+    "BandMethod",
+    "BudgetRule",
+]
+
+BandMethod = Literal["ld_equal_tailed", "ld_highest_density", "dkw"]
+"""Learned-Miller-DeStefano with each order statistic's equal-tailed or highest-density Beta interval (both at
+their exact simultaneous level), or Dvoretzky-Kiefer-Wolfowitz-Massart."""
+BAND_METHODS: tuple[BandMethod, ...] = get_args(BandMethod)
+DEFAULT_BAND_METHOD: BandMethod = "ld_equal_tailed"
+"""The default band: its pointwise level is tabled for n <= 500 (the highest-density one is computed)."""
 
 BudgetRule = Literal["last", "checkpoint"]
 """A run's score as of a FLOPs budget C: its last evaluation with flops <= C, or the study's checkpoint rule
