@@ -13,7 +13,7 @@ Two constructions, as opda (Lourie, Cho and He, "Show Your Work with Confidence"
   and wider near the median, unlike DKW's constant width.
 - "ld_highest_density" (opda's default): the same construction with each order statistic's highest-density
   (shortest) Beta interval instead of the equal-tailed one, at its own exact pointwise level (computed, not
-  tabled: about 0.1 s at n = 50, a few seconds at n = 500). It is narrower near the ends of the curve.
+  tabled: 0.8 s of CPU at n = 50, 9 s at n = 400, for each distinct n). It is narrower near the ends of the curve.
 - "dkw": F_n -+ sqrt(log(2 / (1 - level)) / (2 n)) (Dvoretzky-Kiefer-Wolfowitz-Massart): closed form,
   conservative for small n.
 
