@@ -454,6 +454,7 @@ _STYLE = (
 )
 
 
+_K_TEXT = {"given": "k given by --k", "smallest arm": "k = the smallest arm's number of runs"}
 _RULE_TEXT = {
     "last": "last evaluation at or below the budget",
     "checkpoint": "checkpoint chosen by the study's rule among its evaluations at or below the budget",
@@ -480,7 +481,7 @@ def _arms_headline(arms: dict | None) -> list[str]:
     parts = [
         f"<h2>Headline: arms at equal k = {arms['k']}</h2><p>Arms of <code>{html.escape(arms['column'])}</code>"
         f" ({_runs_text(arms['arm_runs'])}), each scored as the expected best of {arms['k']} runs "
-        f"({html.escape(arms['k_rule'])}) per FLOPs budget.</p>"
+        f"({_K_TEXT.get(arms['k_rule'], arms['k_rule'])}) per FLOPs budget.</p>"
     ]
     whole = [a for a, n in arms["arm_runs"].items() if n == arms["k"]]
     if whole:
@@ -530,7 +531,8 @@ def _html(summary: dict, tables: dict[str, pd.DataFrame], figures: dict[str, Pat
         if "frontier_k" in tables:
             arms = summary["arms"]
             parts.append(
-                f"<h3>Arms at an equal number of runs (k = {arms['k']}, {html.escape(arms['k_rule'])})</h3>"
+                f"<h3>Arms at an equal number of runs (k = {arms['k']}: "
+                f"{_K_TEXT.get(arms['k_rule'], arms['k_rule'])})</h3>"
                 f"<p>Per arm of <code>{html.escape(arms['column'])}</code> ({_runs_text(arms['arm_runs'])}), "
                 f"the expected best of k runs as of each FLOPs budget (each run's {_RULE_TEXT[arms['budget_rule']]}"
                 f"), with a 95% bootstrap band over the arm's runs ({arms['reps']} replicates).</p>"
