@@ -11,6 +11,9 @@ Two constructions, as opda (Lourie, Cho and He, "Show Your Work with Confidence"
   must stay between #{h_i <= t} and #{l_i < t}), and c is its root. F lies in the band everywhere with
   probability exactly `level` (continuous F; ties only make it conservative). The band is narrow at the ends
   and wider near the median, unlike DKW's constant width.
+- "ld_highest_density" (opda's default): the same construction with each order statistic's highest-density
+  (shortest) Beta interval instead of the equal-tailed one, at its own exact pointwise level (computed, not
+  tabled: 0.8 s of CPU at n = 50, 9 s at n = 400, for each distinct n). It is narrower near the ends of the curve.
 - "dkw": F_n -+ sqrt(log(2 / (1 - level)) / (2 n)) (Dvoretzky-Kiefer-Wolfowitz-Massart): closed form,
   conservative for small n.
 
@@ -24,23 +27,22 @@ from __future__ import annotations
 import functools
 import json
 from pathlib import Path
-from typing import Literal, get_args
 
 import numpy as np
 
 from analysis._special import log_factorials
+from analysis.choices import BAND_METHODS, BandMethod
 
 __all__ = [
     "BAND_METHODS",
     "BandMethod",
     "beta_quantiles",
     "cdf_band",
+    "highest_density_intervals",
     "ld_pointwise_level",
     "simultaneous_coverage",
 ]
 
-BandMethod = Literal["ld_equal_tailed", "dkw"]
-BAND_METHODS: tuple[str, ...] = get_args(BandMethod)
 _TABLE = Path(__file__).with_name("_ld_levels.json")
 _TABLE_LEVEL = 0.95
 
@@ -92,6 +94,65 @@ def beta_quantiles(n: int, q: float, *, start: np.ndarray | None = None) -> np.n
     return x
 
 
+def _beta_cdf_density(n: int, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(cdf, density) of Beta(i, n + 1 - i) at x[i - 1], i = 1..n (the binomial tail P(Bin(n, x) >= i))."""
+    lf = log_factorials(n)
+    i = np.arange(1, n + 1, dtype=float)
+    k = np.arange(n + 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_pmf = (lf[n] - lf[k] - lf[n - k]) + k * np.log(x)[:, None] + (n - k) * np.log1p(-x)[:, None]
+        cdf = np.where(k[None, :] >= i[:, None], np.exp(log_pmf), 0.0).sum(axis=1)
+        log_norm = lf[n] - lf[np.arange(n)] - lf[n - 1 - np.arange(n)]
+        dens = np.exp(log_norm + (i - 1) * np.log(x) + (n - i) * np.log1p(-x))
+    return cdf, dens
+
+
+def highest_density_intervals(n: int, coverage: float) -> tuple[np.ndarray, np.ndarray]:
+    """(lo, hi), each (n,): the shortest interval holding `coverage` of Beta(i, n + 1 - i), i = 1..n.
+
+    For 1 < i < n the density is unimodal inside (0, 1) and the interval [l, h] solves F(h) - F(l) = coverage
+    with equal densities at both ends (Newton's method on the two equations, from the equal-tailed
+    interval, kept on either side of the mode); the first order statistic's density decreases, so its interval
+    is [0, F^-1(coverage)] = [0, 1 - (1 - coverage)^(1/n)], and the last one's [(1 - coverage)^(1/n), 1].
+    n = 1 (a flat density: no unique shortest interval) gives the equal-tailed interval, as opda refuses it.
+    """
+    if not 0.0 < coverage < 1.0:
+        raise ValueError(f"coverage={coverage} must be inside (0, 1)")
+    lo, hi = _equal_tailed(n, 1.0 - coverage)
+    if n == 1:
+        return lo, hi
+    i = np.arange(1, n + 1, dtype=float)
+    mode = (i - 1) / (n - 1)
+    lo, hi = lo.copy(), hi.copy()
+    for _ in range(100):
+        cdf_lo, dens_lo = _beta_cdf_density(n, lo)
+        cdf_hi, dens_hi = _beta_cdf_density(n, hi)
+        f1 = cdf_hi - cdf_lo - coverage
+        with np.errstate(divide="ignore", invalid="ignore"):
+            slope_lo = (i - 1) / lo - (n - i) / (1 - lo)  # d log density / dx
+            slope_hi = (i - 1) / hi - (n - i) / (1 - hi)
+            f2 = (i - 1) * (np.log(lo) - np.log(hi)) + (n - i) * (np.log1p(-lo) - np.log1p(-hi))
+            # Newton on (f1, f2) with Jacobian [[-dens_lo, dens_hi], [slope_lo, -slope_hi]]
+            det = dens_lo * slope_hi - dens_hi * slope_lo
+            step_lo = (-slope_hi * f1 - dens_hi * f2) / det
+            step_hi = (-slope_lo * f1 - dens_lo * f2) / det
+        inner = (i > 1) & (i < n)
+        new_lo = np.where(inner, lo - step_lo, lo)
+        new_hi = np.where(inner, hi - step_hi, hi)
+        # stay on the mode's two sides, inside (0, 1): halfway to the bound where a step would leave them
+        new_lo = np.where(np.isfinite(new_lo) & (new_lo > 0) & (new_lo < mode), new_lo, 0.5 * lo)
+        new_lo = np.where(inner, new_lo, lo)
+        new_hi = np.where(np.isfinite(new_hi) & (new_hi < 1) & (new_hi > mode), new_hi, 0.5 * (hi + 1))
+        new_hi = np.where(inner, new_hi, hi)
+        done = max(np.max(np.abs(new_lo - lo)), np.max(np.abs(new_hi - hi))) < 1e-14
+        lo, hi = new_lo, new_hi
+        if done:
+            break
+    lo[0], hi[0] = 0.0, 1.0 - (1.0 - coverage) ** (1.0 / n)
+    lo[-1], hi[-1] = (1.0 - coverage) ** (1.0 / n), 1.0
+    return lo, hi
+
+
 def _digamma(a: np.ndarray) -> np.ndarray:
     """psi(a) for a >= 1: recurrence up to a >= 6, then the asymptotic series (error < 1e-10)."""
     shift = np.zeros_like(a)
@@ -136,6 +197,10 @@ def simultaneous_coverage(lo: np.ndarray, hi: np.ndarray) -> float:
         p = (t - t_prev) / (1.0 - t_prev)
         if p <= 0.0:
             step = (d == 0).astype(float)
+        elif (
+            p >= 1.0
+        ):  # the edge at 1 (a highest-density interval's end): every remaining uniform is below it
+            step = (d == n - j).astype(float)
         else:
             ok = (d >= 0) & (d <= n - j)
             dd, rest = np.where(ok, d, 0), np.where(ok, n - j - d, 0)
@@ -159,29 +224,43 @@ def _table() -> dict[int, float]:
     return {int(k): float(v) for k, v in json.loads(_TABLE.read_text())["alpha"].items()}
 
 
+def _highest_density(n: int, alpha: float, start=None) -> tuple[np.ndarray, np.ndarray]:
+    """Each order statistic's highest-density interval at pointwise miscoverage alpha."""
+    return highest_density_intervals(n, 1.0 - alpha)
+
+
 @functools.cache
 def ld_pointwise_level(
-    n: int, level: float = 0.95, *, table: bool = True, guess: float | None = None
+    n: int,
+    level: float = 0.95,
+    *,
+    table: bool = True,
+    guess: float | None = None,
+    kind: str = "equal_tailed",
 ) -> float:
-    """The pointwise miscoverage alpha whose equal-tailed order-statistic intervals hold all at once with
-    probability `level` (Learned-Miller-DeStefano), by root-finding on `simultaneous_coverage`.
+    """The pointwise miscoverage alpha whose order-statistic intervals (`kind`: "equal_tailed" or
+    "highest_density") hold all at once with probability `level` (Learned-Miller-DeStefano), by
+    root-finding on `simultaneous_coverage`.
 
     Args:
         n: number of scores.
         level: simultaneous coverage.
-        table: read (n, 0.95) from the shipped table when it has it.
+        table: read (n, 0.95) from the shipped table when it has it (equal-tailed only).
         guess: a nearby alpha to start from (default: the table's trend beyond its end, else none).
+        kind: which interval per order statistic.
     """
-    if table and level == _TABLE_LEVEL and n in _table():
+    intervals = {"equal_tailed": _equal_tailed, "highest_density": _highest_density}[kind]
+    if kind == "equal_tailed" and table and level == _TABLE_LEVEL and n in _table():
         return _table()[n]
     target = float(level)
     last: list = [(None, None)]  # the previous evaluation's intervals: Newton's start for the next
 
     def excess(log_alpha: float) -> float:  # decreasing in alpha
-        last[0] = _equal_tailed(n, float(np.exp(log_alpha)), last[0])
+        last[0] = intervals(n, float(np.exp(log_alpha)), last[0])
         return simultaneous_coverage(*last[0]) - target
 
-    guess = _guess(n, target) if guess is None else guess
+    if guess is None and kind == "equal_tailed":
+        guess = _guess(n, target)
     if guess is None:
         a, b = np.log(1.0 - target), np.log((1.0 - target) / (4.0 * n))  # excess(a) <= 0 <= excess(b)
     else:  # the table's trend carried to n: a narrow bracket, widened if it misses
@@ -234,13 +313,14 @@ def cdf_band(
         eps = np.sqrt(np.log(2.0 / (1.0 - level)) / (2.0 * n))
         cdf = np.arange(n + 1) / n
         return np.clip(cdf - eps, 0.0, 1.0), np.clip(cdf + eps, 0.0, 1.0)
-    lo, hi = _ld_band(n, float(level))
+    lo, hi = _ld_band(n, float(level), method.removeprefix("ld_"))
     return lo.copy(), hi.copy()
 
 
 @functools.cache
-def _ld_band(n: int, level: float) -> tuple[np.ndarray, np.ndarray]:
-    lo, hi = _equal_tailed(n, ld_pointwise_level(n, level))
+def _ld_band(n: int, level: float, kind: str = "equal_tailed") -> tuple[np.ndarray, np.ndarray]:
+    alpha = ld_pointwise_level(n, level, kind=kind)
+    lo, hi = _equal_tailed(n, alpha) if kind == "equal_tailed" else _highest_density(n, alpha)
     # below y_(i+1) at most i uniforms: F >= l_i there (l_0 = 0), and F <= h_(i+1) (h_(n+1) = 1)
     return np.concatenate([[0.0], lo]), np.concatenate([hi, [1.0]])
 

@@ -6,6 +6,8 @@ import sys
 
 import click
 
+from analysis.choices import BAND_METHODS, BUDGET_RULES, DEFAULT_BAND_METHOD, ArmError, ArmOptions
+
 __all__ = ["aggregate", "main", "report", "simulate"]
 
 
@@ -62,10 +64,44 @@ def _single_threaded_blas() -> None:
 )
 @click.option(
     "--band-method",
-    type=click.Choice(["ld_equal_tailed", "dkw"]),
-    default="ld_equal_tailed",
+    type=click.Choice(BAND_METHODS),
+    default=DEFAULT_BAND_METHOD,
     show_default=True,
-    help="Distribution-free CDF band behind band_lo/band_hi: Learned-Miller-DeStefano (exact level) or DKW.",
+    help="Distribution-free CDF band behind band_lo/band_hi: Learned-Miller-DeStefano with equal-tailed or "
+    "highest-density (opda's default) order-statistic intervals, each at its exact level, or DKW.",
+)
+@click.option(
+    "--arm",
+    default=None,
+    help="Runs-table column naming each run's arm (e.g. params.arm: sft, rl, sft+rl; runs without a value are "
+    "in no arm): compare arms at an equal number of runs k on the --curves (frontier_k.csv).",
+)
+@click.option(
+    "--baseline",
+    default=ArmOptions.baseline,
+    help="With --arm: the arm whose equal-k peak the others must reach (e.g. sft): compute_to_match.csv.",
+)
+@click.option(
+    "--k",
+    "arm_k",
+    type=click.IntRange(min=1),
+    default=ArmOptions.k,
+    help="With --arm: runs per arm [default: the smallest arm's number of runs].",
+)
+@click.option(
+    "--budget-rule",
+    type=click.Choice(BUDGET_RULES),
+    default=ArmOptions.rule,
+    show_default=True,
+    help="With --arm: a run's score as of a FLOPs budget: its last evaluation within it, or the study's "
+    "checkpoint rule among those evaluations.",
+)
+@click.option(
+    "--arm-reps",
+    type=click.IntRange(min=1),
+    default=ArmOptions.reps,
+    show_default=True,
+    help="With --arm: bootstrap replicates (runs resampled within each arm).",
 )
 @click.option("--no-plots", is_flag=True, help="Skip PNGs (faster).")
 def report(
@@ -84,13 +120,19 @@ def report(
     tracking_uri,
     bounds,
     band_method,
+    arm,
+    baseline,
+    arm_k,
+    budget_rule,
+    arm_reps,
     no_plots,
 ) -> None:
     """Rank hyperparameters on RUNS (CSV, parquet or mlflow:EXPERIMENT): Algorithm 1, effects, curves, budgets.
 
     Writes OUT/hparams.csv, effects.csv, importance.csv, tuning_curves.csv, aggregates.csv,
-    (with --curves) frontier.csv, compute_to_target.csv, budget_winners.csv, PNGs, summary.json and
-    a self-contained report.html.
+    (with --curves) frontier.csv (the envelope), compute_to_target.csv, budget_winners.csv, (with --curves
+    and --arm) frontier_k.csv and, with --baseline, compute_to_match.csv, PNGs, summary.json and a
+    self-contained report.html.
     """
     _single_threaded_blas()
     from analysis.report import ReportOptions, build_report
@@ -103,6 +145,15 @@ def report(
         raise click.BadParameter(
             f"{bounds!r}: use LO,HI with LO < HI (e.g. 0,1) or none", param_hint="--bounds"
         )
+    if arm is None and (baseline is not None or arm_k is not None):
+        raise click.UsageError(
+            "--baseline and --k compare arms: pass --arm COLUMN too (e.g. --arm params.arm)"
+        )
+    arms = None
+    if arm is not None:
+        if curves is None:
+            raise click.UsageError("--arm compares arms on their curves: pass --curves CURVES too")
+        arms = ArmOptions(column=arm, baseline=baseline, k=arm_k, rule=budget_rule, reps=arm_reps)
     options = ReportOptions(
         metric=metric,
         stratum=stratum,
@@ -115,10 +166,13 @@ def report(
         target=target,
         bounds=limits,
         band_method=band_method,
+        arms=arms,
         plots=not no_plots,
     )
     try:
         result = build_report(runs, out_dir, options, curves_source=curves, tracking_uri=tracking_uri)
+    except ArmError as exc:
+        raise click.UsageError(str(exc)) from exc
     except (ValueError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from exc
     _print_summary(result.summary, result.out_dir)
@@ -151,6 +205,17 @@ def _print_summary(summary: dict, out_dir) -> None:
                 f"{e.get('importance') or 0.0:.3g}",
             )
         console.print(table)
+    arms = summary.get("arms")
+    if arms:
+        runs = ", ".join(f"{a} {n}" for a, n in arms["arm_runs"].items())
+        console.print(f"arms of {arms['column']} at equal k = {arms['k']} ({arms['k_rule']}; runs: {runs})")
+        for row in arms["compute_to_match"]:
+            ratio = "not reached" if row["ratio"] is None else f"{row['ratio']:.2f}x"
+            lo, hi = (v if isinstance(v, str) else f"{v:.3g}" for v in (row["lo"], row["hi"]))  # "inf"
+            console.print(
+                f"  {row['arm']} reaches {row['baseline']}'s peak {row['target']:.3g} with {ratio} its FLOPs "
+                f"[{lo}, {hi}] (reached in {row['p_reached']:.0%} of replicates)"
+            )
     console.print(f"report: [bold]{out_dir}/report.html[/] (tables and summary.json beside it)")
 
 
@@ -173,6 +238,7 @@ def aggregate(scores, group, task, metric, reps, seed, gamma, out_dir) -> None:
     profiles with bands. Writes OUT/aggregates.csv (group,statistic,estimate,lo,hi,...), poi.csv
     (group_x,group_y,poi,lo,hi,...), profiles.csv and profiles.png.
     """
+    _single_threaded_blas()
     import numpy as np
 
     from analysis._output import finish_folder, open_folder

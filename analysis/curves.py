@@ -5,7 +5,9 @@
       E_k = sum_{i=k..n} y_(i) * C(i-1, k-1) / C(n, k),
   unbiased for every k <= n, unlike the bootstrap max (which treats the n runs as the population).
 - `frontier`: the upper envelope of a metric against cumulative FLOPs over all evaluations of a group of runs
-  (the best score any run had reached with at most C FLOPs), with a bootstrap band over runs.
+  (the best score any run had reached with at most C FLOPs), with a bootstrap band over runs. It grows with
+  the number of runs, so it favours the group with more runs by selection alone: compare arms with
+  `analysis.arms` (the expected best of an equal number of runs k per budget) instead.
 - `compute_to_reach`: the FLOPs at which the frontier first reaches a target, with a bootstrap interval, and
   the ratio between two groups (e.g. SFT+RL vs SFT only: the study's 55%).
 - `reached_by_budget`: each run's score as of budget C (the checkpoint the study's rule, `analysis.selection`,
@@ -21,7 +23,8 @@ import pandas as pd
 
 from analysis._special import log_factorials
 from analysis._values import value_sort_key
-from analysis.bands import BandMethod, cdf_band
+from analysis.bands import cdf_band
+from analysis.choices import DEFAULT_BAND_METHOD, BandMethod
 from analysis.selection import select_checkpoints
 
 __all__ = [
@@ -74,7 +77,7 @@ def tuning_curve_band(
     bounds: tuple[float, float] = (0.0, 1.0),
     level: float = 0.95,
     mode: str = "max",
-    method: BandMethod = "ld_equal_tailed",
+    method: BandMethod = DEFAULT_BAND_METHOD,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Distribution-free simultaneous band for E[best of k runs], k = 1..k_max (default n).
 
@@ -117,7 +120,7 @@ def tuning_curves(
     reps: int = 200,
     seed: int = 0,
     bounds: tuple[float, float] | None = (0.0, 1.0),
-    band_method: BandMethod = "ld_equal_tailed",
+    band_method: BandMethod = DEFAULT_BAND_METHOD,
 ) -> pd.DataFrame:
     """Expected-max tuning curves per (stratum, hyperparameter, value) with 95% bootstrap bands and, given the
     metric's range `bounds`, distribution-free simultaneous bands (`tuning_curve_band` with `band_method`).

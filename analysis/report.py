@@ -7,7 +7,13 @@ Which table to read for what:
   It is about the top of the distribution, reproduces the paper's tables, and is noisy: the spread created by
   the other hyperparameters can hide a real effect.
 - `tuning_curves.csv`: expected best of k random runs per value (unbiased): what a budget of k runs buys.
-- `frontier.csv`, `compute_to_target.csv`, `budget_winners.csv` (with curves): success vs FLOPs.
+- `frontier_k.csv`, `compute_to_match.csv` (with curves and `ArmOptions`, `--arm`): arms (SFT only, RL only,
+  SFT+RL) compared at an equal number of runs k: the expected best of k runs per FLOPs budget, and the FLOPs
+  an arm needs to reach the baseline arm's peak over the baseline's (`analysis.arms`). Read these to compare
+  arms: they do not favour the arm with more runs.
+- `frontier.csv`, `compute_to_target.csv`, `budget_winners.csv` (with curves): the envelope (the best single
+  evaluation of any run in a stratum within C FLOPs, which grows with the number of runs), FLOPs for the best
+  run to reach a target, and Algorithm 1's winners under a budget.
 """
 
 from __future__ import annotations
@@ -25,8 +31,8 @@ import pandas as pd
 
 from analysis._output import finish_folder, open_folder
 from analysis.aggregate import value_aggregates
-from analysis.bands import BandMethod
 from analysis.bootstrap import algorithm1_table, win_rate_intervals
+from analysis.choices import DEFAULT_BAND_METHOD, ArmError, ArmOptions, BandMethod
 from analysis.curves import budget_grid, compute_to_reach, frontier, reached_by_budget, tuning_curves
 from analysis.effects import compute_effects
 from analysis.runs import PreparedRuns, load_curves, load_runs, prepare_runs
@@ -65,8 +71,11 @@ class ReportOptions:
     """Score for compute_to_target.csv (default: the best score of the lowest stratum's frontier)."""
     bounds: tuple[float, float] | None = (0.0, 1.0)
     """The metric's possible range, for the distribution-free tuning-curve bands (None: bootstrap bands only)."""
-    band_method: BandMethod = "ld_equal_tailed"
-    """The distribution-free band on the CDF: ld_equal_tailed (Learned-Miller-DeStefano, exact level) or dkw."""
+    band_method: BandMethod = DEFAULT_BAND_METHOD
+    """The distribution-free band on the CDF: ld_equal_tailed or ld_highest_density (Learned-Miller-DeStefano,
+    exact level) or dkw."""
+    arms: ArmOptions | None = None
+    """Compare arms at an equal number of runs k (needs curves): frontier_k.csv, compute_to_match.csv."""
     win_ci_reps: int = 50
     """Outer bootstrap replicates behind the win-rate bars' intervals (0: none)."""
     plots: bool = True
@@ -132,13 +141,25 @@ def build_report(
     if curves_source is not None:
         curves = curves_source if isinstance(curves_source, pd.DataFrame) else load_curves(curves_source)
         tables.update(_compute_tables(prepared, curves, options))
+    comparison = None
+    if options.arms is not None:
+        if curves_source is None:
+            raise ArmError(
+                "--arm compares arms on their curves: pass --curves CURVES (run_id, step, flops, metric)"
+            )
+        comparison = _compare_arms(runs, curves, prepared, options)
+        tables["frontier_k"] = comparison.frontier
+        if options.arms.baseline is not None:
+            tables["compute_to_match"] = comparison.compute_to_match
     files = []
     for name, table in tables.items():
         path = out / f"{name}.csv"
         table.to_csv(path, index=False)
         files.append(path)
     summary = _summary(prepared, tables, options, runs_source)
-    figures = _plots(prepared, tables, out) if options.plots else {}
+    if comparison is not None:
+        summary["arms"] = _arms_summary(comparison, options.arms)
+    figures = _plots(prepared, tables, out, summary.get("arms")) if options.plots else {}
     files += list(figures.values())
     summary["files"] = sorted(p.name for p in files) + ["summary.json", "report.html"]
     summary["wall_s"] = round(time.perf_counter() - t0, 3)
@@ -204,6 +225,62 @@ def _compute_tables(
     return out
 
 
+def _compare_arms(runs: pd.DataFrame, curves: pd.DataFrame, prepared: PreparedRuns, options: ReportOptions):
+    """`analysis.arms.compare_arms` on the runs table's arm column (every finished run with a value in it,
+    including runs the hyperparameter analysis leaves out, such as the SFT run's checkpoints)."""
+    from analysis.arms import arm_labels, compare_arms
+
+    metric = prepared.metric.removeprefix("metrics.")
+    if metric not in curves.columns:
+        raise ValueError(f"the curves table has no column {metric!r}; columns: {list(curves.columns)}")
+    arm = options.arms
+    return compare_arms(
+        curves,
+        arm_labels(runs, arm.column),
+        metric,
+        baseline=arm.baseline,
+        k=arm.k,
+        rule=arm.rule,
+        mode=prepared.mode,
+        reps=arm.reps,
+        seed=options.seed,
+    )
+
+
+def _arms_summary(comparison, arm: ArmOptions) -> dict:
+    """The headline of the arm comparison, for summary.json and the page's first section."""
+    match = comparison.compute_to_match
+    return {
+        "column": arm.column,
+        "baseline": comparison.baseline,
+        "k": comparison.k,
+        "k_rule": comparison.k_rule,
+        "budget_rule": comparison.rule,
+        "reps": arm.reps,
+        "arm_runs": comparison.arm_runs,
+        "peaks": {
+            a: float(part.expected_best.max()) if part.expected_best.notna().any() else None
+            for a, part in comparison.frontier.groupby("arm", sort=False)
+        },
+        "compute_to_match": [
+            {c: _json_number(v) for c, v in row.items()} for row in match.to_dict(orient="records")
+        ],
+    }
+
+
+def _json_number(value):
+    """A table cell for summary.json: NaN -> None, +-inf -> "inf"/"-inf" (strict JSON has neither)."""
+    if isinstance(value, float | np.floating):
+        if np.isnan(value):
+            return None
+        return float(value) if np.isfinite(value) else ("inf" if value > 0 else "-inf")
+    return value.item() if hasattr(value, "item") else value
+
+
+def _from_json_number(value) -> float:
+    return float("nan") if value is None else float(value)
+
+
 def _summary(prepared: PreparedRuns, tables: dict[str, pd.DataFrame], options: ReportOptions, source) -> dict:
     alg1, effects, importance = tables["hparams"], tables["effects"], tables["importance"]
     cells = {
@@ -258,7 +335,9 @@ def _summary(prepared: PreparedRuns, tables: dict[str, pd.DataFrame], options: R
     }
 
 
-def _plots(prepared: PreparedRuns, tables: dict[str, pd.DataFrame], out: Path) -> dict[str, Path]:
+def _plots(
+    prepared: PreparedRuns, tables: dict[str, pd.DataFrame], out: Path, arms: dict | None = None
+) -> dict[str, Path]:
     from analysis import plots
 
     metric = prepared.metric.removeprefix("metrics.")
@@ -271,6 +350,14 @@ def _plots(prepared: PreparedRuns, tables: dict[str, pd.DataFrame], out: Path) -
             tables["tuning_curves"], strata, ranked[:3], out / "tuning_curves.png", metric=metric
         ),
     }
+    if "frontier_k" in tables:
+        figures["frontier_k"] = plots.plot_frontier_k(
+            tables["frontier_k"],
+            tables.get("compute_to_match"),
+            out / "frontier_k.png",
+            metric=metric,
+            arms=arms,
+        )
     if "frontier" in tables:
         figures["frontier"] = plots.plot_frontier(tables["frontier"], out / "frontier.png", metric=metric)
     return figures
@@ -367,6 +454,52 @@ _STYLE = (
 )
 
 
+_K_TEXT = {"given": "k given by --k", "smallest arm": "k = the smallest arm's number of runs"}
+_RULE_TEXT = {
+    "last": "last evaluation at or below the budget",
+    "checkpoint": "checkpoint chosen by the study's rule among its evaluations at or below the budget",
+}
+
+
+def _runs_text(arm_runs: dict[str, int]) -> str:
+    return ", ".join(f"{html.escape(a)}: {n} runs" for a, n in arm_runs.items())
+
+
+def _ratio_text(row: dict) -> str:
+    """'0.55x [0.41, 0.83]' (or that the target was not reached), from a compute_to_match row."""
+    lo, hi, ratio = (_from_json_number(row[c]) for c in ("lo", "hi", "ratio"))
+    interval = f"[{lo:.2f}, {'inf' if np.isinf(hi) else f'{hi:.2f}'}]"
+    if not np.isfinite(ratio):
+        return f"not reached (95% interval {interval}, reached in {row['p_reached']:.0%} of replicates)"
+    return f"{ratio:.2f}x its FLOPs {interval} (reached in {row['p_reached']:.0%} of replicates)"
+
+
+def _arms_headline(arms: dict | None) -> list[str]:
+    """The page's first section when arms are compared: each arm's compute to match the baseline's peak."""
+    if not arms:
+        return []
+    parts = [
+        f"<h2>Headline: arms at equal k = {arms['k']}</h2><p>Arms of <code>{html.escape(arms['column'])}</code>"
+        f" ({_runs_text(arms['arm_runs'])}), each scored as the expected best of {arms['k']} runs "
+        f"({_K_TEXT.get(arms['k_rule'], arms['k_rule'])}) per FLOPs budget.</p>"
+    ]
+    whole = [a for a, n in arms["arm_runs"].items() if n == arms["k"]]
+    if whole:
+        parts.append(
+            f"<p class='warn'>k = {arms['k']} is all the runs of {html.escape(', '.join(whole))}: there the curve is "
+            "the best run, and a bootstrap of a maximum lies below it (its band and the ratio's interval "
+            "understate the uncertainty). A smaller <code>--k</code> gives intervals that mean more.</p>"
+        )
+    if arms["compute_to_match"]:
+        items = "".join(
+            f"<li><b>{html.escape(str(r['arm']))}</b> reaches {html.escape(str(r['baseline']))}'s peak "
+            f"({r['target']:.3g}) with {_ratio_text(r)}</li>"
+            for r in arms["compute_to_match"]
+        )
+        parts.append(f"<ul id='headline-arms'>{items}</ul>")
+    return parts
+
+
 def _html(summary: dict, tables: dict[str, pd.DataFrame], figures: dict[str, Path]) -> str:
     parts = [
         f"<!doctype html><html><head><meta charset='utf-8'><title>agentsweep report</title><style>{_STYLE}"
@@ -375,6 +508,7 @@ def _html(summary: dict, tables: dict[str, pd.DataFrame], figures: dict[str, Pat
         f"<code>{html.escape(summary['metric'])}</code> ({summary['mode']}), stratum "
         f"<code>{html.escape(str(summary['stratum']))}</code>; excluded: "
         f"{html.escape(json.dumps(summary['excluded']))}. Seed {summary['seed']}.</p>",
+        *_arms_headline(summary.get("arms")),
         "<h2>What to pick</h2><p>Per stratum, hyperparameters from most to least important (importance: how much "
         "the metric moves, typically, when you change it, in metric units). <i>recommended</i>: the value with "
         "the highest probability of having the best marginal mean (<i>p_best</i>); <i>effect</i>: its marginal "
@@ -392,10 +526,35 @@ def _html(summary: dict, tables: dict[str, pd.DataFrame], figures: dict[str, Pat
                 "to rank values); Algorithm 1's win rates below still apply.</p>"
             )
         parts.append(_table(_headline(tables, label), table_id=f"headline-{_slug(label)}"))
-    if "compute_to_target" in tables or "frontier" in figures:
+    if "compute_to_target" in tables or "frontier" in figures or "frontier_k" in tables:
         parts.append("<h2>Compute</h2>")
+        if "frontier_k" in tables:
+            arms = summary["arms"]
+            parts.append(
+                f"<h3>Arms at an equal number of runs (k = {arms['k']}: "
+                f"{_K_TEXT.get(arms['k_rule'], arms['k_rule'])})</h3>"
+                f"<p>Per arm of <code>{html.escape(arms['column'])}</code> ({_runs_text(arms['arm_runs'])}), "
+                f"the expected best of k runs as of each FLOPs budget (each run's {_RULE_TEXT[arms['budget_rule']]}"
+                f"), with a 95% bootstrap band over the arm's runs ({arms['reps']} replicates).</p>"
+            )
+            if "frontier_k" in figures:
+                parts.append(_img(figures["frontier_k"]))
+            if "compute_to_match" in tables:
+                parts += [
+                    "<h3>Compute to match the baseline's peak</h3>",
+                    "<p><i>ratio</i>: the FLOPs at which the arm's equal-k curve first reaches the baseline's "
+                    "peak over the baseline's FLOPs at that peak; interval: bootstrap percentiles (inf: the "
+                    "target was not reached in that share of replicates); <i>p_reached</i>: the share of "
+                    "replicates in which it was reached.</p>",
+                    _table(tables["compute_to_match"], table_id="compute-to-match"),
+                ]
         if "frontier" in figures:
-            parts.append(_img(figures["frontier"]))
+            parts += [
+                "<h3>Envelope per stratum</h3><p>The best single evaluation of any run within C FLOPs: it grows "
+                "with the number of runs, so it favours the stratum with more runs; compare arms with the "
+                "equal-k curves above.</p>",
+                _img(figures["frontier"]),
+            ]
         if "compute_to_target" in tables:
             parts += ["<h3>FLOPs to reach the target</h3>", _table(tables["compute_to_target"])]
     for key, title in (

@@ -175,14 +175,32 @@ def test_poi_against_the_rest_pools_the_other_groups_per_task():
     assert result.poi.lo[0] < result.poi.poi[0] < result.poi.hi[0]
 
 
-def test_bootstrap_counts_resample_each_task_uniformly_within_itself():
+@pytest.mark.parametrize(
+    "sizes",
+    [(3, 5, 2), (3, 5, 3), (4, 4, 4)],
+    ids=["all sizes differ", "two tasks share a size", "one size (one draw)"],
+)
+def test_bootstrap_counts_resample_each_task_uniformly_within_itself(sizes):
     from analysis.aggregate import _draw_counts, _group
 
-    g = _group({"a": np.arange(3.0), "b": np.arange(5.0), "c": np.arange(2.0)}, np.array([]), 1.0)
+    g = _group({t: np.arange(float(m)) for t, m in zip("abc", sizes, strict=True)}, np.array([]), 1.0)
     counts = _draw_counts(g, 20_000, np.random.default_rng(0))  # (N, R)
-    assert counts.shape == (10, 20_000) and counts.dtype == np.float32
+    assert counts.shape == (sum(sizes), 20_000) and counts.dtype == np.float32
     for start, stop in zip(g.offsets[:-1], g.offsets[1:], strict=True):
         assert (counts[start:stop].sum(axis=0) == stop - start).all()  # as many draws as runs, per task
     np.testing.assert_allclose(counts.mean(axis=1), 1.0, atol=0.03)  # every run equally likely in its task
     # binomial(m, 1/m) variance per run: 1 - 1/m
-    np.testing.assert_allclose(counts.var(axis=1), np.repeat([2 / 3, 4 / 5, 1 / 2], [3, 5, 2]), atol=0.04)
+    np.testing.assert_allclose(counts.var(axis=1), np.repeat([1 - 1 / m for m in sizes], sizes), atol=0.04)
+
+
+@pytest.mark.parametrize("reps", [1, 2, 7, 5000])
+@pytest.mark.parametrize("top", [1, 6, 100])
+def test_count_interval_equals_numpy_quantile(reps, top):
+    from analysis.aggregate import _count_interval
+
+    draws = np.random.default_rng(reps + top).integers(0, top + 1, (reps, 5)).astype(np.float32)
+    np.testing.assert_allclose(
+        _count_interval(draws, top, 0.95),
+        np.quantile(draws.astype(float), [0.025, 0.975], axis=0),
+        atol=1e-12,
+    )
