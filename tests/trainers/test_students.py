@@ -47,7 +47,18 @@ def test_lookup_tiny_found_from_an_installed_wheel(tmp_path):
         shutil.copy(ROOT / name, src / name)
     wheel_dir = tmp_path / "wheel"
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", wheel_dir, src],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            wheel_dir,
+            src,
+        ],
         check=True,
         cwd=tmp_path,
         capture_output=True,
