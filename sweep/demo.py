@@ -13,6 +13,7 @@ variant). Every stage is the product's own code (no surrogate objective); a stag
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import subprocess
@@ -283,38 +284,49 @@ def _fmt(v: float) -> str:
     return "nan" if not math.isfinite(v) else f"{v:.3f}"
 
 
+def _branch_label(stratum: str) -> str:
+    flops = float(stratum)
+    return "base student" if flops == 0 else f"SFT branch point {flops:.3g} FLOPs"
+
+
 def headline(report_dir: Path) -> list[str]:
     """The report's headline numbers, one line each, read from its tables.
 
-    Per branch point: the best configuration (each varied knob's most probably best value, p_best) and the
-    estimated mean at the top knob's best value with its 95% interval; the top hyperparameter by importance
+    Per branch point: the best configuration (each varied knob's most probably best value, p_best) and, for the
+    stratum's most important knob, the estimated mean at that value and its effect with the 95% interval; the top hyperparameter by importance
     (mean over strata); the compute frontier's best (score, interval, FLOPs)."""
     import pandas as pd
 
     report_dir = Path(report_dir)
     effects = pd.read_csv(report_dir / "effects.csv", dtype={"stratum": str, "value": str})
     importance = pd.read_csv(report_dir / "importance.csv", dtype={"stratum": str})
+    strata = json.loads((report_dir / "summary.json").read_text())["strata"]
     lines = []
-    for stratum, e in effects.groupby("stratum", sort=False):
-        imp = importance[importance.stratum == stratum].set_index("hparam")["importance"]
-        best = e.loc[e.groupby("hparam")["p_best"].idxmax().dropna()]
-        if best.empty:
-            lines.append(f"branch point {stratum}: no intervals (too few runs in this stratum)")
+    for stratum, info in strata.items():
+        e = effects[effects.stratum == stratum].dropna(subset=["p_best"])  # none without residual dof
+        label = f"{_branch_label(stratum)} ({info['n_runs']} runs)"
+        if e.empty:
+            lines.append(f"{label}: no intervals (too few runs for the effects model)")
             continue
+        imp = importance[importance.stratum == stratum].set_index("hparam")["importance"]
+        best = e.loc[e.groupby("hparam")["p_best"].idxmax()]
         config = ", ".join(f"{r.hparam}={r.value} (p_best {r.p_best:.2f})" for r in best.itertuples())
         top = best.assign(imp=best.hparam.map(imp)).sort_values("imp", ascending=False).iloc[0]
         lines.append(
-            f"branch point {stratum} ({int(top.n_runs)} runs at {top.hparam}={top.value}): best {config}; "
-            f"mean {_fmt(top['mean'])}, effect {_fmt(top.effect)} [{_fmt(top.effect_lo)}, {_fmt(top.effect_hi)}]"
+            f"{label}: best {config}; at {top.hparam}={top.value} mean {_fmt(top['mean'])}, "
+            f"effect {_fmt(top.effect)} [{_fmt(top.effect_lo)}, {_fmt(top.effect_hi)}]"
         )
-    if len(importance):
-        by_h = importance.groupby("hparam")[["importance", "importance_lo", "importance_hi"]].mean()
+    finite = importance.dropna(subset=["importance"])
+    if len(finite):
+        by_h = finite.groupby("hparam")[["importance", "importance_lo", "importance_hi"]].mean()
         h = by_h["importance"].idxmax()
         r = by_h.loc[h]
         lines.append(
             f"top hyperparameter by importance: {h} {_fmt(r.importance)} "
-            f"[{_fmt(r.importance_lo)}, {_fmt(r.importance_hi)}] (mean over branch points)"
+            f"[{_fmt(r.importance_lo)}, {_fmt(r.importance_hi)}] (mean over the branch points that estimate it)"
         )
+    else:
+        lines.append("importance: not estimable (no stratum has residual degrees of freedom; add runs)")
     frontier_csv = report_dir / "frontier.csv"
     if frontier_csv.is_file():
         f = pd.read_csv(frontier_csv, dtype={"stratum": str})
@@ -322,7 +334,7 @@ def headline(report_dir: Path) -> list[str]:
             b = f.loc[f["frontier"].idxmax()]
             lines.append(
                 f"frontier's best: {_fmt(b.frontier)} [{_fmt(b.lo)}, {_fmt(b.hi)}] held-out goal success at "
-                f"{b.flops:.3g} FLOPs (branch point {b.stratum})"
+                f"{b.flops:.3g} FLOPs ({_branch_label(b.stratum)})"
             )
     return lines
 
