@@ -59,6 +59,7 @@ DEMO_TASKS: tuple[str, ...] = tuple(
 
 STUDENT = "lookup-tiny"
 ENV_OPTIONS = {"observation": "compact", "max_obs_tokens": 600}  # the study recipe's observation
+METRIC = "heldout_goal_success"  # the demo space's metric (spaces/demo.yaml)
 MAX_STEPS = 3  # agent steps per episode: the scripted teacher needs at most 2 on these tasks
 
 ScaleName = Literal["full", "smoke"]
@@ -184,6 +185,15 @@ def missing_pieces() -> list[str]:
     return missing
 
 
+def sft_only_peak(curves: Path) -> float:
+    """The SFT-only curve's best score: the best branch point's own evaluation (step 0 of the RL runs from it),
+    the FLOPs-to-target table's target (how much compute SFT+RL needs to match SFT alone at its peak)."""
+    import pandas as pd
+
+    c = pd.read_parquet(curves, columns=["step", METRIC])
+    return float(c.loc[c["step"] == 0, METRIC].max())
+
+
 def report_command(runs: Path, curves: Path, out: Path) -> list[str]:
     """The demo's `agentsweep report` command line (a subprocess: its own BLAS threads and a clean exit code)."""
     return [
@@ -196,6 +206,8 @@ def report_command(runs: Path, curves: Path, out: Path) -> list[str]:
         str(curves),
         "--stratum",
         "params.sft_checkpoint",
+        "--target",
+        repr(sft_only_peak(curves)),
         "--out",
         str(out),
         *REPORT_EXTRA_ARGS,
@@ -293,7 +305,8 @@ def headline(report_dir: Path) -> list[str]:
     """The report's headline numbers, one line each, read from its tables.
 
     Per branch point: the best configuration (each varied knob's most probably best value, p_best) and, for the
-    stratum's most important knob, the estimated mean at that value and its effect with the 95% interval; the top hyperparameter by importance
+    stratum's most important knob, the estimated mean at that value and its effect with the 95% interval;
+    FLOPs to reach the SFT-only peak from each branch point; the top hyperparameter by importance
     (mean over strata); the compute frontier's best (score, interval, FLOPs)."""
     import pandas as pd
 
@@ -307,6 +320,9 @@ def headline(report_dir: Path) -> list[str]:
         label = f"{_branch_label(stratum)} ({info['n_runs']} runs)"
         if e.empty:
             lines.append(f"{label}: no intervals (too few runs for the effects model)")
+            continue
+        if (e.effect_lo == e.effect_hi).all():  # zero residual variance: every run scored the same
+            lines.append(f"{label}: every run scored {_fmt(e['mean'].iloc[0])}, nothing to rank")
             continue
         imp = importance[importance.stratum == stratum].set_index("hparam")["importance"]
         best = e.loc[e.groupby("hparam")["p_best"].idxmax()]
@@ -336,6 +352,17 @@ def headline(report_dir: Path) -> list[str]:
                 f"frontier's best: {_fmt(b.frontier)} [{_fmt(b.lo)}, {_fmt(b.hi)}] held-out goal success at "
                 f"{b.flops:.3g} FLOPs ({_branch_label(b.stratum)})"
             )
+    reach_csv = report_dir / "compute_to_target.csv"
+    if reach_csv.is_file():
+        r = pd.read_csv(reach_csv, dtype={"group": str})
+        if len(r):
+            parts = [
+                f"{_branch_label(g.group)} {g.flops_to_target:.3g} FLOPs (reached in {g.p_reached:.0%} of resamples)"
+                if g.p_reached > 0
+                else f"{_branch_label(g.group)} never"
+                for g in r.itertuples()
+            ]
+            lines.append(f"FLOPs to the SFT-only peak {_fmt(r.target.iloc[0])}: " + "; ".join(parts))
     return lines
 
 
