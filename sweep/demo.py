@@ -94,8 +94,10 @@ assert set(SCALES) == set(typing.get_args(ScaleName))
 
 REPORT_EXTRA_ARGS: tuple[str, ...] = ()
 """Further `agentsweep report` flags of the demo.
-TODO(issue 16, item 3): add the equal-k frontier / compute-to-match flags (`--arm/--baseline/--k`) here once the
-analysis branch that defines them is merged; `report --help` lists what exists."""
+TODO(issue 16, item 3): add the equal-k frontier / compute-to-match flags here once the analysis branch that defines
+them is merged (on that branch: `--arm COLUMN --baseline sft --k K`, where COLUMN names each run's arm: sft, rl,
+sft+rl; the demo's runs table would then need that column, e.g. from the branch point: 0 -> rl, else sft+rl, and
+the SFT-only curve as runs of its own); `agentsweep report --help` lists what exists."""
 
 
 def demo_options(scale: DemoScale) -> dict[str, Any]:
