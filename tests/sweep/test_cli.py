@@ -160,26 +160,3 @@ def test_export_passes_through_report(sweep_dir, tmp_path):
     result = CliRunner().invoke(cli, ["report", str(runs), "--out", str(tmp_path / "report")])
     assert result.exit_code == 0, result.output
     assert {"hparams.csv", "summary.json", "report.html"} <= {p.name for p in (tmp_path / "report").iterdir()}
-
-
-@pytest.mark.slow
-def test_demo_smoke(ray_cluster, tmp_path):
-    """`agentsweep demo` end to end with 2 trials: sweep, export, report (or the named missing pieces)."""
-    from sweep.demo import missing_pieces
-
-    result = CliRunner().invoke(cli, ["demo", "--out", str(tmp_path), "--trials", "2", "--updates", "2"])
-    assert result.exit_code == 0, result.output
-    # the real pipeline ran (not the surrogate a missing trainers package falls back to) and so did the report
-    assert (
-        "(sweep.objectives:rl)" in result.output
-        and "objective: `sweep.objectives:rl`" in (tmp_path / "DEMO.md").read_text()
-    )
-    assert (tmp_path / "report" / "report.html").is_file()
-    assert missing_pieces() == [] and "Not run" not in (tmp_path / "DEMO.md").read_text()
-    runs = pd.read_parquet(tmp_path / "runs.parquet")
-    assert len(runs) == 2 and set(runs["status"]) == {"FINISHED"}
-    assert runs["metrics.heldout_goal_success"].between(0, 1).all()  # toy + MiniWoB++ held-out goals scored
-    summary = (tmp_path / "DEMO.md").read_text()
-    assert "agentsweep ui" in summary and "agentsweep ui" in result.output
-    for piece in missing_pieces():
-        assert piece in summary

@@ -46,7 +46,7 @@ def test_paper_space_has_the_study_names_and_values():
     assert space.grid_size() == 5 * 7 * 6 * 2**5 * 4 * 3 * 3
 
 
-@pytest.mark.parametrize("name", ["paper", "demo"])
+@pytest.mark.parametrize("name", ["paper", "demo", "study-cpu"])
 def test_space_round_trips_through_yaml(name, tmp_path):
     space = load_space(name)
     path = tmp_path / "space.yaml"
@@ -54,6 +54,22 @@ def test_space_round_trips_through_yaml(name, tmp_path):
     again = load_space(path)
     assert again == space
     assert again.content_hash() == space.content_hash()
+
+
+def test_study_cpu_space_scales_the_papers_names_and_draws():
+    """The packaged CPU-scale space: the study's 12 names, CPU-scale values, branch points filled, seeded draws."""
+    from sweep.branch_points import BuiltBranchPoint, attach
+
+    paper, cpu = load_space("paper"), load_space("study-cpu")
+    assert cpu.names == paper.names and cpu["sft_checkpoint"].auto
+    assert cpu["learning_rate"].values == (1e-5, 3e-5, 1e-4, 3e-4)
+    assert cpu["batch_size"].values == (32, 64, 128, 256)
+    assert cpu["importance_ratio"].values == (False,)  # fixed at the recommended value (one PPO epoch)
+    built = [BuiltBranchPoint("/sft/a", 1.5e13, 300), BuiltBranchPoint("/sft/b", 3.1e13, 600)]
+    space, paths = attach(cpu, built)
+    assert space["sft_checkpoint"].values == (0, 1.5e13, 3.1e13) and len(paths) == 3
+    draws = [space.sample(np.random.default_rng(3)) for _ in range(2)]
+    assert draws[0] == draws[1] and space.resolve(draws[0]) == draws[0]
 
 
 def test_sample_respects_conditionals_and_seed():
