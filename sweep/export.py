@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from analysis.selection import CHECKPOINT_METRIC, select_checkpoint
-from sweep.tracking import TAG_BRANCH_POINT, TAG_SEED, TAG_SWEEP, TAG_TRIAL
+from sweep.tracking import TAG_BRANCH_POINT, TAG_SEED, TAG_SUGGESTION, TAG_SWEEP, TAG_TRIAL
 
 __all__ = ["curves_path", "export_sweep", "runs_tables"]
 
 logger = logging.getLogger(__name__)
 
-_TAGS = (TAG_SWEEP, TAG_TRIAL, TAG_SEED, TAG_BRANCH_POINT)
+_TAGS = (TAG_SWEEP, TAG_TRIAL, TAG_SEED, TAG_SUGGESTION, TAG_BRANCH_POINT)
 
 
 def _selected_row(curve: Any) -> int:

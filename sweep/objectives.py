@@ -41,7 +41,8 @@ class TrialContext:
 
     trial_id: str
     seed: int
-    """The trial's seed (a stable function of the sweep seed and trial id)."""
+    """The trial's seed: a stable function of the sweep seed and the trial's suggestion index
+    (`sweep.tracking.seed_of_trial`), the same for every attempt of the trial."""
     trial_dir: str
     """A writable working directory for this trial."""
     samples_dir: str

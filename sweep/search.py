@@ -13,8 +13,16 @@ from ray.tune.search import ConcurrencyLimiter, Searcher
 
 from sweep.objectives import rl_flops_of
 from sweep.space import SEARCH_KINDS, SearchKind, SearchSpace
+from sweep.tracking import SUGGESTION_INDEX
 
-__all__ = ["BudgetSearcher", "GridSearcher", "OptunaSpace", "RandomSearcher", "make_searcher"]
+__all__ = [
+    "BudgetSearcher",
+    "GridSearcher",
+    "IndexedSearcher",
+    "OptunaSpace",
+    "RandomSearcher",
+    "make_searcher",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -186,6 +194,81 @@ class BudgetSearcher(Searcher):
         self._rl_flops = dict(state["rl_flops"])
 
 
+class IndexedSearcher(Searcher):
+    """The outermost searcher of a sweep: adds `SUGGESTION_INDEX` (0, 1, 2, ... in the order suggestions reach
+    Tune) to every configuration, so a trial's seed (`sweep.tracking.seed_of_trial`) does not depend on Ray's
+    random trial ids. Tune keeps the index in the trial's config (a resumed or retried trial keeps it); the next
+    index is saved with the wrapped searcher's state, so a resumed sweep goes on counting."""
+
+    def __init__(self, searcher: Searcher):
+        super().__init__(metric=searcher.metric, mode=searcher.mode)
+        self.searcher = searcher
+        self._next = 0
+        self._given: dict[str, int] = {}  # running trials' indices (a re-asked trial gets its own back)
+
+    def set_search_properties(self, metric, mode, config, **spec) -> bool:
+        return self.searcher.set_search_properties(metric, mode, config, **spec)
+
+    def set_max_concurrency(self, max_concurrent: int) -> bool:
+        return self.searcher.set_max_concurrency(max_concurrent)
+
+    def suggest(self, trial_id: str) -> dict | str | None:
+        config = self.searcher.suggest(trial_id)
+        if not isinstance(config, dict):  # None (wait) or FINISHED
+            return config
+        if trial_id not in self._given:
+            self._given[trial_id] = self._next
+            self._next += 1
+        return {**config, SUGGESTION_INDEX: self._given[trial_id]}
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        self.searcher.on_trial_result(trial_id, result)
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        self._given.pop(trial_id, None)
+        self.searcher.on_trial_complete(trial_id, result=result, error=error)
+
+    def get_state(self) -> dict:
+        return {"next": self._next, "given": dict(self._given)}
+
+    def set_state(self, state: dict) -> None:
+        self._next, self._given = state["next"], dict(state["given"])
+
+    def save(self, checkpoint_path: str) -> None:
+        """The wrapped searcher's file, with this searcher's state around it (one file, as Tune expects)."""
+        import os
+        import pickle
+
+        inner = f"{checkpoint_path}.inner"
+        try:
+            self.searcher.save(inner)
+            with open(inner, "rb") as f:
+                inner_bytes = f.read()
+        except NotImplementedError:
+            inner_bytes = None
+        finally:
+            if os.path.exists(inner):
+                os.remove(inner)
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump({"indexed": self.get_state(), "inner": inner_bytes}, f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        import os
+        import pickle
+
+        with open(checkpoint_path, "rb") as f:
+            state = pickle.load(f)
+        self.set_state(state["indexed"])
+        if state["inner"] is not None:
+            inner = f"{checkpoint_path}.inner"
+            with open(inner, "wb") as f:
+                f.write(state["inner"])
+            try:
+                self.searcher.restore(inner)
+            finally:
+                os.remove(inner)
+
+
 def make_searcher(
     space: SearchSpace,
     *,
@@ -195,7 +278,8 @@ def make_searcher(
     budget_flops: float | None = None,
     base_flops: float = 0.0,
 ) -> Searcher:
-    """The searcher for a sweep: `random` (the study, `RandomSearcher`), `tpe` (Optuna's TPE sampler) or `grid`.
+    """The searcher for a sweep: `random` (the study, `RandomSearcher`), `tpe` (Optuna's TPE sampler) or `grid`,
+    wrapped in an `IndexedSearcher` (every suggestion carries its index, which seeds the trial).
 
     Args:
         space: a concrete space (no `values: auto` left).
@@ -226,7 +310,7 @@ def make_searcher(
         if max_concurrent < 1:
             raise ValueError(f"max_concurrent={max_concurrent} must be >= 1 (or None for no limit)")
         searcher = ConcurrencyLimiter(searcher, max_concurrent=max_concurrent)
-    return searcher
+    return IndexedSearcher(searcher)
 
 
 def _drop_none(config: dict[str, Any]) -> dict[str, Any]:

@@ -19,13 +19,16 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "SUGGESTION_INDEX",
     "TAG_BRANCH_POINT",
     "TAG_ROLE",
     "TAG_SEED",
+    "TAG_SUGGESTION",
     "TAG_SWEEP",
     "TAG_TRIAL",
     "TrackingUnreachable",
@@ -37,6 +40,7 @@ __all__ = [
     "git_commit",
     "open_parent_run",
     "prepare_sqlite_store",
+    "seed_of_trial",
     "sweep_status",
     "trial_seed",
 ]
@@ -47,6 +51,7 @@ TAG_SWEEP = "agentsweep.sweep_id"
 TAG_TRIAL = "agentsweep.trial_id"
 TAG_ROLE = "agentsweep.role"
 TAG_SEED = "agentsweep.seed"
+TAG_SUGGESTION = "agentsweep.suggestion"
 TAG_BRANCH_POINT = "agentsweep.branch_point"
 TAG_GIT_COMMIT = "agentsweep.git_commit"
 _SQL_PORTS = {"postgresql": 5432, "postgres": 5432, "mysql": 3306, "mssql": 1433}
@@ -203,11 +208,30 @@ def find_child_runs(client: Any, experiment_id: str, sweep_id: str) -> list[Any]
             return runs
 
 
-def trial_seed(base_seed: int, trial_id: str) -> int:
-    """A trial's seed: a stable function of the sweep seed and the trial id (32 bits)."""
+SUGGESTION_INDEX = "agentsweep_suggestion"
+"""Config key the searcher adds to every suggestion (`sweep.search.IndexedSearcher`): its 0-based index in the
+order the searcher produced them. It travels in the trial's config, which Tune keeps with the trial, so a resumed
+or retried trial keeps it; it is no parameter of the space (not logged as a param)."""
+
+
+def trial_seed(base_seed: int, suggestion_index: int) -> int:
+    """A trial's seed: a stable function of the sweep seed and the trial's suggestion index (32 bits), so two
+    sweeps with the same seed give their n-th trials the same seed (Ray's trial ids are random)."""
     import hashlib
 
-    return int(hashlib.sha256(f"{base_seed}:{trial_id}".encode()).hexdigest()[:8], 16)
+    key = f"{base_seed}:suggestion:{int(suggestion_index)}"
+    return int(hashlib.sha256(key.encode()).hexdigest()[:8], 16)
+
+
+def seed_of_trial(base_seed: int, config: Mapping[str, Any], trial_id: str) -> int:
+    """The seed of the trial with this Tune config: `trial_seed(base_seed, config[SUGGESTION_INDEX])`. A trial of
+    a sweep started before suggestion indices existed has none: it keeps the seed it had, the hash of its trial id."""
+    index = config.get(SUGGESTION_INDEX)
+    if index is None:
+        import hashlib
+
+        return int(hashlib.sha256(f"{base_seed}:{trial_id}".encode()).hexdigest()[:8], 16)
+    return trial_seed(base_seed, int(index))
 
 
 def open_parent_run(s: Any, out_dir: Path) -> Any:

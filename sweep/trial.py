@@ -53,21 +53,24 @@ def _trainable(config: dict[str, Any], settings_json: str) -> None:
         if in_trial_dir
         else tempfile.TemporaryDirectory(prefix="agentsweep-trial-")
     ) as work:
-        _run_objective(settings, params, context, Path(work))
+        _run_objective(settings, params, context, Path(work), config)
 
 
-def _run_objective(settings: SweepSettings, params: dict[str, Any], context: Any, work: Path) -> None:
-    """Run the objective in `work` (resuming from Tune's checkpoint if any); its samples go to the trial folder."""
+def _run_objective(
+    settings: SweepSettings, params: dict[str, Any], context: Any, work: Path, config: dict[str, Any]
+) -> None:
+    """Run the objective in `work` (resuming from Tune's checkpoint if any); its samples go to the trial folder.
+    The trial's seed comes from the sweep seed and its suggestion index in `config` (`sweep.tracking.seed_of_trial`)."""
     from ray import tune
 
     from sweep.objectives import TrialContext, import_object
-    from sweep.tracking import trial_seed
+    from sweep.tracking import seed_of_trial
 
     trial_id = context.get_trial_id()
     bp = param_to_str(params.get(BRANCH_POINT))
     ctx_kwargs = dict(
         trial_id=trial_id,
-        seed=trial_seed(settings.seed, trial_id),
+        seed=seed_of_trial(settings.seed, config, trial_id),
         trial_dir=str(work),
         samples_dir=str(work / "samples"),
         branch_point=settings.branch_points.get(bp) or None,

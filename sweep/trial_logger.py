@@ -30,13 +30,15 @@ from ray.tune import Callback
 
 from sweep.secrets import redact, redact_uri, resolve_uri, secret_values
 from sweep.tracking import (
+    SUGGESTION_INDEX,
     TAG_BRANCH_POINT,
     TAG_ROLE,
     TAG_SEED,
+    TAG_SUGGESTION,
     TAG_SWEEP,
     TAG_TRIAL,
     find_child_runs,
-    trial_seed,
+    seed_of_trial,
 )
 
 __all__ = ["RETRY_S", "TUNE_RESULT_KEYS", "TrialRunLogger", "metrics_of", "result_points"]
@@ -108,7 +110,8 @@ class TrialRunLogger(Callback):
         sweep_id: tag value that groups the sweep's runs.
         space: the sweep's `SearchSpace` (resolves inactive conditionals to '' in params).
         tags: extra tags for every child run (git commit, ...).
-        base_seed: the sweep seed; a trial's seed is `trial_seed(base_seed, trial_id)` (tagged).
+        base_seed: the sweep seed; a trial's seed is `seed_of_trial(base_seed, config, trial_id)`, a function of
+            the sweep seed and the trial's suggestion index (both tagged).
         branch_points: branch-point value (as a param string) -> branch point path, for the tag.
         journal_path: the JSONL file of writes not yet accepted by the store.
     """
@@ -288,7 +291,8 @@ class TrialRunLogger(Callback):
             TAG_SWEEP: self.sweep_id,
             TAG_TRIAL: trial_id,
             TAG_ROLE: "trial",
-            TAG_SEED: str(trial_seed(self.base_seed, trial_id)),
+            TAG_SEED: str(seed_of_trial(self.base_seed, config, trial_id)),
+            TAG_SUGGESTION: str(config.get(SUGGESTION_INDEX, "")),
             TAG_BRANCH_POINT: bp,
             "agentsweep.branch_point_path": self.branch_points.get(bp, ""),
         }

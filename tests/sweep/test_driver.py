@@ -15,7 +15,7 @@ from analysis.selection import select_checkpoint
 from sweep.driver import launch, load_settings
 from sweep.export import export_sweep
 from sweep.space import load_space
-from sweep.tracking import find_child_runs, sweep_status
+from sweep.tracking import find_child_runs, sweep_status, trial_seed
 
 SECRET = "hunter2-do-not-log-8431"
 
@@ -73,6 +73,45 @@ def test_sweep_logs_parent_and_nested_runs(ray_cluster, tmp_path, monkeypatch):
     assert info["trials_by_state"] == {"FINISHED": 4} and info["best"]["value"] == max(
         r.data.metrics["heldout_goal_success"] for r in runs
     )
+
+
+def _seeds_by_suggestion(settings) -> list[tuple[int, int, int, tuple]]:
+    """(suggestion index, seed tag, seed the objective got, params) of every trial, in suggestion order."""
+    client, runs = _children(settings)
+    out = []
+    for run in runs:
+        path = client.download_artifacts(run.info.run_id, "samples/summary.json", tempfile.mkdtemp())
+        tags = run.data.tags
+        got = json.loads(Path(path).read_text())["seed"]
+        out.append(
+            (
+                int(tags["agentsweep.suggestion"]),
+                int(tags["agentsweep.seed"]),
+                got,
+                tuple(sorted(run.data.params.items())),
+            )
+        )
+    return sorted(out)
+
+
+def test_trial_seeds_follow_the_sweep_seed_and_suggestion_order(ray_cluster, tmp_path):
+    def sweep(name: str, seed: int):
+        result = launch(
+            "paper",
+            out_dir=tmp_path / name,
+            objective="sweep.objectives:surrogate",
+            num_trials=3,
+            seed=seed,
+            options={"num_evals": 1},
+        )
+        return _seeds_by_suggestion(result.settings)
+
+    a, b, c = sweep("a", 11), sweep("b", 11), sweep("c", 12)
+    assert [row[0] for row in a] == [0, 1, 2]
+    assert all(tag == got == trial_seed(11, i) for i, tag, got, _ in a)  # the objective got the tagged seed
+    assert a == b  # same sweep seed: same seeds and configs in the same order, whatever Ray's trial ids
+    assert [row[0] for row in c] == [0, 1, 2]
+    assert not {row[1] for row in a} & {row[1] for row in c}
 
 
 def test_select_checkpoint_uses_rolling_mean():

@@ -4,6 +4,7 @@ logged once, the searcher kept; a torn result.json line skipped."""
 from __future__ import annotations
 
 import collections
+import json
 import os
 import signal
 import sqlite3
@@ -17,7 +18,7 @@ from mlflow.tracking import MlflowClient
 
 from sweep.driver import load_settings, resume
 from sweep.reconcile import read_results
-from sweep.tracking import find_child_runs
+from sweep.tracking import find_child_runs, trial_seed
 
 PLANNED = 6
 STEPS = {1, 2, 3, 4}
@@ -133,6 +134,17 @@ def test_resume_after_sigkill_at_chosen_points(ray_cluster, tmp_path):
     # the restored searcher continued: a fresh one with the same seed would re-suggest the first configs
     configs = {tuple(sorted(r.data.params.items())) for r in runs}
     assert len(configs) == PLANNED
+    # seeds come from the suggestion order, counted on across the resumes; each trial's last attempt (a
+    # resumed one for the interrupted trials) ran with the seed its run is tagged with
+    indices = sorted(int(r.data.tags["agentsweep.suggestion"]) for r in runs)
+    assert indices == list(range(PLANNED))
+    for run in runs:
+        seed = int(run.data.tags["agentsweep.seed"])
+        assert seed == trial_seed(5, int(run.data.tags["agentsweep.suggestion"]))
+        summary = client.download_artifacts(
+            run.info.run_id, "samples/summary.json", str(tmp_path / run.info.run_id)
+        )
+        assert json.loads(Path(summary).read_text())["seed"] == seed
     assert client.get_run(s.parent_run_id).info.status == "FINISHED"
     for run in runs:  # every run has its full curve, each (key, step) exactly once
         counts = metric_counts(client, run.info.run_id)

@@ -7,8 +7,9 @@ import pickle
 import pytest
 from ray.tune.search import ConcurrencyLimiter, Searcher
 
-from sweep.search import BudgetSearcher, GridSearcher, make_searcher
+from sweep.search import BudgetSearcher, GridSearcher, IndexedSearcher, make_searcher
 from sweep.space import SearchSpace, load_space
+from sweep.tracking import SUGGESTION_INDEX
 
 SMALL = SearchSpace.from_dict(
     {
@@ -33,6 +34,7 @@ def test_optuna_searchers_are_seeded_and_respect_conditionals(kind):
     b = _suggest(make_searcher(space, kind=kind, seed=3), 12)
     c = _suggest(make_searcher(space, kind=kind, seed=4), 12)
     assert a == b and a != c
+    assert [cfg.pop(SUGGESTION_INDEX) for cfg in a] == list(range(12))
     for cfg in a:
         full = space.resolve(cfg)  # every value inside the space
         assert ("curriculum_temperature" in cfg) == (cfg["curriculum"] is True)
@@ -76,7 +78,8 @@ def test_budget_searcher_stops_once_spent():
 
 def test_make_searcher_wraps_concurrency_and_rejects_bad_values():
     s = make_searcher(SMALL, kind="grid", seed=0, max_concurrent=2, budget_flops=1e18)
-    assert isinstance(s, ConcurrencyLimiter) and isinstance(s.searcher, BudgetSearcher)
+    assert isinstance(s, IndexedSearcher) and isinstance(s.searcher, ConcurrencyLimiter)
+    assert isinstance(s.searcher.searcher, BudgetSearcher)
     with pytest.raises(ValueError, match="search='bayes'"):
         make_searcher(SMALL, kind="bayes", seed=0)
     with pytest.raises(ValueError, match="max_concurrent=0"):
@@ -110,3 +113,20 @@ def test_random_state_survives_save_restore_and_does_not_grow(tmp_path):
     assert all(
         seen[p.name] == set(p.values) for p in space.parameters
     )  # every value of every parameter drawn
+
+
+def test_indexed_searcher_numbers_suggestions_in_order_and_keeps_counting_after_restore(tmp_path):
+    limited = make_searcher(SMALL, kind="grid", seed=0, max_concurrent=2)
+    first = _suggest(limited, 3, "x")  # the third waits for a free slot: no index used
+    assert [c[SUGGESTION_INDEX] for c in first[:2]] == [0, 1] and first[2] is None
+    limited.on_trial_complete("x0", {"heldout_goal_success": 0.5})
+    assert limited.suggest("x2")[SUGGESTION_INDEX] == 2
+    searcher = make_searcher(SMALL, kind="random", seed=0)
+    _suggest(searcher, 2, "x")
+    assert searcher.suggest("x1")[SUGGESTION_INDEX] == 1  # a re-asked trial keeps its index
+    searcher.save(str(tmp_path / "s.pkl"))
+    assert not (tmp_path / "s.pkl.inner").exists()
+    again = make_searcher(SMALL, kind="random", seed=7)
+    again.restore(str(tmp_path / "s.pkl"))  # the wrapped searcher's state comes back too
+    assert _suggest(again, 3, "y") == _suggest(searcher, 3, "y")
+    assert [c[SUGGESTION_INDEX] for c in _suggest(again, 2, "z")] == [5, 6]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sweep.secrets import REDACTED, is_secret_name, redact, secret_values
-from sweep.tracking import trial_seed
+from sweep.tracking import SUGGESTION_INDEX, seed_of_trial, trial_seed
 
 
 def test_secret_names():
@@ -43,8 +43,11 @@ def test_redact_keys_and_values():
 
 
 def test_trial_seed_is_stable_and_distinct():
-    assert trial_seed(0, "abc") == trial_seed(0, "abc")
-    assert len({trial_seed(0, f"t{i}") for i in range(100)} | {trial_seed(1, "t0")}) == 101
+    assert trial_seed(0, 3) == trial_seed(0, 3)
+    assert len({trial_seed(0, i) for i in range(100)} | {trial_seed(1, 0)}) == 101
+    assert seed_of_trial(0, {SUGGESTION_INDEX: 3, "gamma": 1.0}, "any-id") == trial_seed(0, 3)
+    # a trial of a sweep started before suggestion indices keeps its trial-id seed
+    assert seed_of_trial(0, {}, "abc") == seed_of_trial(0, {}, "abc") != seed_of_trial(0, {}, "abd")
 
 
 def test_new_sqlite_store_is_created_in_wal_mode(tmp_path):
