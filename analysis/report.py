@@ -42,6 +42,10 @@ __all__ = ["AUTO_STRATUM", "BRANCH_POINT", "ReportOptions", "ReportResult", "bui
 AUTO_STRATUM = "auto"
 BRANCH_POINT = "params.sft_checkpoint"
 """The stratum `--stratum auto` picks when the runs table has it: the SFT branch point."""
+ARM = "params.arm"
+SFT_ONLY_ARM = "sft"
+"""Runs with this `params.arm` (the SFT-only arm: SFT checkpoints, no RL hyperparameters) are compared as an arm
+(`--arm`) and left out of the hyperparameter analysis; `params.arm` is no hyperparameter by default either."""
 
 logger = logging.getLogger(__name__)
 
@@ -108,14 +112,17 @@ def build_report(
     stratum = options.stratum
     if stratum == AUTO_STRATUM:
         stratum = BRANCH_POINT if BRANCH_POINT in runs.columns else None
+    hyper_runs, num_sft_only = _hyperparameter_runs(runs, stratum, options.hparams)
     prepared = prepare_runs(
-        runs,
+        hyper_runs,
         metric=options.metric,
         stratum=stratum,
         hparams=options.hparams,
         mode=options.mode,
         bins=options.bins,
     )
+    if num_sft_only:
+        prepared.excluded["sft_only_arm"] = num_sft_only
     tables: dict[str, pd.DataFrame] = {}
     alg1 = algorithm1_table(prepared, method=options.method, resamples=options.resamples, seed=options.seed)
     if options.win_ci_reps > 0:
@@ -168,6 +175,20 @@ def build_report(
     files += [out / "summary.json", out / "report.html"]
     finish_folder(out, files)
     return ReportResult(out, summary, files)
+
+
+def _hyperparameter_runs(
+    runs: pd.DataFrame, stratum: str | None, hparams: tuple[str, ...] | None
+) -> tuple[pd.DataFrame, int]:
+    """(the runs the hyperparameter analysis reads, how many SFT-only runs it leaves out): without the runs of
+    the `sft` arm, and without the `params.arm` column unless --stratum or --hparams names it (within a branch
+    point the arm is constant)."""
+    if ARM not in runs.columns:
+        return runs, 0
+    sft_only = runs[ARM].astype(str) == SFT_ONLY_ARM
+    out = runs[~sft_only]
+    named = stratum in (ARM, "arm") or any(h in (ARM, "arm") for h in hparams or ())
+    return (out if named else out.drop(columns=ARM)), int(sft_only.sum())
 
 
 def _json_default(obj):

@@ -245,12 +245,22 @@ def status(sweep, as_json) -> None:
 @click.command()
 @click.argument("sweep", type=click.Path(exists=True))
 @click.option("-o", "--out", required=True, type=click.Path(dir_okay=False), help="runs.parquet or runs.csv")
-def export(sweep, out) -> None:
-    """Write SWEEP's runs table to OUT and its curves table beside it (OUT stem + .curves)."""
+@click.option(
+    "--sft-arm/--no-sft-arm",
+    default=True,
+    show_default=True,
+    help="With SFT branch points: add the SFT-only arm as a run of its own (run_id sft:<hash>, params.arm sft), "
+    "its curve the branch points' step-0 evaluations (mean over the trials from each).",
+)
+def export(sweep, out, sft_arm) -> None:
+    """Write SWEEP's runs table to OUT and its curves table beside it (OUT stem + .curves).
+
+    Every run has params.arm: rl (from the base student), sft+rl (from an SFT branch point) or sft (the SFT-only
+    arm's run); `agentsweep report OUT --curves ... --arm params.arm --baseline sft` compares them."""
     from sweep.export import export_sweep
 
     try:
-        runs_path, curves = export_sweep(sweep, out)
+        runs_path, curves = export_sweep(sweep, out, sft_arm=sft_arm)
     except _USER_ERRORS as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"runs: {runs_path}\ncurves: {curves}")

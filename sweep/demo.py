@@ -4,8 +4,10 @@ Stages: the scripted teacher's traces on a few MiniWoB++ training tasks -> SFT o
 (`lookup-tiny`, trainers.models.SHIPPED_STUDENTS) with a branch point every k updates (built once, content-hashed)
 -> a random-search RL sweep (sweep/spaces/demo.yaml: two knobs varied, the rest at the study's recommended values)
 over the branch points and the base student, on Ray Tune logged to a sqlite MLflow under OUT -> export (runs and
-curves tables) -> `agentsweep report --stratum params.sft_checkpoint --curves` (effects, importance, p_best per
-branch point, the compute frontier, FLOPs-to-target) -> OUT/DEMO.md and the headline numbers on the terminal.
+curves tables, with the arms: `params.arm` and the SFT-only arm as a run of its own, `sweep.arms`) -> `agentsweep
+report --stratum params.sft_checkpoint --curves --arm params.arm --baseline sft` (effects, importance, p_best per
+branch point, the compute frontier, FLOPs-to-target, the arms at equal k and SFT+RL's compute to match SFT-only's
+peak) -> OUT/DEMO.md and the headline numbers on the terminal.
 
 The sizes live in one place, `SCALES` (`--scale full`, the default, is `make demo`; `smoke` is the test's cut-down
 variant). Every stage is the product's own code (no surrogate objective); a stage that fails fails the demo.
@@ -92,12 +94,11 @@ SCALES: dict[ScaleName, DemoScale] = {
 }
 assert set(SCALES) == set(typing.get_args(ScaleName))
 
-REPORT_EXTRA_ARGS: tuple[str, ...] = ()
-"""Further `agentsweep report` flags of the demo.
-TODO(issue 16, item 3): add the equal-k frontier / compute-to-match flags here once the analysis branch that defines
-them is merged (on that branch: `--arm COLUMN --baseline sft --k K`, where COLUMN names each run's arm: sft, rl,
-sft+rl; the demo's runs table would then need that column, e.g. from the branch point: 0 -> rl, else sft+rl, and
-the SFT-only curve as runs of its own); `agentsweep report --help` lists what exists."""
+REPORT_EXTRA_ARGS: tuple[str, ...] = ("--arm", "params.arm", "--baseline", "sft")
+"""Further `agentsweep report` flags of the demo: compare the arms of the exported `params.arm` (sft: the SFT-only
+pseudo-run the export adds, rl: from the base student, sft+rl: from an SFT branch point) at an equal number of runs
+(k: the smallest arm's, 1 with one SFT run), and each arm's compute to match SFT-only's peak (frontier_k.png and
+compute_to_match.csv, the report's headline)."""
 
 
 def demo_options(scale: DemoScale) -> dict[str, Any]:
@@ -309,7 +310,9 @@ def headline(report_dir: Path) -> list[str]:
     Per branch point: the best configuration (each varied knob's most probably best value, p_best) and, for the
     stratum's most important knob, the estimated mean at that value and its effect with the 95% interval;
     FLOPs to reach the SFT-only peak from each branch point; the top hyperparameter by importance
-    (mean over strata); the compute frontier's best (score, interval, FLOPs)."""
+    (mean over strata); the compute frontier's best (score, interval, FLOPs); with the arms compared
+    (`compute_to_match.csv`), each arm's compute-to-match ratio against SFT-only's equal-k peak, with its 95%
+    bootstrap interval."""
     import pandas as pd
 
     report_dir = Path(report_dir)
@@ -365,7 +368,29 @@ def headline(report_dir: Path) -> list[str]:
                 for g in r.itertuples()
             ]
             lines.append(f"FLOPs to the SFT-only peak {_fmt(r.target.iloc[0])}: " + "; ".join(parts))
+    match_csv = report_dir / "compute_to_match.csv"
+    if match_csv.is_file():
+        m = pd.read_csv(match_csv)
+        if len(m):
+            parts = [_match_text(row) for row in m.itertuples()]
+            lines.append(
+                f"compute to match the SFT-only arm's peak {_fmt(m.target.iloc[0])} (expected best of "
+                f"k = {int(m.k.iloc[0])} runs per arm): " + "; ".join(parts)
+            )
     return lines
+
+
+_ARM_LABELS = {"sft": "SFT only", "rl": "RL only", "sft+rl": "SFT+RL"}
+
+
+def _match_text(row: Any) -> str:
+    """'SFT+RL 0.55x SFT-only's FLOPs [0.41, 0.83] (reached in 90% of resamples)', from a compute_to_match row."""
+    name = _ARM_LABELS.get(row.arm, row.arm)
+    interval = f"[{row.lo:.2f}, {'inf' if math.isinf(row.hi) else f'{row.hi:.2f}'}]"
+    reached = f"reached in {row.p_reached:.0%} of resamples"
+    if not math.isfinite(row.ratio):
+        return f"{name} never ({interval}, {reached})"
+    return f"{name} {row.ratio:.2f}x SFT-only's FLOPs {interval} ({reached})"
 
 
 def _markdown(s: DemoSummary) -> str:

@@ -6,6 +6,11 @@ would select (`analysis.selection.select_checkpoint`: the best rolling mean of h
 that evaluation (so `metrics.flops` is the compute to reach it); `metrics.best_step` says which evaluation it was.
 Curves table: `run_id, step, flops, <metric>...`, one row per evaluation (the last value wins where a resumed
 trial re-reported a step).
+
+Arms (`sweep.arms`): every trial's row has `params.arm` (`rl` from the base student, `sft+rl` from an SFT branch
+point); with SFT branch points (unless `sft_arm=False`, `agentsweep export --no-sft-arm`) both tables also hold
+the SFT-only arm as a pseudo-run of its own (`run_id` `sft:<hash>`, `params.arm` = `sft`), whose curve is the
+branch points' step-0 evaluations, so `agentsweep report --arm params.arm --baseline sft` compares the three.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from analysis.selection import CHECKPOINT_METRIC, select_checkpoint
+from sweep.space import BRANCH_POINT
 from sweep.tracking import TAG_BRANCH_POINT, TAG_SEED, TAG_SUGGESTION, TAG_SWEEP, TAG_TRIAL
 
 __all__ = ["curves_path", "export_sweep", "runs_tables"]
@@ -38,8 +44,10 @@ def curves_path(runs_path: str | Path) -> Path:
     return p.with_name(f"{p.stem}.curves{p.suffix}")
 
 
-def runs_tables(sweep: str | Path, *, max_workers: int = 8) -> tuple[Any, Any]:
-    """(runs, curves) DataFrames of a sweep directory, read from its MLflow store."""
+def runs_tables(sweep: str | Path, *, max_workers: int = 8, sft_arm: bool = True) -> tuple[Any, Any]:
+    """(runs, curves) DataFrames of a sweep directory, read from its MLflow store; with `sft_arm` and SFT branch
+    points, the SFT-only arm's pseudo-run is added to both (`sweep.arms.sft_arm_tables`)."""
+    from sweep.arms import ARM_COLUMN, arm_of, has_sft_branch_points, sft_arm_tables
     from sweep.settings import load_settings
     from sweep.tracking import ensure_reachable, find_child_runs
 
@@ -71,6 +79,7 @@ def runs_tables(sweep: str | Path, *, max_workers: int = 8) -> tuple[Any, Any]:
     for run, curve in zip(runs, curves_list, strict=True):
         rec: dict[str, Any] = {"run_id": run.info.run_id, "status": run.info.status}
         rec.update({f"params.{n}": run.data.params.get(n, "") for n in names})
+        rec[ARM_COLUMN] = arm_of(run.data.params.get(BRANCH_POINT))
         if len(curve):
             row = curve.iloc[_selected_row(curve)]
             rec.update({f"metrics.{k}": float(v) for k, v in row.items() if k not in ("run_id", "step")})
@@ -87,15 +96,23 @@ def runs_tables(sweep: str | Path, *, max_workers: int = 8) -> tuple[Any, Any]:
         curves = curves[
             ["run_id", "step", "flops", *[c for c in curves.columns if c not in ("run_id", "step", "flops")]]
         ]
+    if sft_arm and has_sft_branch_points(s.branch_points) and len(runs_df):
+        sft_run, sft_curve = sft_arm_tables(
+            runs_df, curves, s.branch_points, param_names=list(names), sweep_id=s.sweep_id
+        )
+        if len(sft_run):
+            runs_df = pd.concat([runs_df, sft_run], ignore_index=True)
+            curves = pd.concat([curves, sft_curve], ignore_index=True)
     return runs_df, curves
 
 
-def export_sweep(sweep: str | Path, out: str | Path) -> tuple[Path, Path]:
-    """Write the runs table to `out` (.parquet or .csv) and the curves table beside it; returns both paths."""
+def export_sweep(sweep: str | Path, out: str | Path, *, sft_arm: bool = True) -> tuple[Path, Path]:
+    """Write the runs table to `out` (.parquet or .csv) and the curves table beside it; returns both paths.
+    `sft_arm`: add the SFT-only arm's pseudo-run when the sweep has SFT branch points (see the module docstring)."""
     out = Path(out)
     if out.suffix not in (".parquet", ".csv"):
         raise ValueError(f"export to {out}: use a .parquet or .csv file name")
-    runs, curves = runs_tables(sweep)
+    runs, curves = runs_tables(sweep, sft_arm=sft_arm)
     out.parent.mkdir(parents=True, exist_ok=True)
     cpath = curves_path(out)
     if out.suffix == ".parquet":

@@ -128,7 +128,8 @@ def surrogate(params: dict[str, Any], ctx: TrialContext, report: Reporter) -> No
 
     Options (`ctx.options`): `num_evals` (default 5), `rl_flops_per_episode` (default 2e13), `noise` (0.03),
     `fail_when` (a mapping name -> value: raise when the params match, to exercise retries), `sleep_s` (0),
-    `hold_dir` (fault tests: see `_hold`).
+    `hold_dir` (fault tests: see `_hold`), `eval_at_start` (False; True: an evaluation at step 0 before any
+    update, at the branch point's FLOPs, as `trainers.rl.train_rl` does; the curve's start plus noise).
     """
     import time
 
@@ -147,6 +148,17 @@ def surrogate(params: dict[str, Any], ctx: TrialContext, report: Reporter) -> No
     batch = int(params.get("batch_size") or 64)
     base = 0.3 * final
     rng = np.random.default_rng([ctx.seed, start])
+    if ctx.options.get("eval_at_start") and ctx.resume_from is None:
+        goal = float(np.clip(base + noise * rng.standard_normal(), 0.0, 1.0))
+        report(
+            {
+                "step": 0,
+                "rl_flops": 0.0,
+                "flops": ctx.branch_point_flops,
+                "heldout_goal_success": goal,
+                "heldout_task_success": float(np.clip(goal - 0.05 + noise * rng.standard_normal(), 0.0, 1.0)),
+            }
+        )
     for step in range(start + 1, num_evals + 1):
         if ctx.options.get("sleep_s"):
             time.sleep(float(ctx.options["sleep_s"]))

@@ -227,3 +227,37 @@ def test_report_arm_errors_exit_2_with_the_fix(arm_study, tmp_path, extra, messa
     res = _report(arm_study, tmp_path / "r", "--no-plots", *extra)
     assert res.returncode == 2, res.stderr
     assert message in " ".join(res.stderr.split())
+
+
+def test_sft_only_runs_are_an_arm_but_not_in_the_hyperparameter_analysis(tmp_path):
+    """The export's SFT-only pseudo-run (params.arm sft, no hyperparameter values) is compared as an arm and
+    left out of Algorithm 1 and the effects; params.arm is no hyperparameter unless named."""
+    curves, arms = _same_distribution(6, 1, seed=7)  # A: six RL runs; B0: the SFT-only run
+    runs = pd.DataFrame(
+        {
+            "run_id": arms.index,
+            "status": "FINISHED",
+            "params.arm": np.where(arms.to_numpy() == "A", "sft+rl", "sft"),
+            "params.sft_checkpoint": ["1e15"] * 3 + ["2e15"] * 3 + [""],
+            "params.lr": ["a", "b", "a", "b", "a", "b", ""],
+            "metrics.heldout_goal_success": [0.1, 0.4, 0.2, 0.5, 0.3, 0.6, 0.45],
+        }
+    )
+    options = ReportOptions(
+        stratum="params.sft_checkpoint",
+        plots=False,
+        win_ci_reps=0,
+        arms=ArmOptions("params.arm", baseline="sft", reps=20),
+    )
+    curves = curves.rename(columns={"success": "heldout_goal_success"})
+    result = build_report(runs, tmp_path / "r", options, curves_source=curves)
+    s = result.summary
+    assert s["excluded"]["sft_only_arm"] == 1 and s["hparams"] == ["lr"]
+    assert {k: v["n_runs"] for k, v in s["strata"].items()} == {"1e15": 3, "2e15": 3}
+    assert s["arms"]["arm_runs"] == {"sft": 1, "sft+rl": 6}
+    effects = pd.read_csv(tmp_path / "r" / "effects.csv", dtype={"stratum": str})
+    assert set(effects["stratum"]) == {"1e15", "2e15"} and set(effects["hparam"]) == {"lr"}
+    named = build_report(
+        runs, tmp_path / "n", ReportOptions(hparams=("arm", "lr"), plots=False, win_ci_reps=0)
+    )
+    assert named.summary["hparams"] == ["arm", "lr"] and named.summary["excluded"]["sft_only_arm"] == 1

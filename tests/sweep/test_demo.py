@@ -27,16 +27,22 @@ def test_demo_smoke_runs_the_real_recipe_and_reports_by_branch_point(smoke_demo)
 
     out, result = smoke_demo
     assert result.exit_code == 0, result.output
-    runs = pd.read_parquet(out / "runs.parquet")
+    table = pd.read_parquet(out / "runs.parquet")
     n = SCALES["smoke"].num_trials
-    assert len(runs) == n and set(runs["status"]) == {"FINISHED"}
+    assert set(table["status"]) == {"FINISHED"} and len(table) == n + 1  # the trials and the SFT-only run
+    runs = table[table["params.arm"] != "sft"]
+    assert len(runs) == n and set(runs["params.arm"]) <= {"rl", "sft+rl"}
+    assert (runs["params.arm"] == "rl").eq(runs["params.sft_checkpoint"].astype(float) == 0).all()
     assert "objective: `sweep.objectives:rl`" in (out / "DEMO.md").read_text()
     # the real RL trainer ran: every trial's curve has its branch point's evaluation (step 0) and the last update's,
     # which carries the measured env, generation and update wall times and the kept share of episodes (metrics
     # only trainers.rl.train_rl reports; the surrogate objective has none of them)
     curves = pd.read_parquet(out / "runs.curves.parquet")
-    last = curves[curves["step"] == SCALES["smoke"].num_updates]
-    assert set(curves[curves["step"] == 0]["run_id"]) == set(runs["run_id"]) == set(last["run_id"])
+    trial_curves = curves[curves["run_id"].isin(runs["run_id"])]
+    last = trial_curves[trial_curves["step"] == SCALES["smoke"].num_updates]
+    assert (
+        set(trial_curves[trial_curves["step"] == 0]["run_id"]) == set(runs["run_id"]) == set(last["run_id"])
+    )
     for metric in ("rollout_env_s", "rollout_gen_s", "update_s", "tokens"):
         assert (last[metric] > 0).all(), metric
     assert last["kept_frac"].between(0, 1).all()
@@ -54,8 +60,18 @@ def test_demo_smoke_runs_the_real_recipe_and_reports_by_branch_point(smoke_demo)
     assert len(frontier) and frontier["frontier"].between(0, 1).all()
     html = (report / "report.html").read_text()
     assert '<img alt="frontier"' in html and "FLOPs to reach the target" in html
-    # the terminal ends with the headline numbers
+    # the arms (SFT only as a run of its own, RL only, SFT+RL) at equal k, SFT+RL's compute to match SFT only
+    (sft_id,) = table.loc[table["params.arm"] == "sft", "run_id"]
+    sft_curve = curves[curves["run_id"] == sft_id]
+    assert sft_id.startswith("sft:") and len(sft_curve) >= 2 and sft_curve["flops"].is_monotonic_increasing
+    match = pd.read_csv(report / "compute_to_match.csv")
+    assert "sft+rl" in set(match["arm"]) and set(match["baseline"]) == {"sft"}
+    assert (report / "frontier_k.png").is_file() and '<img alt="frontier_k"' in html
+    assert summary["arms"]["column"] == "params.arm" and summary["excluded"]["sft_only_arm"] == 1
+    # the terminal ends with the headline numbers, the compute-to-match ratio with its interval among them
     assert "headline" in result.output and "frontier's best" in result.output.split("headline")[-1]
+    tail = " ".join(result.output.split("headline")[-1].split())
+    assert "compute to match the SFT-only arm's peak" in tail and "SFT+RL " in tail
     assert "agentsweep ui" in result.output
 
 
