@@ -61,7 +61,7 @@ def _child_cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def versus_rliable(python: str | None, reps: int, tmp: Path) -> None:
+def versus_rliable(python: str | None, reps: int, tmp: Path, repeats: int = 5) -> None:
     rng = np.random.default_rng(0)
     rows = [
         (f"cfg{g}", f"task{t}", r, round(float(np.clip(rng.normal(0.3 + 0.1 * g + 0.03 * t, 0.2), 0, 1)), 3))
@@ -87,11 +87,18 @@ def versus_rliable(python: str | None, reps: int, tmp: Path) -> None:
         "--out",
         str(tmp / "agg"),
     ]
-    cpu0, w0 = _child_cpu(), time.perf_counter()
-    subprocess.run(cmd, check=True, capture_output=True)
-    ours_wall, ours_cpu = time.perf_counter() - w0, _child_cpu() - cpu0
+    walls, cpus = [], []
+    for _ in range(repeats):  # a 1-2 s command on a shared box: the median of several fresh processes
+        cpu0, w0 = _child_cpu(), time.perf_counter()
+        subprocess.run(cmd, check=True, capture_output=True)
+        walls.append(time.perf_counter() - w0)
+        cpus.append(_child_cpu() - cpu0)
+    ours_wall, ours_cpu = float(np.median(walls)), float(np.median(cpus))
     print(f"## aggregates, 4 configs x 10 tasks x 10 runs, {reps:,} replicates (load {_load()})")
-    print(f"agentsweep aggregate (whole CLI, fresh process): wall {ours_wall:6.2f} s  cpu {ours_cpu:6.2f} s")
+    print(
+        f"agentsweep aggregate (whole CLI, fresh process, median of {repeats}): wall {ours_wall:6.2f} s  "
+        f"cpu {ours_cpu:6.2f} s  (each: {', '.join(f'{w:.2f}' for w in walls)} s)"
+    )
     if python is None:
         print("rliable: skipped (no --rliable-python)")
         return
@@ -204,6 +211,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rliable-python", default=None)
     parser.add_argument("--reps", type=int, default=50_000)
+    parser.add_argument("--repeats", type=int, default=5, help="fresh runs of agentsweep aggregate (median)")
     parser.add_argument("--loop-resamples", type=int, default=200)
     parser.add_argument("--studies", type=int, default=200)
     parser.add_argument("--runs", type=int, default=50)
@@ -214,7 +222,7 @@ def main() -> None:
     parts = set(args.parts.split(","))
     with tempfile.TemporaryDirectory(prefix="bench-aggregates-") as tmp:
         if "rliable" in parts:
-            versus_rliable(args.rliable_python, args.reps, Path(tmp))
+            versus_rliable(args.rliable_python, args.reps, Path(tmp), args.repeats)
         if "report" in parts:
             report_speed(args.loop_resamples, Path(tmp))
     if "bands" in parts:
