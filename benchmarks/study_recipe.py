@@ -51,6 +51,17 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return max(0.0, c - h), min(1.0, c + h)
 
 
+def append_csv(path: Path, rows: list[dict]) -> None:
+    """Append `rows` to the CSV at `path` (header written when the file is new)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new = not path.is_file()
+    with path.open("a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        if new:
+            w.writeheader()
+        w.writerows(rows)
+
+
 def _setup(threads: int) -> None:
     import torch
     from transformers.utils import logging as hf_logging
@@ -138,14 +149,7 @@ def cmd_probe(args) -> None:
             rows.append({"tag": args.tag, "model": mdir, "task": task, "right": sum(v), "steps": len(v)})
         rows.append({"tag": args.tag, "model": mdir, "task": "ALL", "right": allk, "steps": alln})
     if args.csv:
-        path = Path(args.csv)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        new = not path.is_file()
-        with path.open("a", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(rows[0]))
-            if new:
-                w.writeheader()
-            w.writerows(rows)
+        append_csv(Path(args.csv), rows)
 
 
 # ---------------------------------------------------------------- env evaluation
@@ -248,13 +252,7 @@ def cmd_eval(args) -> None:
     finally:
         runner.close()
     if args.csv:
-        path = Path(args.csv)
-        new = not path.is_file()
-        with path.open("a", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(rows[0]))
-            if new:
-                w.writeheader()
-            w.writerows(rows)
+        append_csv(Path(args.csv), rows)
 
 
 # ---------------------------------------------------------------- RL (the wall split comes from train_rl's history)
