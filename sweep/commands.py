@@ -352,4 +352,4 @@ def demo(out_dir, scale, num_trials, num_updates, seed) -> None:
     console.print("  stages:     " + ", ".join(f"{k} {v:.0f} s" for k, v in s.stage_s.items()))
     console.print("[bold]headline[/]")
     for line in s.headline:
-        console.print(f"  {line}", highlight=False)
+        console.print(f"  {line}", highlight=False, markup=False)  # "[inf, inf]" is text, not a rich tag

@@ -72,6 +72,8 @@ def test_demo_smoke_runs_the_real_recipe_and_reports_by_branch_point(smoke_demo)
     assert "headline" in result.output and "frontier's best" in result.output.split("headline")[-1]
     tail = " ".join(result.output.split("headline")[-1].split())
     assert "compute to match the SFT-only arm's peak" in tail and "SFT+RL " in tail
+    # each arm's ratio with its interval printed as text (rich once took "[inf, inf]" for a style tag and dropped it)
+    assert tail.split("compute to match the SFT-only arm's peak")[1].count("[") >= 2, tail
     assert "agentsweep ui" in result.output
 
 
