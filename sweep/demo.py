@@ -300,8 +300,9 @@ def _fmt(v: float) -> str:
 
 
 def _branch_label(stratum: str) -> str:
-    flops = float(stratum)
-    return "base student" if flops == 0 else f"SFT branch point {flops:.3g} FLOPs"
+    from sweep.arms import arm_of
+
+    return "base student" if arm_of(stratum) == "rl" else f"SFT branch point {float(stratum):.3g} FLOPs"
 
 
 def headline(report_dir: Path) -> list[str]:

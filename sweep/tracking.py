@@ -217,9 +217,13 @@ or retried trial keeps it; it is no parameter of the space (not logged as a para
 def trial_seed(base_seed: int, suggestion_index: int) -> int:
     """A trial's seed: a stable function of the sweep seed and the trial's suggestion index (32 bits), so two
     sweeps with the same seed give their n-th trials the same seed (Ray's trial ids are random)."""
+    return _hash32(f"{base_seed}:suggestion:{int(suggestion_index)}")
+
+
+def _hash32(key: str) -> int:
+    """The first 32 bits of the key's SHA-256: the seed rule of `trial_seed` and `seed_of_trial`."""
     import hashlib
 
-    key = f"{base_seed}:suggestion:{int(suggestion_index)}"
     return int(hashlib.sha256(key.encode()).hexdigest()[:8], 16)
 
 
@@ -228,9 +232,7 @@ def seed_of_trial(base_seed: int, config: Mapping[str, Any], trial_id: str) -> i
     a sweep started before suggestion indices existed has none: it keeps the seed it had, the hash of its trial id."""
     index = config.get(SUGGESTION_INDEX)
     if index is None:
-        import hashlib
-
-        return int(hashlib.sha256(f"{base_seed}:{trial_id}".encode()).hexdigest()[:8], 16)
+        return _hash32(f"{base_seed}:{trial_id}")
     return trial_seed(base_seed, int(index))
 
 
