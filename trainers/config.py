@@ -142,7 +142,9 @@ class RLConfig:
     """Gradient clipping norm."""
     loss_aggregation: LossAggregation = "token"
     """`token`: the loss is the token mean over the batch (the study; a long completion weighs more);
-    `sequence`: each completion's token mean, averaged over completions (the original GRPO)."""
+    `sequence`: each completion's token mean, averaged over completions (the original GRPO); `episode`: each
+    completion's token mean, averaged over its episode's completions, then over episodes (every episode weighs
+    the same, so long failed episodes do not outweigh short successes)."""
     warmup_updates: int = 0
     """Linear learning-rate warm-up over this many updates (0: none, the study's setting)."""
 

@@ -42,8 +42,9 @@ __all__ = [
     "curriculum_weights",
 ]
 
-LossAggregation = Literal["token", "sequence"]
-"""How `policy_loss` averages: over all tokens of the batch (the study) or per completion, then over completions."""
+LossAggregation = Literal["token", "sequence", "episode"]
+"""How `policy_loss` averages: over all tokens of the batch (the study), per completion then over completions, or
+per completion then over each episode's completions then over episodes (every episode weighs the same)."""
 
 ZERO_ADV_TOL = 1e-8
 """|advantage| at or below this counts as zero for zero-advantage filtering."""
@@ -101,12 +102,18 @@ def policy_loss(
     num_tokens: float,
     aggregation: LossAggregation = "token",
     num_sequences: float | None = None,
+    seq_weights=None,
 ):
     """Policy-gradient loss (to minimise) over the given tokens.
 
     aggregation `token` (the study's): summed over the tokens, divided by `num_tokens`: every token weighs the
     same, so a long completion pulls harder than a short one. `sequence` (the original GRPO's): each sequence's
     token mean, summed and divided by `num_sequences`: every completion weighs the same whatever its length.
+    `episode`: each sequence's token mean times its `seq_weights` entry (1 / the steps of its episode), summed and
+    divided by `num_sequences` (then the number of episodes): every episode weighs the same whatever its number
+    of steps. Under `token` and `sequence` a failed episode that ran to the step limit pushes its advantage
+    through many more completions than a one-step success, so the batch's step-weighted advantages sum below 0
+    and the update mostly pushes sampled actions down (measured on MiniWoB++: benchmarks/RESULTS.md).
 
     ratio on (PPO clip): -min(eta * A, clip(eta, 1 - eps, 1 + eps) * A), eta = exp(logprobs - old_logprobs);
     ratio off (REINFORCE with the group baseline): -A * logprobs. No KL term. At eta = 1 both give the same
@@ -122,7 +129,9 @@ def policy_loss(
         num_tokens: the denominator: tokens in the whole batch that enter the loss (across gradient accumulation
             micro-batches), so that micro-batch losses sum to the batch's token mean.
         aggregation: `token` or `sequence` (above).
-        num_sequences: the `sequence` denominator: sequences in the whole batch with at least one loss token.
+        num_sequences: the `sequence` denominator: sequences in the whole batch with at least one loss token
+            (`episode`: episodes in the whole batch).
+        seq_weights: (B,) `episode` only: each sequence's weight, 1 / the number of steps of its episode.
 
     Returns:
         (loss, stats): a scalar tensor and a dict of floats (`clip_frac`: share of tokens whose ratio was clipped
@@ -150,24 +159,33 @@ def policy_loss(
         loss = (per_token * mask).sum() / max(float(num_tokens), 1.0)
     else:
         if num_sequences is None:
-            raise ValueError("aggregation='sequence' needs num_sequences (sequences in the whole batch)")
+            raise ValueError(
+                f"aggregation={aggregation!r} needs num_sequences (sequences or episodes in the batch)"
+            )
         per_seq = (per_token * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+        if aggregation == "episode":
+            if seq_weights is None:
+                raise ValueError(
+                    "aggregation='episode' needs seq_weights (1 / the steps of each one's episode)"
+                )
+            per_seq = per_seq * seq_weights.to(per_seq.dtype)
         loss = per_seq.sum() / max(float(num_sequences), 1.0)
     return loss, {"clip_frac": clip_frac, "ratio_mean": ratio_mean}
 
 
 def build_batch(
     groups: Sequence[Sequence[Trajectory]], adv: np.ndarray, keep: np.ndarray, tokenizer, *, max_seq_len: int
-) -> tuple[list[Encoded], list[float]]:
+) -> tuple[list[Encoded], list[float], list[int]]:
     """Tokenised agent steps of the kept episodes, each with its episode's advantage.
 
     Completions are encoded from the sampler's token ids when the backend gave them (exactly what was
     sampled), else from the text plus eos.
 
     Returns:
-        (examples, advantages): one entry per agent step with at least one completion token.
+        (examples, advantages, episodes): one entry per agent step with at least one completion token;
+        `episodes` numbers each step's episode (i * G + j for goal i, rollout j).
     """
-    examples, advs = [], []
+    examples, advs, episodes = [], [], []
     for i, row in enumerate(groups):
         for j, traj in enumerate(row):
             if not keep[i, j]:
@@ -181,7 +199,8 @@ def build_batch(
                 if enc.num_completion_tokens:
                     examples.append(enc)
                     advs.append(float(adv[i, j]))
-    return examples, advs
+                    episodes.append(i * len(row) + j)
+    return examples, advs, episodes
 
 
 def update(
@@ -194,9 +213,11 @@ def update(
     pad_id: int,
     counter: FlopsCounter,
     step: int = 0,
+    episodes: Sequence[int] | None = None,
 ) -> dict[str, float]:
     """One optimiser update per PPO epoch over the whole batch (gradient accumulation over micro-batches);
-    `step` (updates done before this one) sets the warm-up learning rate."""
+    `step` (updates done before this one) sets the warm-up learning rate; `episodes` (`build_batch`'s) groups
+    the steps into episodes for `loss_aggregation: episode`."""
     import torch
 
     lr = warmup_lr(cfg.learning_rate, step, cfg.warmup_updates)
@@ -213,21 +234,37 @@ def update(
     device = next(model.parameters()).device
     num_tokens = sum(e.num_completion_tokens for e in examples)
     mb = cfg.micro_batch_size
+    if cfg.loss_aggregation == "episode":
+        if episodes is None or len(episodes) != len(examples):
+            raise ValueError(
+                "loss_aggregation='episode' needs each example's episode (build_batch's third value)"
+            )
+        steps_of: dict[int, int] = {}
+        for e in episodes:
+            steps_of[e] = steps_of.get(e, 0) + 1
+        weights = [1.0 / steps_of[e] for e in episodes]
+        num_sequences = len(steps_of)
+    else:
+        weights, num_sequences = [1.0] * len(examples), len(examples)
     chunks = [
-        (examples[k : k + mb], torch.tensor(advs[k : k + mb], device=device))
+        (
+            examples[k : k + mb],
+            torch.tensor(advs[k : k + mb], device=device),
+            torch.tensor(weights[k : k + mb], device=device),
+        )
         for k in range(0, len(examples), mb)
     ]
     old: list[Any] = [None] * len(chunks)
     if cfg.importance_ratio:  # pi_old: the policy that sampled, before this update's steps
         with torch.no_grad():
-            for c, (micro, _) in enumerate(chunks):
+            for c, (micro, _, _) in enumerate(chunks):
                 old[c] = token_logprobs(
                     model, *collate(micro, pad_id, device=device)[:2], temperature=cfg.temperature
                 )
                 counter.add_sequences([len(e.input_ids) for e in micro], trained=False)
     stats = {"loss": 0.0, "clip_frac": 0.0, "ratio_mean": 0.0, "grad_norm": 0.0}
     for _ in range(cfg.ppo_epochs):
-        for c, (micro, a) in enumerate(chunks):
+        for c, (micro, a, w) in enumerate(chunks):
             ids, attn, comp = collate(micro, pad_id, device=device)
             lp = token_logprobs(model, ids, attn, temperature=cfg.temperature)
             loss, st = policy_loss(
@@ -239,7 +276,8 @@ def update(
                 clip_eps=cfg.clip_eps,
                 num_tokens=num_tokens,
                 aggregation=cfg.loss_aggregation,
-                num_sequences=len(examples),
+                num_sequences=num_sequences,
+                seq_weights=w,
             )
             loss.backward()
             counter.add_sequences([len(e.input_ids) for e in micro], trained=True)

@@ -227,7 +227,7 @@ def test_warmup_starts_the_first_update_at_a_fraction_of_the_rate(tmp_path):
     assert warm == pytest.approx(quarter, rel=1e-4) and full > 3 * warm
 
 
-def _update_on(tiny, completions, advs, **kw):
+def _update_on(tiny, completions, advs, episodes=None, **kw):
     """One `update` of a copy of the tiny Llama on fixed completions with plain SGD at rate 1 (so the parameter
     change is minus the clipped gradient); returns (stats, parameter change)."""
     import copy
@@ -249,6 +249,7 @@ def _update_on(tiny, completions, advs, **kw):
         cfg,
         pad_id=tok.pad_token_id,
         counter=FlopsCounter(model),
+        episodes=episodes,
     )
     delta = [(p - q).detach() for p, q in zip(model.parameters(), base.parameters(), strict=True)]
     return stats, delta
@@ -265,6 +266,33 @@ def test_sequence_aggregation_weighs_completions_not_tokens(tiny):
     # the denominator is the whole batch's sequence count, not the micro-batch's: accumulation changes nothing
     for a, b in zip(d1, d4, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-7)
+
+
+def test_episode_aggregation_weighs_episodes_not_steps(tiny):
+    # a three-step success and a one-step failure: under `episode` each weighs the same, so three copies of the
+    # success's step (weight 1/3 each) move the weights exactly as one copy does under `sequence`
+    win, lose = 'click("3")', 'click("4")'
+    _, ep = _update_on(
+        tiny, [win, win, win, lose], [1.0, 1.0, 1.0, -1.0], [0, 0, 0, 1], loss_aggregation="episode"
+    )
+    _, seq = _update_on(tiny, [win, lose], [1.0, -1.0], loss_aggregation="sequence")
+    _, steps = _update_on(tiny, [win, win, win, lose], [1.0, 1.0, 1.0, -1.0], loss_aggregation="sequence")
+    for a, b in zip(ep, seq, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+    assert any(not torch.allclose(a, b, rtol=1e-3, atol=1e-6) for a, b in zip(steps, seq, strict=True))
+    # micro-batches change nothing; the episodes are required
+    _, ep1 = _update_on(
+        tiny,
+        [win, win, win, lose],
+        [1.0, 1.0, 1.0, -1.0],
+        [0, 0, 0, 1],
+        loss_aggregation="episode",
+        micro_batch_size=1,
+    )
+    for a, b in zip(ep, ep1, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="episode"):
+        _update_on(tiny, [win, lose], [1.0, -1.0], loss_aggregation="episode")
 
 
 def test_curriculum_sampling_follows_the_weights():
@@ -293,7 +321,7 @@ def test_config_checks_name_the_fix():
         RLConfig(gamma=0.0)
     with pytest.raises(ValueError, match="learning_rate"):
         RLConfig(learning_rate=-1.0)
-    with pytest.raises(ValueError, match="'token' or 'sequence'"):
+    with pytest.raises(ValueError, match="'token', 'sequence' or 'episode'"):
         RLConfig(loss_aggregation="mean")
     with pytest.raises(ValueError, match="warmup_updates"):
         RLConfig(warmup_updates=-1)
