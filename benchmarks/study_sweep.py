@@ -1,0 +1,302 @@
+"""Issue 16's study through the product, as a user runs it: `agentsweep launch` (SFT branch points + a random-search
+RL sweep over sweep/spaces/study-cpu.yaml), `agentsweep export`, `agentsweep report --curves ... --arm params.arm
+--baseline sft`; then the runs and curves tables are copied to benchmarks/study/sweep/ with COMMANDS.md (the
+exact commands, wall time per stage, FLOPs, the machine).
+
+    # the study (hours on 2 cores: do not start it beside other long jobs)
+    nice -n 19 /work/wt/venv-run python benchmarks/study_sweep.py --out /work/study/sweep
+    # after an interruption (Ctrl-C, a lost machine): continue the same sweep, then export and report
+    nice -n 19 /work/wt/venv-run python benchmarks/study_sweep.py --out /work/study/sweep --resume
+    # the pipeline in a few minutes (2 tasks, 2 trials of 1 update, batch 16); ships into OUT/shipped/
+    nice -n 19 /work/wt/venv-run python benchmarks/study_sweep.py --out /tmp/study-smoke --smoke
+
+The fixed options are benchmarks/study/options.yaml; `--updates`, `--sft-epochs` and `--branch-every` set its
+VARIABLE values, and the result is written to OUT/options.yaml (the file `launch` reads). The commands are
+`python -m sweep.cli ...` (the `agentsweep` console script's module), each in a subprocess with its log in OUT.
+The report's target is the SFT-only peak and its flags those of `agentsweep demo` (`sweep.demo.report_command`).
+notebooks/study.ipynb walks through the shipped tables; it also reads an optional `trajectories.jsonl` from the
+study directory, which this script does not write.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+OPTIONS = REPO / "benchmarks" / "study" / "options.yaml"
+SHIP = REPO / "benchmarks" / "study" / "sweep"
+SPACE = "study-cpu"
+BUILDER = "sweep.branch_points:sft_branch_points"
+
+
+@dataclass(frozen=True)
+class Size:
+    """What the wall time is traded against."""
+
+    trials: int
+    """RL trials. study-cpu varies 11 knobs: about 24 effects-model coefficients per branch point (intercept +
+    levels - 1 per knob), so each of the 4-5 strata needs more runs than that for residual degrees of freedom."""
+    updates: int
+    """GRPO updates per trial (evaluations at step 0, half-way and after the last)."""
+    sft_epochs: float
+    """SFT epochs over the teacher's traces."""
+    branch_every: int
+    """An SFT branch point every this many SFT updates (and one at the end)."""
+    tasks: int | None = None
+    """Only the first this many of the options' tasks (None: all)."""
+    batch_size: int | None = None
+    """Fix the space's batch_size at this value (None: the space's values)."""
+
+
+SIZES = {
+    "full": Size(trials=150, updates=10, sft_epochs=24.0, branch_every=90),
+    # the pipeline, not a result: 2 easy tasks, SFT of a few updates, 2 trials of 1 update of 2 goals x G=8
+    "smoke": Size(trials=2, updates=1, sft_epochs=2.0, branch_every=4, tasks=2, batch_size=16),
+}
+
+
+def study_options(base: dict, size: Size) -> dict:
+    """benchmarks/study/options.yaml with the size's VARIABLE values set (a new dict)."""
+    options = json.loads(json.dumps(base))  # a deep copy of plain YAML data
+    rl, teacher, student = options["rl"], options["sft"]["teacher"], options["sft"]["student"]
+    rl["num_updates"] = size.updates
+    rl["eval_every"] = max(1, size.updates // 2)
+    student["num_epochs"] = float(size.sft_epochs)
+    student["checkpoint_every_steps"] = size.branch_every
+    if size.tasks is not None:
+        rl["tasks"] = rl["tasks"][: size.tasks]
+        teacher["tasks"] = teacher["tasks"][: size.tasks]
+    return options
+
+
+def space_arg(out: Path, size: Size) -> str:
+    """The space `launch` gets: the packaged study-cpu, or (a fixed batch size) a copy of it in OUT."""
+    if size.batch_size is None:
+        return SPACE
+    import yaml
+
+    from sweep.space import space_path
+
+    data = yaml.safe_load(space_path(SPACE).read_text())
+    data["name"] = f"{SPACE}-smoke"
+    data["parameters"]["batch_size"]["values"] = [size.batch_size]
+    path = out / "space.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return str(path)
+
+
+class Stages:
+    """Runs the commands (cwd: the repository), logs each to OUT/<name>.log, times them."""
+
+    def __init__(self, out: Path):
+        self.out = out
+        self.records: list[tuple[str, list[str], float]] = []
+        self.env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+        }
+
+    def run(self, name: str, cmd: list[str]) -> str:
+        log = self.out / f"{name}.log"
+        print(f"[{time.strftime('%H:%M:%S')}] {name}: {shown(cmd)}  (log: {log})", flush=True)
+        t0 = time.perf_counter()
+        with log.open("w") as f:
+            proc = subprocess.run(cmd, cwd=REPO, env=self.env, stdout=subprocess.PIPE, stderr=f, text=True)
+            f.write(proc.stdout)
+        wall = time.perf_counter() - t0
+        self.records.append((name, cmd, wall))
+        print(f"    {wall:.0f} s", flush=True)
+        if proc.returncode != 0:
+            tail = log.read_text().strip().splitlines()[-15:]
+            raise SystemExit(f"{name} failed (exit {proc.returncode}); the end of {log}:\n" + "\n".join(tail))
+        return proc.stdout
+
+
+def shown(cmd: list[str]) -> str:
+    """A command as COMMANDS.md shows it: the interpreter as `python`."""
+    return shlex.join(["python", *cmd[1:]] if cmd and cmd[0] == sys.executable else cmd)
+
+
+def cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "sweep.cli", *args]
+
+
+def sweep_dirs(out: Path) -> list[Path]:
+    return sorted(p.parent for p in out.glob("*/sweep.json"))
+
+
+def flops_totals(runs_path: Path, curves_path: Path) -> dict[str, float]:
+    """The study's compute from the exported tables: the SFT branch points once (the SFT-only arm's last
+    checkpoint, teacher included), every trial's RL FLOPs and its evaluations' FLOPs (each its curve's last,
+    cumulative value)."""
+    import pandas as pd
+
+    from sweep.arms import ARM_COLUMN
+
+    runs, curves = pd.read_parquet(runs_path), pd.read_parquet(curves_path)
+    sft_ids = set(runs.loc[runs[ARM_COLUMN] == "sft", "run_id"])
+    last = curves.sort_values(["run_id", "step"]).groupby("run_id").last()
+    trials = last[~last.index.isin(sft_ids)]
+    sft = float(last.loc[last.index.isin(sft_ids), "flops"].max()) if sft_ids else 0.0
+    rl = float(trials["rl_flops"].sum()) if "rl_flops" in trials else float("nan")
+    ev = float(trials["eval_flops"].sum()) if "eval_flops" in trials else float("nan")
+    return {"sft": sft, "rl": rl, "eval": ev, "total": sft + rl + ev}
+
+
+def arm_counts(runs_path: Path) -> dict[str, int]:
+    import pandas as pd
+
+    from sweep.arms import ARM_COLUMN
+
+    runs = pd.read_parquet(runs_path)
+    return {str(k): int(v) for k, v in runs.groupby(ARM_COLUMN)["run_id"].count().items()}
+
+
+def machine() -> dict[str, str]:
+    load = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").is_file() else ["?"] * 3
+    nproc = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip() or str(os.cpu_count())
+    return {"nproc": nproc, "loadavg": " ".join(load)}
+
+
+def git_commit() -> str:
+    proc = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
+    dirty = subprocess.run(["git", "status", "--porcelain"], cwd=REPO, capture_output=True, text=True).stdout
+    return proc.stdout.strip() + (" (with uncommitted changes)" if dirty.strip() else "")
+
+
+def commands_md(
+    args, stages: Stages, *, sweep: Path, flops: dict, arms: dict, load: dict, status: dict
+) -> str:
+    end = machine()
+    lines = [
+        "# The study sweep: how these tables were made",
+        "",
+        f"- script: `{shlex.join(['python', 'benchmarks/study_sweep.py', *sys.argv[1:]])}` at commit "
+        f"{git_commit()}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
+        f"- machine: `nproc` {load['nproc']}; load average (1, 5, 15 min) {load['loadavg']} at the start, "
+        f"{end['loadavg']} at the end",
+        f"- sweep directory: `{sweep}`; options: `{args.out / 'options.yaml'}` (benchmarks/study/options.yaml "
+        f"with --updates {args.size.updates}, --sft-epochs {args.size.sft_epochs}, --branch-every "
+        f"{args.size.branch_every}{', the smoke size' if args.smoke else ''})",
+        "- runs per arm (params.arm): " + ", ".join(f"{k} {v}" for k, v in arms.items()),
+        f"- FLOPs: SFT branch points (teacher + SFT, once) {flops['sft']:.4g}, RL updates {flops['rl']:.4g}, "
+        f"evaluations {flops['eval']:.4g}; total {flops['total']:.4g} (`agentsweep status`: "
+        f"{status.get('flops_spent', float('nan')):.4g} spent, SFT + RL without the evaluations)",
+        f"- trials by state: {status.get('trials_by_state')}",
+        "",
+        "## Commands (cwd: the repository root; `python -m sweep.cli` is `agentsweep`)",
+        "",
+        "| stage | wall time | command |",
+        "|---|---|---|",
+    ]
+    for name, cmd, wall in stages.records:
+        lines.append(f"| {name} | {wall:.0f} s | `{shown(cmd)}` |")
+    lines += [
+        "",
+        f"Total wall time {sum(w for _, _, w in stages.records):.0f} s. The launch stage includes the SFT branch "
+        "points (teacher traces, SFT) unless their content hash found them built.",
+    ]
+    if args.sft_s is not None:
+        lines.append(
+            f"The SFT branch points were built in the first {args.sft_s:.0f} s of it (the manifest's time)."
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog="sizes: " + "; ".join(f"{k}: {v}" for k, v in SIZES.items()),
+    )
+    ap.add_argument(
+        "--out", type=Path, required=True, help="where the sweep, MLflow store, logs and report go"
+    )
+    ap.add_argument("--trials", type=int, default=None, help="RL trials (default: the size's)")
+    ap.add_argument("--updates", type=int, default=None, help="GRPO updates per trial (default: the size's)")
+    ap.add_argument("--sft-epochs", type=float, default=None, help="SFT epochs (default: the size's)")
+    ap.add_argument("--branch-every", type=int, default=None, help="SFT updates between branch points")
+    ap.add_argument("--seed", type=int, default=0, help="the sweep's seed (searcher and trials)")
+    ap.add_argument("--smoke", action="store_true", help="the pipeline in a few minutes (SIZES['smoke'])")
+    ap.add_argument("--resume", action="store_true", help="`agentsweep resume` the sweep in OUT, then export")
+    ap.add_argument(
+        "--ship",
+        type=Path,
+        default=None,
+        help=f"where the tables go (default {SHIP}; with --smoke OUT/shipped)",
+    )
+    args = ap.parse_args(argv)
+    size = SIZES["smoke" if args.smoke else "full"]
+    given = {"trials": args.trials, "updates": args.updates, "sft_epochs": args.sft_epochs}
+    given["branch_every"] = args.branch_every
+    size = replace(size, **{k: v for k, v in given.items() if v is not None})
+    if size.trials < 1 or size.updates < 1 or size.sft_epochs <= 0 or size.branch_every < 1:
+        ap.error(f"{size}: trials, updates and branch_every must be >= 1, sft_epochs > 0")
+    args.size, args.sft_s = size, None
+    args.out = args.out.resolve()
+    ship = (args.ship or (args.out / "shipped" if args.smoke else SHIP)).resolve()
+    sys.path.insert(0, str(REPO))
+    import yaml
+
+    from sweep.demo import report_command
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    load = machine()
+    stages = Stages(args.out)
+    existing = sweep_dirs(args.out)
+    if args.resume:
+        if len(existing) != 1:
+            raise SystemExit(
+                f"--resume needs exactly one sweep directory in {args.out}, found {[str(p) for p in existing]}: "
+                "pass the --out of the sweep to continue (or launch one without --resume)"
+            )
+        sweep = existing[0]
+        stages.run("resume", cli("resume", str(sweep)))
+    else:
+        if existing:
+            raise SystemExit(
+                f"{args.out} already holds the sweep {existing[0]}: add --resume to continue it, or pass a new --out"
+            )
+        options = study_options(yaml.safe_load(OPTIONS.read_text()), size)
+        options_path = args.out / "options.yaml"
+        options_path.write_text(yaml.safe_dump(options, sort_keys=False))
+        t0 = time.time()
+        launch = cli(
+            "launch", space_arg(args.out, size), "--out", str(args.out), "--branch-builder", BUILDER,
+            "--options", str(options_path), "--trials", str(size.trials), "--seed", str(args.seed),
+        )  # fmt: skip
+        stages.run("launch", launch)
+        (sweep,) = sweep_dirs(args.out)
+        manifests = [m.stat().st_mtime for m in args.out.glob("branch_points/*/manifest.json")]
+        if manifests and max(manifests) > t0:
+            args.sft_s = max(manifests) - t0
+    runs = args.out / "runs.parquet"
+    stages.run("export", cli("export", str(sweep), "-o", str(runs)))
+    curves = runs.with_name("runs.curves.parquet")
+    stages.run("report", report_command(runs, curves, args.out / "report"))
+    printed = stages.run("status", cli("-q", "status", str(sweep), "--json"))
+    status = json.loads(printed[printed.index("{") :])
+    ship.mkdir(parents=True, exist_ok=True)
+    for path in (runs, curves):
+        shutil.copy2(path, ship / path.name)
+    flops, arms = flops_totals(runs, curves), arm_counts(runs)
+    text = commands_md(args, stages, sweep=sweep, flops=flops, arms=arms, load=load, status=status)
+    (ship / "COMMANDS.md").write_text(text)
+    print(text)
+    print(f"tables: {ship}; report: {args.out / 'report' / 'report.html'}")
+    print(
+        f"the notebook on them: AGENTSWEEP_STUDY_DIR={ship} jupyter nbconvert --execute notebooks/study.ipynb"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
