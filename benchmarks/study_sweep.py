@@ -134,24 +134,6 @@ def sweep_dirs(out: Path) -> list[Path]:
     return sorted(p.parent for p in out.glob("*/sweep.json"))
 
 
-def flops_totals(runs_path: Path, curves_path: Path) -> dict[str, float]:
-    """The study's compute from the exported tables: the SFT branch points once (the SFT-only arm's last
-    checkpoint, teacher included), every trial's RL FLOPs and its evaluations' FLOPs (each its curve's last,
-    cumulative value)."""
-    import pandas as pd
-
-    from sweep.arms import ARM_COLUMN
-
-    runs, curves = pd.read_parquet(runs_path), pd.read_parquet(curves_path)
-    sft_ids = set(runs.loc[runs[ARM_COLUMN] == "sft", "run_id"])
-    last = curves.sort_values(["run_id", "step"]).groupby("run_id").last()
-    trials = last[~last.index.isin(sft_ids)]
-    sft = float(last.loc[last.index.isin(sft_ids), "flops"].max()) if sft_ids else 0.0
-    rl = float(trials["rl_flops"].sum()) if "rl_flops" in trials else float("nan")
-    ev = float(trials["eval_flops"].sum()) if "eval_flops" in trials else float("nan")
-    return {"sft": sft, "rl": rl, "eval": ev, "total": sft + rl + ev}
-
-
 def arm_counts(runs_path: Path) -> dict[str, int]:
     import pandas as pd
 
@@ -287,7 +269,12 @@ def main(argv: list[str] | None = None) -> int:
     ship.mkdir(parents=True, exist_ok=True)
     for path in (runs, curves):
         shutil.copy2(path, ship / path.name)
-    flops, arms = flops_totals(runs, curves), arm_counts(runs)
+    import pandas as pd
+
+    from sweep.export import study_flops
+
+    flops = study_flops(pd.read_parquet(runs), pd.read_parquet(curves))
+    arms = arm_counts(runs)
     text = commands_md(args, stages, sweep=sweep, flops=flops, arms=arms, load=load, status=status)
     (ship / "COMMANDS.md").write_text(text)
     print(text)
