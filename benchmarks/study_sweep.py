@@ -16,6 +16,11 @@ VARIABLE values, and the result is written to OUT/options.yaml (the file `launch
 The report's target is the SFT-only peak and its flags those of `agentsweep demo` (`sweep.demo.report_command`).
 notebooks/study.ipynb walks through the shipped tables; it also reads an optional `trajectories.jsonl` from the
 study directory, which this script does not write.
+
+The full size (SIZES) is what the effects model needs, not a timed budget: it has not been run. The smoke's 2
+trials took 78 s of Tune fit on the shared 2-core box for about 28 episodes each, so 150 trials of 10 updates of
+32-256 episodes would take far longer than the issue's 2.5 hours; cut --trials / --updates, or make the env
+faster, before starting it.
 """
 
 from __future__ import annotations
@@ -95,30 +100,49 @@ def space_arg(out: Path, size: Size) -> str:
 
 
 class Stages:
-    """Runs the commands (cwd: the repository), logs each to OUT/<name>.log, times them."""
+    """Runs the commands (cwd: the repository), logs each to OUT/<name>.log, times them and appends a record to
+    OUT/stages.jsonl (kept across a launch and its resumes: COMMANDS.md lists every stage that ran)."""
 
     def __init__(self, out: Path):
         self.out = out
-        self.records: list[tuple[str, list[str], float]] = []
-        self.env = {
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
-        }
+        self.history = out / "stages.jsonl"
+        self.script = shlex.join(["python", "benchmarks/study_sweep.py", *sys.argv[1:]])
+        path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+        self.env = {**os.environ, "PYTHONPATH": path}
 
     def run(self, name: str, cmd: list[str]) -> str:
         log = self.out / f"{name}.log"
         print(f"[{time.strftime('%H:%M:%S')}] {name}: {shown(cmd)}  (log: {log})", flush=True)
+        record = {
+            "stage": name,
+            "command": shown(cmd),
+            "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+        }
+        record.update(
+            script=self.script, commit=git_commit(), loadavg_start=machine()["loadavg"], t0=time.time()
+        )
         t0 = time.perf_counter()
-        with log.open("w") as f:
-            proc = subprocess.run(cmd, cwd=REPO, env=self.env, stdout=subprocess.PIPE, stderr=f, text=True)
-            f.write(proc.stdout)
-        wall = time.perf_counter() - t0
-        self.records.append((name, cmd, wall))
-        print(f"    {wall:.0f} s", flush=True)
-        if proc.returncode != 0:
+        returncode = None
+        try:
+            with log.open("w") as f:
+                proc = subprocess.run(
+                    cmd, cwd=REPO, env=self.env, stdout=subprocess.PIPE, stderr=f, text=True
+                )
+                f.write(proc.stdout)
+            returncode = proc.returncode
+        finally:  # an interrupted stage (Ctrl-C) is recorded too
+            record.update(wall_s=round(time.perf_counter() - t0, 1), returncode=returncode)
+            record.update(loadavg_end=machine()["loadavg"])
+            with self.history.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+        print(f"    {record['wall_s']:.0f} s", flush=True)
+        if returncode != 0:
             tail = log.read_text().strip().splitlines()[-15:]
-            raise SystemExit(f"{name} failed (exit {proc.returncode}); the end of {log}:\n" + "\n".join(tail))
+            raise SystemExit(f"{name} failed (exit {returncode}); the end of {log}:\n" + "\n".join(tail))
         return proc.stdout
+
+    def records(self) -> list[dict]:
+        return [json.loads(line) for line in self.history.read_text().splitlines() if line.strip()]
 
 
 def shown(cmd: list[str]) -> str:
@@ -155,42 +179,42 @@ def git_commit() -> str:
     return proc.stdout.strip() + (" (with uncommitted changes)" if dirty.strip() else "")
 
 
-def commands_md(
-    args, stages: Stages, *, sweep: Path, flops: dict, arms: dict, load: dict, status: dict
-) -> str:
-    end = machine()
+def commands_md(stages: Stages, *, sweep: Path, flops: dict, arms: dict, status: dict) -> str:
+    records = stages.records()
+    sweep_s = sum(r["wall_s"] for r in records if r["stage"] in ("launch", "resume"))
     lines = [
         "# The study sweep: how these tables were made",
         "",
-        f"- script: `{shlex.join(['python', 'benchmarks/study_sweep.py', *sys.argv[1:]])}` at commit "
-        f"{git_commit()}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
-        f"- machine: `nproc` {load['nproc']}; load average (1, 5, 15 min) {load['loadavg']} at the start, "
-        f"{end['loadavg']} at the end",
-        f"- sweep directory: `{sweep}`; options: `{args.out / 'options.yaml'}` (benchmarks/study/options.yaml "
-        f"with --updates {args.size.updates}, --sft-epochs {args.size.sft_epochs}, --branch-every "
-        f"{args.size.branch_every}{', the smoke size' if args.smoke else ''})",
+        f"- sweep directory: `{sweep}`; its fixed options: `{stages.out / 'options.yaml'}` "
+        "(benchmarks/study/options.yaml with the script's sizes, see `launch` below)",
         "- runs per arm (params.arm): " + ", ".join(f"{k} {v}" for k, v in arms.items()),
-        f"- FLOPs: SFT branch points (teacher + SFT, once) {flops['sft']:.4g}, RL updates {flops['rl']:.4g}, "
-        f"evaluations {flops['eval']:.4g}; total {flops['total']:.4g} (`agentsweep status`: "
-        f"{status.get('flops_spent', float('nan')):.4g} spent, SFT + RL without the evaluations)",
         f"- trials by state: {status.get('trials_by_state')}",
+        f"- FLOPs (`sweep.export.study_flops`): SFT branch points (teacher + SFT, once) {flops['sft']:.4g}, RL "
+        f"updates {flops['rl']:.4g}, evaluations {flops['eval']:.4g}; total {flops['total']:.4g} "
+        f"(`agentsweep status`: {status.get('flops_spent', float('nan')):.4g} spent, SFT + RL without the "
+        "evaluations)",
+        f"- wall time of the sweep (launch and resumes, SFT branch points included): {sweep_s:.0f} s",
+        f"- machine: `nproc` {machine()['nproc']}; the load average (1, 5, 15 min) at each stage's start and end "
+        "is in the table",
         "",
-        "## Commands (cwd: the repository root; `python -m sweep.cli` is `agentsweep`)",
+        "## Every stage that ran (cwd: the repository root; `python -m sweep.cli` is `agentsweep`)",
         "",
-        "| stage | wall time | command |",
-        "|---|---|---|",
+        "| started | stage | wall time | exit | load average start / end | commit | command |",
+        "|---|---|---|---|---|---|---|",
     ]
-    for name, cmd, wall in stages.records:
-        lines.append(f"| {name} | {wall:.0f} s | `{shown(cmd)}` |")
-    lines += [
-        "",
-        f"Total wall time {sum(w for _, _, w in stages.records):.0f} s. The launch stage includes the SFT branch "
-        "points (teacher traces, SFT) unless their content hash found them built.",
-    ]
-    if args.sft_s is not None:
+    for r in records:
         lines.append(
-            f"The SFT branch points were built in the first {args.sft_s:.0f} s of it (the manifest's time)."
+            f"| {r['started']} | {r['stage']} | {r['wall_s']:.0f} s | {r['returncode']} | {r['loadavg_start']} / "
+            f"{r['loadavg_end']} | {r['commit']} | `{r['command']}` |"
         )
+    lines += ["", "The script's invocations:", ""]
+    lines += [f"- `{s}`" for s in dict.fromkeys(r["script"] for r in records)]
+    manifests = [m.stat().st_mtime for m in stages.out.glob("branch_points/*/manifest.json")]
+    for r in records:
+        built = [m - r["t0"] for m in manifests if r["stage"] == "launch" and 0 < m - r["t0"] <= r["wall_s"]]
+        if built:
+            lines += ["", f"The SFT branch points were built in the first {max(built):.0f} s of the launch "
+                      f"of {r['started']} (their manifest's time)."]  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
@@ -222,7 +246,6 @@ def main(argv: list[str] | None = None) -> int:
     size = replace(size, **{k: v for k, v in given.items() if v is not None})
     if size.trials < 1 or size.updates < 1 or size.sft_epochs <= 0 or size.branch_every < 1:
         ap.error(f"{size}: trials, updates and branch_every must be >= 1, sft_epochs > 0")
-    args.size, args.sft_s = size, None
     args.out = args.out.resolve()
     ship = (args.ship or (args.out / "shipped" if args.smoke else SHIP)).resolve()
     sys.path.insert(0, str(REPO))
@@ -231,14 +254,14 @@ def main(argv: list[str] | None = None) -> int:
     from sweep.demo import report_command
 
     args.out.mkdir(parents=True, exist_ok=True)
-    load = machine()
     stages = Stages(args.out)
     existing = sweep_dirs(args.out)
     if args.resume:
         if len(existing) != 1:
             raise SystemExit(
                 f"--resume needs exactly one sweep directory in {args.out}, found {[str(p) for p in existing]}: "
-                "pass the --out of the sweep to continue (or launch one without --resume)"
+                "pass the --out of the sweep to continue, or run without --resume to launch one (a launch stopped "
+                "while building the SFT branch points leaves none; launching again continues the SFT)"
             )
         sweep = existing[0]
         stages.run("resume", cli("resume", str(sweep)))
@@ -250,16 +273,12 @@ def main(argv: list[str] | None = None) -> int:
         options = study_options(yaml.safe_load(OPTIONS.read_text()), size)
         options_path = args.out / "options.yaml"
         options_path.write_text(yaml.safe_dump(options, sort_keys=False))
-        t0 = time.time()
         launch = cli(
             "launch", space_arg(args.out, size), "--out", str(args.out), "--branch-builder", BUILDER,
             "--options", str(options_path), "--trials", str(size.trials), "--seed", str(args.seed),
         )  # fmt: skip
         stages.run("launch", launch)
         (sweep,) = sweep_dirs(args.out)
-        manifests = [m.stat().st_mtime for m in args.out.glob("branch_points/*/manifest.json")]
-        if manifests and max(manifests) > t0:
-            args.sft_s = max(manifests) - t0
     runs = args.out / "runs.parquet"
     stages.run("export", cli("export", str(sweep), "-o", str(runs)))
     curves = runs.with_name("runs.curves.parquet")
@@ -275,13 +294,11 @@ def main(argv: list[str] | None = None) -> int:
 
     flops = study_flops(pd.read_parquet(runs), pd.read_parquet(curves))
     arms = arm_counts(runs)
-    text = commands_md(args, stages, sweep=sweep, flops=flops, arms=arms, load=load, status=status)
+    text = commands_md(stages, sweep=sweep, flops=flops, arms=arms, status=status)
     (ship / "COMMANDS.md").write_text(text)
     print(text)
     print(f"tables: {ship}; report: {args.out / 'report' / 'report.html'}")
-    print(
-        f"the notebook on them: AGENTSWEEP_STUDY_DIR={ship} jupyter nbconvert --execute notebooks/study.ipynb"
-    )
+    print(f"the notebook on them: AGENTSWEEP_STUDY_DIR={ship} jupyter execute notebooks/study.ipynb")
     return 0
 
 
