@@ -37,7 +37,14 @@ from analysis.curves import budget_grid, compute_to_reach, frontier, reached_by_
 from analysis.effects import compute_effects
 from analysis.runs import PreparedRuns, load_curves, load_runs, prepare_runs
 
-__all__ = ["AUTO_STRATUM", "BRANCH_POINT", "ReportOptions", "ReportResult", "build_report"]
+__all__ = [
+    "AUTO_STRATUM",
+    "BRANCH_POINT",
+    "ReportOptions",
+    "ReportResult",
+    "build_report",
+    "hyperparameter_runs",
+]
 
 AUTO_STRATUM = "auto"
 BRANCH_POINT = "params.sft_checkpoint"
@@ -112,7 +119,7 @@ def build_report(
     stratum = options.stratum
     if stratum == AUTO_STRATUM:
         stratum = BRANCH_POINT if BRANCH_POINT in runs.columns else None
-    hyper_runs, num_sft_only = _hyperparameter_runs(runs, stratum, options.hparams)
+    hyper_runs, num_sft_only = hyperparameter_runs(runs, stratum, options.hparams)
     prepared = prepare_runs(
         hyper_runs,
         metric=options.metric,
@@ -177,7 +184,7 @@ def build_report(
     return ReportResult(out, summary, files)
 
 
-def _hyperparameter_runs(
+def hyperparameter_runs(
     runs: pd.DataFrame, stratum: str | None, hparams: tuple[str, ...] | None
 ) -> tuple[pd.DataFrame, int]:
     """(the runs the hyperparameter analysis reads, how many SFT-only runs it leaves out): without the runs of

@@ -11,6 +11,7 @@ Arms (`sweep.arms`): every trial's row has `params.arm` (`rl` from the base stud
 point); with SFT branch points (unless `sft_arm=False`, `agentsweep export --no-sft-arm`) both tables also hold
 the SFT-only arm as a pseudo-run of its own (`run_id` `sft:<hash>`, `params.arm` = `sft`), whose curve is the
 branch points' step-0 evaluations, so `agentsweep report --arm params.arm --baseline sft` compares the three.
+`study_flops` sums the compute behind the two tables.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from analysis.selection import CHECKPOINT_METRIC, select_checkpoint
 from sweep.space import BRANCH_POINT
 from sweep.tracking import TAG_BRANCH_POINT, TAG_SEED, TAG_SUGGESTION, TAG_SWEEP, TAG_TRIAL
 
-__all__ = ["curves_path", "export_sweep", "runs_tables"]
+__all__ = ["curves_path", "export_sweep", "runs_tables", "study_flops"]
 
 logger = logging.getLogger(__name__)
 
@@ -123,3 +124,21 @@ def export_sweep(sweep: str | Path, out: str | Path, *, sft_arm: bool = True) ->
         curves.to_csv(cpath, index=False)
     logger.info("exported %d runs to %s and %d curve points to %s", len(runs), out, len(curves), cpath)
     return out, cpath
+
+
+def study_flops(runs: Any, curves: Any) -> dict[str, float]:
+    """The compute behind an exported sweep's runs and curves tables (`runs_tables`' layout), in FLOPs:
+    `sft`, the SFT branch points counted once (the SFT-only arm's last checkpoint, teacher included; 0 without
+    that arm), `rl` and `eval`, every trial's RL updates and evaluations (each curve's last, cumulative
+    `rl_flops` and `eval_flops`; NaN when the curves lack the column), and `total`, their sum."""
+    from sweep.arms import ARM_COLUMN
+
+    sft_ids = set(runs.loc[runs[ARM_COLUMN] == "sft", "run_id"]) if ARM_COLUMN in runs.columns else set()
+    last = curves.sort_values(["run_id", "step"]).groupby("run_id").last()
+    is_sft = last.index.isin(sft_ids)
+    trials = last[~is_sft & last.index.isin(set(runs["run_id"]))]
+    out = {"sft": float(last.loc[is_sft, "flops"].max()) if is_sft.any() else 0.0}
+    for key, column in (("rl", "rl_flops"), ("eval", "eval_flops")):
+        out[key] = float(trials[column].sum()) if column in trials.columns else float("nan")
+    out["total"] = out["sft"] + out["rl"] + out["eval"]
+    return out

@@ -89,3 +89,21 @@ def test_report_compares_the_arms_and_keeps_the_sft_run_out_of_the_hyperparamete
     match = pd.read_csv(tmp / "report" / "compute_to_match.csv")
     assert set(match["arm"]) == {"rl", "sft+rl"} and set(match["baseline"]) == {"sft"}
     assert result.summary["arms"]["arm_runs"] == {"rl": 2, "sft": 1, "sft+rl": 4}
+
+
+def test_study_flops_counts_the_sft_run_once_and_each_trial_s_last_rl_and_eval_flops():
+    from sweep.export import study_flops
+
+    runs = pd.DataFrame({"run_id": ["a", "b", "sft:x"], "params.arm": ["rl", "sft+rl", "sft"]})
+    curves = pd.DataFrame(
+        {
+            "run_id": ["a", "a", "b", "b", "sft:x", "sft:x"],
+            "step": [0, 2, 2, 0, 0, 1],  # b's rows out of order: its last is step 2
+            "flops": [0.0, 5.0, 107.0, 100.0, 0.0, 100.0],
+            "rl_flops": [0.0, 5.0, 7.0, 0.0, 0.0, 0.0],
+            "eval_flops": [1.0, 2.0, 4.0, 3.0, 2.0, 3.0],
+        }
+    )
+    assert study_flops(runs, curves) == {"sft": 100.0, "rl": 12.0, "eval": 6.0, "total": 118.0}
+    no_sft = study_flops(runs[runs["params.arm"] != "sft"], curves[curves["run_id"] != "sft:x"])
+    assert no_sft == {"sft": 0.0, "rl": 12.0, "eval": 6.0, "total": 18.0}
