@@ -10,6 +10,8 @@ lift comes from. The chosen checkpoint is never used: the best of several noisy 
     /work/wt/venv-run python benchmarks/study_lift.py /work/study/rl*_s* --csv benchmarks/study/lift.csv
     # or from the committed table (columns run, step, split, task, seed, success), in seconds:
     /work/wt/venv-run python benchmarks/study_lift.py --evals benchmarks/study/rl_evals.csv --group '(.+)$'
+    # how the episodes end at each evaluation (does the policy learn to stall until the step limit?)
+    /work/wt/venv-run python benchmarks/study_lift.py /work/study/rlE_300_s0 --lengths 6
 """
 
 from __future__ import annotations
@@ -49,6 +51,38 @@ def load_table(
     return {k: dict(v) for k, v in out.items()}
 
 
+def length_table(rows: list[dict], limit: int) -> list[str]:
+    """Per run and evaluation step: successes and failures by episode length (1 step, 2..limit-1, at the limit)."""
+    counts: dict[tuple[str, int], dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for r in rows:
+        n = int(float(r["steps"]))
+        kind = "win" if float(r["success"]) >= 0.5 else "fail"
+        span = "1" if n <= 1 else (f"{limit}" if n >= limit else f"2-{limit - 1}")
+        counts[(r["run"], int(r["step"]))][f"{kind} {span}"] += 1
+    cols = [f"{k} {s}" for k in ("win", "fail") for s in ("1", f"2-{limit - 1}", f"{limit}")]
+    out = [f"{'run':<24} {'step':>4}  " + "  ".join(f"{c:>8}" for c in cols)]
+    for (run, step), c in sorted(counts.items()):
+        out.append(f"{run:<24} {step:>4}  " + "  ".join(f"{c[k]:>8}" for k in cols))
+    return out
+
+
+def raw_rows(paths: list[Path], evals: Path | None, split: str = "heldout_goals") -> list[dict]:
+    """Per-goal outcome rows (run, step, success, steps) of run directories and/or an rl_evals.csv."""
+    rows = []
+    if evals is not None:
+        with evals.open() as f:
+            rows += [r for r in csv.DictReader(f) if r["split"] == split]
+    for path in paths:
+        for line in (path / "evals.jsonl").read_text().splitlines():
+            try:
+                r = json.loads(line)
+            except ValueError:
+                continue
+            if r["split"] == split:
+                rows.append({**r, "run": path.name})
+    return rows
+
+
 def paired(run: dict[int, dict]) -> tuple[list[tuple[str, int]], np.ndarray, np.ndarray, int]:
     """(goals, success at step 0, success at the last step, last step) over the goals both evaluations played."""
     first, last = min(run), max(run)
@@ -76,7 +110,17 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=10_000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--csv", type=Path, default=None)
+    ap.add_argument(
+        "--lengths",
+        type=int,
+        default=None,
+        metavar="MAX_STEPS",
+        help="print how episodes end, by length, instead",
+    )
     args = ap.parse_args()
+    if args.lengths:
+        print("\n".join(length_table(raw_rows(sorted(args.runs), args.evals), args.lengths)))
+        return
 
     loaded: dict[str, dict[int, dict]] = load_table(args.evals) if args.evals else {}
     for path in sorted(args.runs):

@@ -170,7 +170,7 @@ def _rl_config(args, **over):
         max_new_tokens=args.max_new_tokens,
         max_seq_len=1024,
         max_steps=args.max_steps,
-        gamma=0.9,
+        gamma=args.gamma,
         output_dir=args.out,
         seed=args.seed,
         micro_batch_size=16,
@@ -358,6 +358,12 @@ def main() -> None:
         p.add_argument("--eval-every", type=int, default=10)
         p.add_argument("--lr", type=float, default=1e-4)
         p.add_argument("--loss-aggregation", default="sequence")
+        p.add_argument(
+            "--gamma",
+            type=float,
+            default=0.9,
+            help="discount (the study's 0.9); below 1 a failure's -gamma**steps rewards failing slowly",
+        )
         p.add_argument("--out", default="/tmp/study/rl")
     p = sub.choices["eval"]
     p.add_argument("--models", nargs="+", required=True, help="the branch point first, then RL checkpoints")
