@@ -19,6 +19,11 @@ def episode_return(success: bool, num_steps: int, gamma: float) -> float:
 
     Returns:
         (+1 if success else -1) * gamma**num_steps.
+
+    With gamma < 1 a failure's return rises with its length (-gamma at one step, -gamma**max_steps at the step
+    limit), so within a group a slow failure gets a higher advantage than a fast one: GRPO then teaches the policy
+    to stall rather than commit (measured on MiniWoB++, benchmarks/RESULTS.md "Study recipe, fourth session");
+    gamma = 1 (a value of the study's space) removes that incentive.
     """
     if not 0.0 < gamma <= 1.0:
         raise ValueError(f"gamma={gamma} must be in (0, 1]")
