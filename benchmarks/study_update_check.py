@@ -7,7 +7,9 @@
    (NO_UPDATE=1 gives that band: same goals, rollouts only).
 
     python benchmarks/study_update_check.py BRANCH_DIR N_GOALS UPDATES LR
-    # env: AGG=token|sequence|episode (the loss aggregation, default sequence), TEMP (default 1.0), NO_UPDATE=1
+    # env: AGG=token|sequence|episode (the loss aggregation, default sequence), TEMP (default 1.0), GAMMA (default 0.9), NO_UPDATE=1,
+    #      PROBE=K: also play K other goals (never trained on, G rollouts each) every iteration: does training on
+    #      the N goals help or hurt goals it never saw (transfer or interference)?
     python benchmarks/study_update_check.py /work/study/sft2000/branch_step000300 8 8 3e-4
 """
 
@@ -21,7 +23,7 @@ import numpy as np
 def main():
     import torch
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(int(os.environ.get("THREADS", "1")))
     from types import SimpleNamespace
 
     from study_recipe import TASKS, _rl_config, _runner
@@ -51,6 +53,7 @@ def main():
         seed=0,
         threads=2,
         loss_aggregation=os.environ.get("AGG", "sequence"),
+        gamma=float(os.environ.get("GAMMA", "0.9")),
     )
     cfg = _rl_config(args)
     seed_everything(0)
@@ -63,6 +66,9 @@ def main():
     rng = np.random.default_rng(0)
     tasks = [f"miniwob.{t}" for t in args.tasks.split(",")]
     goals = [(tasks[i % len(tasks)], int(s)) for i, s in enumerate(rng.integers(3, 500, n_goals))]
+    n_probe = int(os.environ.get("PROBE", "0"))
+    probe = [(tasks[i % len(tasks)], int(s)) for i, s in enumerate(rng.integers(500, 1000, n_probe))]
+    probe_hist = []
     print("goals", goals, "aggregation", cfg.loss_aggregation, "lr", lr, "T", temp, flush=True)
 
     def seq_lp(examples):
@@ -89,6 +95,11 @@ def main():
                 f"({time.perf_counter() - t0:.0f} s)",
                 flush=True,
             )
+            if probe:
+                pg = rollout(runner, policy, probe, cfg)
+                ps = np.array([[t.success for t in row] for row in pg], float)
+                probe_hist.append(ps.mean())
+                print(f"  probe goals (never trained on): success {ps.mean():.3f}", flush=True)
             if it == iters or os.environ.get("NO_UPDATE"):
                 continue
             adv = advantages(
@@ -133,6 +144,8 @@ def main():
     finally:
         runner.close()
     print("HIST", " ".join(f"{h:.3f}" for h in hist))
+    if probe_hist:
+        print("PROBE", " ".join(f"{h:.3f}" for h in probe_hist))
 
 
 if __name__ == "__main__":
