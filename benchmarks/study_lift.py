@@ -26,16 +26,24 @@ from pathlib import Path
 import numpy as np
 
 
-def load_run(path: Path, split: str = "heldout_goals") -> dict[int, dict[tuple[str, int], float]]:
-    """step -> {(task, seed): success} of one run's evaluations."""
-    out: dict[int, dict[tuple[str, int], float]] = defaultdict(dict)
+def _jsonl_rows(path: Path, split: str) -> list[dict]:
+    """The per-goal outcome records of one run's `evals.jsonl` on `split` (a torn last line is skipped)."""
+    rows = []
     for line in (path / "evals.jsonl").read_text().splitlines():
         try:
             r = json.loads(line)
         except ValueError:
             continue
         if r["split"] == split:
-            out[int(r["step"])][(r["task"], int(r["seed"]))] = float(r["success"])
+            rows.append(r)
+    return rows
+
+
+def load_run(path: Path, split: str = "heldout_goals") -> dict[int, dict[tuple[str, int], float]]:
+    """step -> {(task, seed): success} of one run's evaluations."""
+    out: dict[int, dict[tuple[str, int], float]] = defaultdict(dict)
+    for r in _jsonl_rows(path, split):
+        out[int(r["step"])][(r["task"], int(r["seed"]))] = float(r["success"])
     return dict(out)
 
 
@@ -73,13 +81,7 @@ def raw_rows(paths: list[Path], evals: Path | None, split: str = "heldout_goals"
         with evals.open() as f:
             rows += [r for r in csv.DictReader(f) if r["split"] == split]
     for path in paths:
-        for line in (path / "evals.jsonl").read_text().splitlines():
-            try:
-                r = json.loads(line)
-            except ValueError:
-                continue
-            if r["split"] == split:
-                rows.append({**r, "run": path.name})
+        rows += [{**r, "run": path.name} for r in _jsonl_rows(path, split)]
     return rows
 
 
