@@ -9,6 +9,7 @@ Shapes: G = group_size (rollouts per goal), N = number of goals in a batch, T = 
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -128,7 +129,7 @@ def policy_loss(
         clip_eps: PPO epsilon.
         num_tokens: the denominator: tokens in the whole batch that enter the loss (across gradient accumulation
             micro-batches), so that micro-batch losses sum to the batch's token mean.
-        aggregation: `token` or `sequence` (above).
+        aggregation: `token`, `sequence` or `episode` (above).
         num_sequences: the `sequence` denominator: sequences in the whole batch with at least one loss token
             (`episode`: episodes in the whole batch).
         seq_weights: (B,) `episode` only: each sequence's weight, 1 / the number of steps of its episode.
@@ -239,9 +240,7 @@ def update(
             raise ValueError(
                 "loss_aggregation='episode' needs each example's episode (build_batch's third value)"
             )
-        steps_of: dict[int, int] = {}
-        for e in episodes:
-            steps_of[e] = steps_of.get(e, 0) + 1
+        steps_of = Counter(episodes)
         weights = [1.0 / steps_of[e] for e in episodes]
         num_sequences = len(steps_of)
     else:
