@@ -17,10 +17,10 @@ The report's target is the SFT-only peak and its flags those of `agentsweep demo
 notebooks/study.ipynb walks through the shipped tables; it also reads an optional `trajectories.jsonl` from the
 study directory, which this script does not write.
 
-The full size (SIZES) is what the effects model needs, not a timed budget: it has not been run. The smoke's 2
-trials took 78 s of Tune fit on the shared 2-core box for about 28 episodes each, so 150 trials of 10 updates of
-32-256 episodes would take far longer than the issue's 2.5 hours; cut --trials / --updates, or make the env
-faster, before starting it.
+The full size (SIZES["full"]) is what fits about an hour and a half on the shared 2-core box with 2 trials at a
+time: 72 trials (18 per stratum: the base student and 3 SFT branch points, drawn in balanced blocks) of 4 updates of
+32 or 64 episodes, against the 10 effects-model coefficients per stratum of sweep/spaces/study-cpu.yaml. Its
+measured wall time, FLOPs and machine are in OUT/COMMANDS.md and benchmarks/RESULTS.md ("The study sweep").
 """
 
 from __future__ import annotations
@@ -48,8 +48,8 @@ class Size:
     """What the wall time is traded against."""
 
     trials: int
-    """RL trials. study-cpu varies 11 knobs: about 24 effects-model coefficients per branch point (intercept +
-    levels - 1 per knob), so each of the 4-5 strata needs more runs than that for residual degrees of freedom."""
+    """RL trials. study-cpu varies 9 knobs of two values each: 10 effects-model coefficients per branch point
+    (intercept + 1 per knob), so each of the 4 strata needs more runs than that for residual degrees of freedom."""
     updates: int
     """GRPO updates per trial (evaluations at step 0, half-way and after the last)."""
     sft_epochs: float
@@ -63,7 +63,8 @@ class Size:
 
 
 SIZES = {
-    "full": Size(trials=150, updates=10, sft_epochs=24.0, branch_every=90),
+    # ~24 epochs x ~100 teacher steps / batch 8 = ~300 SFT updates: branch points at 120, 240 and the end
+    "full": Size(trials=72, updates=4, sft_epochs=24.0, branch_every=120),
     # the pipeline, not a result: 2 easy tasks, SFT of a few updates, 2 trials of 1 update of 2 goals x G=8
     "smoke": Size(trials=2, updates=1, sft_epochs=2.0, branch_every=4, tasks=2, batch_size=16),
 }

@@ -43,7 +43,8 @@ class OptunaSpace:
 
 class RandomSearcher(Searcher):
     """Random search as in the study: each active parameter drawn uniformly from its values, in space order, a
-    conditional only when its parent has the `when` value; seeded by an `np.random.Generator`.
+    conditional only when its parent has the `when` value; seeded by an `np.random.Generator`. A `balanced`
+    parameter (`Parameter.balanced`) is drawn from shuffled blocks instead, each value once per block.
 
     Its saved state is the generator's and the running trials' configs, so it stays the same size however many
     trials ran. Tune saves the searcher with every experiment snapshot (once per trial for fast trials); Optuna's
@@ -58,6 +59,17 @@ class RandomSearcher(Searcher):
         self.space = space
         self._rng = np.random.default_rng(seed)
         self._live: dict[str, dict[str, Any]] = {}
+        self._blocks: dict[
+            str, list[int]
+        ] = {}  # balanced parameter -> value indices left in its current block
+
+    def _draw(self, name: str, n: int) -> int:
+        if not self.space[name].balanced:
+            return int(self._rng.integers(n))
+        block = self._blocks.get(name)
+        if not block:
+            block = self._blocks[name] = [int(i) for i in self._rng.permutation(n)]
+        return block.pop()
 
     def suggest(self, trial_id: str) -> dict | str | None:
         if trial_id in self._live:  # a re-asked trial gets its own config back
@@ -65,7 +77,7 @@ class RandomSearcher(Searcher):
         config: dict[str, Any] = {}
         for p in self.space.parameters:
             if self.space.is_active(p.name, config):
-                config[p.name] = p.values[int(self._rng.integers(len(p.values)))]
+                config[p.name] = p.values[self._draw(p.name, len(p.values))]
         self._live[trial_id] = config
         return dict(config)
 
@@ -73,11 +85,16 @@ class RandomSearcher(Searcher):
         self._live.pop(trial_id, None)
 
     def get_state(self) -> dict:
-        return {"rng": self._rng.bit_generator.state, "live": {k: dict(v) for k, v in self._live.items()}}
+        return {
+            "rng": self._rng.bit_generator.state,
+            "live": {k: dict(v) for k, v in self._live.items()},
+            "blocks": {k: list(v) for k, v in self._blocks.items()},
+        }
 
     def set_state(self, state: dict) -> None:
         self._rng.bit_generator.state = state["rng"]
         self._live = {k: dict(v) for k, v in state["live"].items()}
+        self._blocks = {k: list(v) for k, v in state.get("blocks", {}).items()}
 
     def save(self, checkpoint_path: str) -> None:
         import pickle

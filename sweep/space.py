@@ -44,7 +44,7 @@ AUTO = "auto"
 """`values: auto` (branch point only): the branch points the sweep's SFT stage produced."""
 
 _TOP_KEYS = {"name", "description", "metric", "mode", "search", "parameters"}
-_PARAM_KEYS = {"values", "when"}
+_PARAM_KEYS = {"values", "when", "balanced"}
 Value = bool | int | float | str
 _FLOAT_RE = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
@@ -63,6 +63,10 @@ class Parameter:
     """The parent's value under which this parameter is active."""
     auto: bool = False
     """True for `values: auto` (branch point values filled in by the SFT stage)."""
+    balanced: bool = False
+    """`balanced: true`: random search draws it in shuffled blocks (every value once per `len(values)` trials
+    where it is active, in a seeded random order), so each stratum of it gets the same number of runs, as the
+    per-branch-point effects model needs; the other parameters stay independent uniform draws."""
 
 
 @dataclass(frozen=True)
@@ -166,6 +170,8 @@ class SearchSpace:
             entry: dict[str, Any] = {"values": AUTO if p.auto else list(p.values)}
             if p.parent is not None:
                 entry["when"] = {p.parent: p.parent_value}
+            if p.balanced:
+                entry["balanced"] = True
             parameters[p.name] = entry
         return {
             "name": self.name,
@@ -314,7 +320,10 @@ def _parse_parameter(name: str, spec: Any, source: str, known: Mapping[str, Any]
                 f"{source}: {name}: `when` must name exactly one parent, e.g. {{curriculum: true}}"
             )
         ((parent, parent_value),) = when.items()
-    return Parameter(name, () if auto else tuple(values), parent, parent_value, auto)
+    balanced = spec.get("balanced", False)
+    if not isinstance(balanced, bool):
+        raise ValueError(f"{source}: {name}: `balanced` must be true or false, got {balanced!r}")
+    return Parameter(name, () if auto else tuple(values), parent, parent_value, auto, balanced)
 
 
 def _coerce(name: str, value: Any, annotation: Any, source: str) -> Value:

@@ -115,6 +115,51 @@ def test_random_state_survives_save_restore_and_does_not_grow(tmp_path):
     )  # every value of every parameter drawn
 
 
+def test_balanced_parameter_gets_equal_counts_in_seeded_blocks_and_survives_restore(tmp_path):
+    """`balanced: true`: each value once per block of len(values) draws, in a seeded order; the rest independent."""
+    from collections import Counter
+
+    from sweep.search import RandomSearcher
+
+    spec = {
+        "name": "bal",
+        "parameters": {
+            "gamma": {"values": [0.9, 1.0]},
+            "sft_checkpoint": {"values": [0, 1e13, 2e13, 3e13], "balanced": True},
+        },
+    }
+    space = SearchSpace.from_dict(spec)
+    assert space["sft_checkpoint"].balanced and not space["gamma"].balanced
+    assert SearchSpace.from_dict(space.to_dict()) == space
+    draws = _suggest(RandomSearcher(space, seed=0), 72)
+    counts = Counter(cfg["sft_checkpoint"] for cfg in draws)
+    assert sorted(counts.values()) == [18, 18, 18, 18]
+    for b in range(18):  # every block of 4 holds each branch point once
+        assert {cfg["sft_checkpoint"] for cfg in draws[4 * b : 4 * b + 4]} == {0, 1e13, 2e13, 3e13}
+    orders = {tuple(cfg["sft_checkpoint"] for cfg in draws[4 * b : 4 * b + 4]) for b in range(18)}
+    assert len(orders) > 3  # shuffled, not a fixed cycle
+    assert draws == _suggest(RandomSearcher(space, seed=0), 72)
+    assert draws != _suggest(RandomSearcher(space, seed=1), 72)
+    unbalanced = SearchSpace.from_dict(
+        {**spec, "parameters": {**spec["parameters"], "sft_checkpoint": {"values": [0, 1e13, 2e13, 3e13]}}}
+    )
+    plain = Counter(cfg["sft_checkpoint"] for cfg in _suggest(RandomSearcher(unbalanced, seed=0), 72))
+    assert sorted(plain.values()) != [
+        18,
+        18,
+        18,
+        18,
+    ]  # this seed's uniform draws are unequal: the flag matters
+    searcher = RandomSearcher(space, seed=3)  # a restore mid-block continues the same block
+    _suggest(searcher, 6, "a")
+    searcher.save(str(tmp_path / "s.pkl"))
+    again = RandomSearcher(space, seed=99)
+    again.restore(str(tmp_path / "s.pkl"))
+    assert _suggest(again, 10, "b") == _suggest(searcher, 10, "b")
+    with pytest.raises(ValueError, match="balanced"):
+        SearchSpace.from_dict({"name": "x", "parameters": {"gamma": {"values": [0.9], "balanced": "yes"}}})
+
+
 def test_indexed_searcher_numbers_suggestions_in_order_and_keeps_counting_after_restore(tmp_path):
     limited = make_searcher(SMALL, kind="grid", seed=0, max_concurrent=2)
     first = _suggest(limited, 3, "x")  # the third waits for a free slot: no index used

@@ -62,8 +62,11 @@ def test_study_cpu_space_scales_the_papers_names_and_draws():
 
     paper, cpu = load_space("paper"), load_space("study-cpu")
     assert cpu.names == paper.names and cpu["sft_checkpoint"].auto
-    assert cpu["learning_rate"].values == (1e-5, 3e-5, 1e-4, 3e-4)
-    assert cpu["batch_size"].values == (32, 64, 128, 256)
+    assert cpu["learning_rate"].values == (3e-5, 3e-4)
+    assert cpu["batch_size"].values == (32, 64)
+    varied = [p for p in cpu.parameters if len(p.values) > 1]
+    assert all(len(p.values) == 2 for p in varied) and len(varied) == 9  # 10 coefficients per branch point
+    assert cpu["sft_checkpoint"].balanced  # each branch point gets the same number of runs
     assert cpu["importance_ratio"].values == (False,)  # fixed at the recommended value (one PPO epoch)
     built = [BuiltBranchPoint("/sft/a", 1.5e13, 300), BuiltBranchPoint("/sft/b", 3.1e13, 600)]
     space, paths = attach(cpu, built)
