@@ -42,6 +42,8 @@ __all__ = [
     "BUDGET_RULES",
     "COMPUTE_TO_MATCH_COLUMNS",
     "FRONTIER_K_COLUMNS",
+    "PEAK_COLUMNS",
+    "PEAK_DIFFERENCE_COLUMNS",
     "ArmComparison",
     "ArmError",
     "BudgetRule",
@@ -52,6 +54,8 @@ __all__ = [
 ]
 
 FRONTIER_K_COLUMNS = ["arm", "k", "flops", "expected_best", "lo", "hi", "n_runs"]
+PEAK_COLUMNS = ["arm", "k", "peak", "lo", "hi", "flops_at_peak"]
+PEAK_DIFFERENCE_COLUMNS = ["arm", "versus", "k", "difference", "lo", "hi"]
 COMPUTE_TO_MATCH_COLUMNS = [
     "arm",
     "k",
@@ -74,6 +78,12 @@ class ArmComparison:
     """FRONTIER_K_COLUMNS: per arm and FLOPs budget, the expected best of k runs with its bootstrap band."""
     compute_to_match: pd.DataFrame
     """COMPUTE_TO_MATCH_COLUMNS: one row per arm other than the baseline (empty without a baseline)."""
+    peaks: pd.DataFrame
+    """PEAK_COLUMNS: per arm, the peak of its equal-k curve over all budgets (its best expected-best-of-k), with
+    the bootstrap interval of that peak and the FLOPs where the point curve first attains it."""
+    peak_differences: pd.DataFrame
+    """PEAK_DIFFERENCE_COLUMNS: per ordered pair of arms, peak(arm) - peak(versus) with its interval from the same
+    replicates (arms are resampled independently, so the pair's replicates are independent draws)."""
     k: int
     """The number of runs every arm is compared at."""
     k_rule: str
@@ -211,6 +221,15 @@ def _peak(curves: np.ndarray, grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return np.where(ok, peak, np.nan), np.where(ok, grid[at], np.nan)
 
 
+def _interval(draws: np.ndarray, alpha: float) -> tuple[float, float]:
+    """The (alpha, 1 - alpha) quantiles of bootstrap draws, NaN replicates left out (NaN, NaN if none is left)."""
+    draws = draws[np.isfinite(draws)]
+    if not len(draws):
+        return float("nan"), float("nan")
+    lo, hi = np.quantile(draws, [alpha, 1.0 - alpha])
+    return float(lo), float(hi)
+
+
 def compare_arms(
     curves: pd.DataFrame,
     arms: pd.Series,
@@ -344,9 +363,22 @@ def compare_arms(
                     float(reached.mean()),
                 )
             )
+    peak_point = {a: _peak(point[a], grid) for a in names}
+    peak_boot = {a: _peak(boot[a], grid)[0] for a in names}  # (reps,) each, in sign * metric units
+    peak_rows, diff_rows = [], []
+    for a in names:
+        value, at = peak_point[a]
+        lo, hi = _interval(sign * peak_boot[a], alpha)
+        peak_rows.append((a, k, float(sign * value), lo, hi, float(at)))
+        for b in names:
+            if b != a:
+                lo, hi = _interval(sign * (peak_boot[a] - peak_boot[b]), alpha)
+                diff_rows.append((a, b, k, float(sign * (peak_point[a][0] - peak_point[b][0])), lo, hi))
     return ArmComparison(
         frontier=frontier,
         compute_to_match=pd.DataFrame(match_rows, columns=COMPUTE_TO_MATCH_COLUMNS),
+        peaks=pd.DataFrame(peak_rows, columns=PEAK_COLUMNS),
+        peak_differences=pd.DataFrame(diff_rows, columns=PEAK_DIFFERENCE_COLUMNS),
         k=int(k),
         k_rule=k_rule,
         arm_runs=sizes,

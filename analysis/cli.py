@@ -216,6 +216,12 @@ def _print_summary(summary: dict, out_dir) -> None:
                 f"  {row['arm']} reaches {row['baseline']}'s peak {row['target']:.3g} with {ratio} its FLOPs "
                 f"[{lo}, {hi}] (reached in {row['p_reached']:.0%} of replicates)"
             )
+    for row in summary.get("findings", []):
+        lo, hi = (
+            v if isinstance(v, str) else "nan" if v is None else f"{v:+.3g}" for v in (row["lo"], row["hi"])
+        )
+        interval = "" if row["estimate"] is None else f": {row['estimate']:+.3g} [{lo}, {hi}]"
+        console.print(f"  finding '{row['finding']}'{interval} -> {row['verdict']}", markup=False)
     console.print(f"report: [bold]{out_dir}/report.html[/] (tables and summary.json beside it)")
 
 

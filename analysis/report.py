@@ -163,14 +163,21 @@ def build_report(
             )
         comparison = _compare_arms(runs, curves, prepared, options)
         tables["frontier_k"] = comparison.frontier
+        tables["arm_peaks"] = comparison.peaks
         if options.arms.baseline is not None:
             tables["compute_to_match"] = comparison.compute_to_match
+            tables["findings"] = _findings(curves, prepared, comparison, tables["effects"], options)
     files = []
     for name, table in tables.items():
         path = out / f"{name}.csv"
         table.to_csv(path, index=False)
         files.append(path)
     summary = _summary(prepared, tables, options, runs_source)
+    if "findings" in tables:
+        summary["findings"] = [
+            {c: _json_number(v) for c, v in row.items()}
+            for row in tables["findings"].to_dict(orient="records")
+        ]
     if comparison is not None:
         summary["arms"] = _arms_summary(comparison, options.arms)
     figures = _plots(prepared, tables, out, summary.get("arms")) if options.plots else {}
@@ -275,6 +282,35 @@ def _compare_arms(runs: pd.DataFrame, curves: pd.DataFrame, prepared: PreparedRu
     )
 
 
+def _findings(curves: pd.DataFrame, prepared: PreparedRuns, comparison, effects: pd.DataFrame, options):
+    """The study's headline findings beside ours (`analysis.findings`): the arm comparison, the effects per
+    branch point, and the RL runs' equal-k peaks per branch point (their stratum; the smallest stratum's k)."""
+    from analysis.arms import compare_arms
+    from analysis.findings import FindingArms, paper_findings
+
+    strata = [label for label, _ in prepared.strata()] if prepared.stratum else []
+    by_branch = None
+    if len(strata) >= 2:
+        labels = pd.Series(
+            prepared.frame[prepared.stratum].astype(str).to_numpy(),
+            index=prepared.frame["run_id"].astype(str).to_numpy(),
+        )
+        try:
+            by_branch = compare_arms(
+                curves, labels, prepared.metric.removeprefix("metrics."), rule=options.arms.rule,
+                mode=prepared.mode, reps=options.arms.reps, seed=options.seed,
+            )  # fmt: skip
+        except ArmError as exc:  # e.g. a stratum without curves: the finding reads "not measured"
+            logger.warning("findings: no per-branch-point comparison (%s)", exc)
+    return paper_findings(
+        comparison=comparison,
+        effects=effects,
+        strata=strata,
+        by_branch=by_branch,
+        arms=FindingArms(sft=options.arms.baseline),
+    )
+
+
 def _arms_summary(comparison, arm: ArmOptions) -> dict:
     """The headline of the arm comparison, for summary.json and the page's first section."""
     match = comparison.compute_to_match
@@ -287,8 +323,8 @@ def _arms_summary(comparison, arm: ArmOptions) -> dict:
         "reps": arm.reps,
         "arm_runs": comparison.arm_runs,
         "peaks": {
-            a: float(part.expected_best.max()) if part.expected_best.notna().any() else None
-            for a, part in comparison.frontier.groupby("arm", sort=False)
+            r["arm"]: {c: _json_number(r[c]) for c in ("peak", "lo", "hi", "flops_at_peak")}
+            for r in comparison.peaks.to_dict(orient="records")
         },
         "compute_to_match": [
             {c: _json_number(v) for c, v in row.items()} for row in match.to_dict(orient="records")
@@ -528,6 +564,20 @@ def _arms_headline(arms: dict | None) -> list[str]:
     return parts
 
 
+def _findings_section(findings: pd.DataFrame | None) -> list[str]:
+    """The study's headline findings beside ours, right after the arms' headline."""
+    if findings is None or findings.empty:
+        return []
+    return [
+        "<h2>The study's findings beside ours</h2><p>Each of the paper's headline findings, the quantity that "
+        "tests it on these runs with its 95% interval, and the verdict: <i>reproduced</i> (the interval lies on "
+        "the paper's side of 0, or below 1 for the ratio), <i>not reproduced</i> (on the other side), <i>not "
+        "resolvable at this scale</i> (it contains the boundary) or <i>not measured</i> (the table lacks an arm, "
+        "a knob or a stratum). Method: <code>analysis.findings</code>.</p>",
+        _table(findings, table_id="findings"),
+    ]
+
+
 def _html(summary: dict, tables: dict[str, pd.DataFrame], figures: dict[str, Path]) -> str:
     parts = [
         f"<!doctype html><html><head><meta charset='utf-8'><title>agentsweep report</title><style>{_STYLE}"
@@ -537,6 +587,7 @@ def _html(summary: dict, tables: dict[str, pd.DataFrame], figures: dict[str, Pat
         f"<code>{html.escape(str(summary['stratum']))}</code>; excluded: "
         f"{html.escape(json.dumps(summary['excluded']))}. Seed {summary['seed']}.</p>",
         *_arms_headline(summary.get("arms")),
+        *_findings_section(tables.get("findings")),
         "<h2>What to pick</h2><p>Per stratum, hyperparameters from most to least important (importance: how much "
         "the metric moves, typically, when you change it, in metric units). <i>recommended</i>: the value with "
         "the highest probability of having the best marginal mean (<i>p_best</i>); <i>effect</i>: its marginal "

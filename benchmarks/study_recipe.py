@@ -213,9 +213,16 @@ def cmd_eval(args) -> None:
         raise SystemExit(
             f"--steps gives {len(steps)} steps for {len(args.models)} models; give one per model"
         )
+    labels = args.labels.split(",") if args.trajectories else []
+    if args.trajectories and len(labels) != len(args.models):
+        raise SystemExit(
+            f"--labels gives {len(labels)} labels for {len(args.models)} models; give one per model"
+        )
     cfg = _rl_config(args)
     runner = _runner(args)
     rows: list[dict] = []
+    episodes: list[dict] = []
+    rows_models: list[str] = []  # the models done so far (indexes --labels)
     try:
         for mdir, step in zip(args.models, steps, strict=True):
             model, tok = load_student(mdir)
@@ -228,6 +235,8 @@ def cmd_eval(args) -> None:
                     if not t.env_error:
                         per_goal.setdefault(g, []).append(int(t.success))
                         lengths.setdefault(g, []).append(len(t.steps))
+                        if labels:
+                            episodes.append(_episode_record(labels[len(rows_models)], step, e, t))
             ok = [x for v in per_goal.values() for x in v]
             lo, hi = wilson(sum(ok), len(ok))
             print(
@@ -249,10 +258,25 @@ def cmd_eval(args) -> None:
                  "steps": round(sum(lengths[g]) / len(v), 2)}
                 for g, v in per_goal.items()
             ]  # fmt: skip
+            rows_models.append(mdir)
     finally:
         runner.close()
     if args.csv:
         append_csv(Path(args.csv), rows)
+    if args.trajectories:
+        with Path(args.trajectories).open("a") as f:
+            f.writelines(json.dumps(r) + "\n" for r in episodes)
+        print(f"{len(episodes)} episodes -> {args.trajectories}")
+
+
+def _episode_record(label: str, step: int, episode: int, t) -> dict:
+    """One episode as notebooks/study.ipynb's trajectories.jsonl holds it: who played it, the goal, the outcome
+    and each step's parsed action (or the raw completion, cut, when it did not parse)."""
+    actions = [
+        s.action if s.action is not None else f"(unparsed) {s.completion.text[:60]!r}" for s in t.steps
+    ]
+    return {"model": label, "step": step, "episode": episode, "task": t.task, "seed": t.seed, "goal": t.goal,
+            "success": bool(t.success), "actions": actions}  # fmt: skip
 
 
 # ---------------------------------------------------------------- RL (the wall split comes from train_rl's history)
@@ -371,6 +395,10 @@ def main() -> None:
     p.add_argument("--episodes", type=int, default=1, help="sampled episodes per goal")
     p.add_argument("--csv", default=None, help="append per-goal mean success here (rl_evals.csv's layout)")
     p.add_argument("--run", default=None, help="the run column of --csv (default: the first model's name)")
+    p.add_argument(
+        "--trajectories", default=None, help="append every episode (model, task, seed, success, actions)"
+    )
+    p.add_argument("--labels", default="branch,rl", help="with --trajectories: each model's `model` field")
     p = sub.choices["rl"]
     p.add_argument("--branch", required=True)
     p.add_argument("--branch-flops", type=float, default=0.0)
