@@ -27,6 +27,7 @@ either is contradicted.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Literal
 
@@ -34,8 +35,11 @@ import numpy as np
 import pandas as pd
 
 from analysis._values import value_sort_key
+from analysis.choices import ArmError
 
-__all__ = ["FINDINGS_COLUMNS", "PAPER_RATIO", "FindingArms", "Verdict", "paper_findings"]
+logger = logging.getLogger(__name__)
+
+__all__ = ["FINDINGS_COLUMNS", "PAPER_RATIO", "FindingArms", "Verdict", "paper_findings", "study_findings"]
 
 Verdict = Literal["reproduced", "not reproduced", "not resolvable at this scale", "not measured"]
 REPRODUCED, CONTRADICTED, UNRESOLVED, UNMEASURED = ("reproduced", "not reproduced", "not resolvable at this scale",
@@ -218,3 +222,52 @@ def paper_findings(
     ]  # fmt: skip
     out = pd.DataFrame([{"finding": f, "paper": p, **row} for f, p, row in rows])
     return out[FINDINGS_COLUMNS]
+
+
+def study_findings(
+    curves: pd.DataFrame,
+    prepared,
+    comparison,
+    effects: pd.DataFrame,
+    *,
+    baseline: str = "sft",
+    rule: str = "last",
+    reps: int = 500,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """`paper_findings` from what a report has computed: the arm comparison (its SFT-only baseline), the effects
+    per branch point, and the RL runs' equal-k peaks per branch point (runs labelled by their stratum; k = the
+    smallest stratum's runs), which this function compares.
+
+    Args:
+        curves: the curves table (run_id, step, flops, the metric).
+        prepared: `analysis.runs.PreparedRuns` of the hyperparameter runs (SFT-only arm left out), stratified by
+            the branch point.
+        comparison: `analysis.arms.compare_arms` over the arm column with `baseline`.
+        effects: `analysis.effects.compute_effects`' effects table for `prepared`.
+        baseline: the SFT-only arm's label.
+        rule, reps, seed: the per-branch-point comparison's budget rule, bootstrap replicates and seed.
+    """
+    from analysis.arms import compare_arms
+
+    strata = [label for label, _ in prepared.strata()] if prepared.stratum else []
+    by_branch = None
+    if len(strata) >= 2:
+        labels = pd.Series(
+            prepared.frame[prepared.stratum].astype(str).to_numpy(),
+            index=prepared.frame["run_id"].astype(str).to_numpy(),
+        )
+        metric = prepared.metric.removeprefix("metrics.")
+        try:
+            by_branch = compare_arms(
+                curves, labels, metric, rule=rule, mode=prepared.mode, reps=reps, seed=seed
+            )
+        except ArmError as exc:  # e.g. a stratum without curves: the finding reads "not measured"
+            logger.warning("findings: no per-branch-point comparison (%s)", exc)
+    return paper_findings(
+        comparison=comparison,
+        effects=effects,
+        strata=strata,
+        by_branch=by_branch,
+        arms=FindingArms(sft=baseline),
+    )

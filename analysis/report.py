@@ -283,31 +283,18 @@ def _compare_arms(runs: pd.DataFrame, curves: pd.DataFrame, prepared: PreparedRu
 
 
 def _findings(curves: pd.DataFrame, prepared: PreparedRuns, comparison, effects: pd.DataFrame, options):
-    """The study's headline findings beside ours (`analysis.findings`): the arm comparison, the effects per
-    branch point, and the RL runs' equal-k peaks per branch point (their stratum; the smallest stratum's k)."""
-    from analysis.arms import compare_arms
-    from analysis.findings import FindingArms, paper_findings
+    from analysis.findings import study_findings
 
-    strata = [label for label, _ in prepared.strata()] if prepared.stratum else []
-    by_branch = None
-    if len(strata) >= 2:
-        labels = pd.Series(
-            prepared.frame[prepared.stratum].astype(str).to_numpy(),
-            index=prepared.frame["run_id"].astype(str).to_numpy(),
-        )
-        try:
-            by_branch = compare_arms(
-                curves, labels, prepared.metric.removeprefix("metrics."), rule=options.arms.rule,
-                mode=prepared.mode, reps=options.arms.reps, seed=options.seed,
-            )  # fmt: skip
-        except ArmError as exc:  # e.g. a stratum without curves: the finding reads "not measured"
-            logger.warning("findings: no per-branch-point comparison (%s)", exc)
-    return paper_findings(
-        comparison=comparison,
-        effects=effects,
-        strata=strata,
-        by_branch=by_branch,
-        arms=FindingArms(sft=options.arms.baseline),
+    arm = options.arms
+    return study_findings(
+        curves,
+        prepared,
+        comparison,
+        effects,
+        baseline=arm.baseline,
+        rule=arm.rule,
+        reps=arm.reps,
+        seed=options.seed,
     )
 
 
