@@ -296,7 +296,9 @@ def run_demo(
 
 
 def _fmt(v: float) -> str:
-    return "nan" if not math.isfinite(v) else f"{v:.3f}"
+    if math.isinf(v):
+        return "inf" if v > 0 else "-inf"
+    return "nan" if math.isnan(v) else f"{v:.3f}"
 
 
 def _branch_label(stratum: str) -> str:
@@ -313,7 +315,7 @@ def headline(report_dir: Path) -> list[str]:
     FLOPs to reach the SFT-only peak from each branch point; the top hyperparameter by importance
     (mean over strata); the compute frontier's best (score, interval, FLOPs); with the arms compared
     (`compute_to_match.csv`), each arm's compute-to-match ratio against SFT-only's equal-k peak, with its 95%
-    bootstrap interval."""
+    bootstrap interval; each of the paper's headline findings with its verdict and interval (`findings.csv`)."""
     import pandas as pd
 
     report_dir = Path(report_dir)
@@ -378,6 +380,14 @@ def headline(report_dir: Path) -> list[str]:
                 f"compute to match the SFT-only arm's peak {_fmt(m.target.iloc[0])} (expected best of "
                 f"k = {int(m.k.iloc[0])} runs per arm): " + "; ".join(parts)
             )
+    findings_csv = report_dir / "findings.csv"
+    if findings_csv.is_file():
+        f = pd.read_csv(findings_csv)
+        lines += [
+            f"paper's finding '{r.finding}': {r.verdict}"
+            + ("" if pd.isna(r.estimate) else f" ({_fmt(r.estimate)} [{_fmt(r.lo)}, {_fmt(r.hi)}])")
+            for r in f.itertuples()
+        ]
     return lines
 
 

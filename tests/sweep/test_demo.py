@@ -74,6 +74,12 @@ def test_demo_smoke_runs_the_real_recipe_and_reports_by_branch_point(smoke_demo)
     assert "compute to match the SFT-only arm's peak" in tail and "SFT+RL " in tail
     # each arm's ratio with its interval printed as text (rich once took "[inf, inf]" for a style tag and dropped it)
     assert tail.split("compute to match the SFT-only arm's peak")[1].count("[") >= 2, tail
+    # the paper's five findings, each with its verdict, on the page and on the terminal
+    findings = pd.read_csv(report / "findings.csv")
+    assert len(findings) == 5 and 'id="findings"' in html
+    assert tail.count("paper's finding") == 5 and "paper's finding 'SFT+RL > SFT-only > RL-only':" in tail, (
+        tail
+    )
     assert "agentsweep ui" in result.output
 
 
