@@ -144,11 +144,19 @@ def _true_minus_false(effects: pd.DataFrame, stratum: str, hparam: str) -> tuple
     return 2 * float(r.effect), 2 * float(r.effect_lo), 2 * float(r.effect_hi)
 
 
+def _is_base(label: str) -> bool:
+    """Whether a stratum label is the base student's branch point (0 SFT FLOPs)."""
+    try:
+        return float(label) == 0.0
+    except ValueError:
+        return False
+
+
 def _helps_only_from_base(effects: pd.DataFrame, strata: list[str], hparam: str) -> dict:
     measure = f"main-effects difference {hparam}=true - false (95% t-interval), base stratum vs SFT strata"
-    if effects.empty or len(strata) < 2:
+    if effects.empty or len(strata) < 2 or not _is_base(strata[0]):
         return dict(measure=measure, estimate=np.nan, lo=np.nan, hi=np.nan, verdict=UNMEASURED,
-                    note="needs the base student's stratum and at least one SFT branch point (--stratum)")  # fmt: skip
+                    note="needs the base student's stratum (branch point 0) and an SFT branch point (--stratum)")  # fmt: skip
     base, later = strata[0], strata[1:]
     found = {s: _true_minus_false(effects, s, hparam) for s in strata}
     if found[base] is None:
@@ -170,9 +178,9 @@ def _helps_only_from_base(effects: pd.DataFrame, strata: list[str], hparam: str)
 
 def _branch_points(by_branch, strata: list[str]) -> dict:
     measure = "equal-k peak of the RL runs per branch point: earliest SFT branch point - base student"
-    if by_branch is None or len(strata) < 2:
+    if by_branch is None or len(strata) < 2 or not _is_base(strata[0]):
         return dict(measure=measure, estimate=np.nan, lo=np.nan, hi=np.nan, verdict=UNMEASURED,
-                    note="needs RL runs from the base student and from at least one SFT branch point")  # fmt: skip
+                    note="needs RL runs from the base student (branch point 0) and from an SFT branch point")  # fmt: skip
     base, early, later = strata[0], strata[1], strata[2:]
     found = _peak_difference(by_branch, early, base)
     if found is None:

@@ -90,9 +90,15 @@ def test_planted_truths_are_reproduced_and_their_opposites_are_not(tmp_path):
     assert verdicts["branch early, not from the instruct model"] == "not reproduced"
 
 
-def test_findings_not_measured_without_arms_or_knobs():
+def test_findings_not_measured_without_arms_or_knobs(tmp_path):
     table = paper_findings()
     assert (table["verdict"] == "not measured").all() and list(table.columns) == FINDINGS_COLUMNS
+    # without the base student's stratum the by-branch-point findings are not measured (not read off SFT strata)
+    runs, curves = _study(seed=0, lift=0.2, curriculum_base=0.25, error_log_sft=0.0, late=0.0)
+    keep = runs["params.sft_checkpoint"] != "0.0"
+    verdicts, _ = _findings(runs[keep], curves[curves.run_id.isin(runs[keep].run_id)], tmp_path)
+    for finding in ("curriculum helps only from scratch", "branch early, not from the instruct model"):
+        assert verdicts[finding] == "not measured"
 
 
 def test_peaks_and_their_differences_by_hand():
