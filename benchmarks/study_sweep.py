@@ -7,6 +7,8 @@ exact commands, wall time per stage, FLOPs, the machine).
     nice -n 19 /work/wt/venv-run python benchmarks/study_sweep.py --out /work/study/sweep
     # after an interruption (Ctrl-C, a lost machine): continue the same sweep, then export and report
     nice -n 19 /work/wt/venv-run python benchmarks/study_sweep.py --out /work/study/sweep --resume
+    # the tables of the trials finished so far (after a Ctrl-C; --resume later runs the rest)
+    nice -n 19 /work/wt/venv-run python benchmarks/study_sweep.py --out /work/study/sweep --export-only
     # the pipeline in a few minutes (2 tasks, 2 trials of 1 update, batch 16); ships into OUT/shipped/
     nice -n 19 /work/wt/venv-run python benchmarks/study_sweep.py --out /tmp/study-smoke --smoke
 
@@ -235,6 +237,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--smoke", action="store_true", help="the pipeline in a few minutes (SIZES['smoke'])")
     ap.add_argument("--resume", action="store_true", help="`agentsweep resume` the sweep in OUT, then export")
     ap.add_argument(
+        "--export-only",
+        action="store_true",
+        help="export, report and ship the sweep in OUT as it stands (its finished trials; an interrupted sweep "
+        "stays resumable with --resume)",
+    )
+    ap.add_argument(
         "--ship",
         type=Path,
         default=None,
@@ -257,15 +265,18 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     stages = Stages(args.out)
     existing = sweep_dirs(args.out)
-    if args.resume:
+    if args.resume and args.export_only:
+        ap.error("--resume and --export-only: pick one (resume runs the rest of the sweep, then exports)")
+    if args.resume or args.export_only:
         if len(existing) != 1:
             raise SystemExit(
-                f"--resume needs exactly one sweep directory in {args.out}, found {[str(p) for p in existing]}: "
+                f"--resume and --export-only need exactly one sweep directory in {args.out}, found {[str(p) for p in existing]}: "
                 "pass the --out of the sweep to continue, or run without --resume to launch one (a launch stopped "
                 "while building the SFT branch points leaves none; launching again continues the SFT)"
             )
         sweep = existing[0]
-        stages.run("resume", cli("resume", str(sweep)))
+        if args.resume:
+            stages.run("resume", cli("resume", str(sweep)))
     else:
         if existing:
             raise SystemExit(
