@@ -18,8 +18,8 @@ The quantities:
 3. Curriculum helps only from scratch and 4. error logs help only without SFT: the main-effects model's
    difference true - false (`analysis.effects`: twice the binary knob's effect, HC3 t-interval) in the base
    student's stratum (it must help there) and in every SFT branch point's stratum (it must not).
-5. Branching early, but not from the instruct model, gives the best frontier: the equal-k peak of the RL runs
-   per branch point; the earliest SFT branch point must beat the base student and not lose to a later one.
+5. Branching early, but not from the instruct model, gives the best frontier: the peak of the mean RL run's curve
+   (k = 1) per branch point; the earliest SFT branch point must beat the base student and not lose to a later one.
 
 A finding that joins two claims (helps here, not there) is reproduced only when both hold and not reproduced when
 either is contradicted.
@@ -163,8 +163,13 @@ def _helps_only_from_base(effects: pd.DataFrame, strata: list[str], hparam: str)
         return dict(measure=measure, estimate=np.nan, lo=np.nan, hi=np.nan, verdict=UNMEASURED,
                     note=f"{hparam} is not a varied true/false hyperparameter of stratum {base}")  # fmt: skip
     d, lo, hi = found[base]
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return dict(measure=measure, estimate=np.nan, lo=np.nan, hi=np.nan, verdict=UNMEASURED,
+                    note=f"stratum {base} (base) has no interval: too few runs for the effects model")  # fmt: skip
     verdicts = [_side(lo, hi)]
     parts = [f"stratum {base} (base): {_interval(d, lo, hi)}"]
+    if lo == hi:
+        parts.append("every base-stratum run scored the same, so the knob cannot show an effect there")
     for s in later:
         if found[s] is None or not np.isfinite(found[s][1]):
             parts.append(f"stratum {s}: no interval")
@@ -177,7 +182,7 @@ def _helps_only_from_base(effects: pd.DataFrame, strata: list[str], hparam: str)
 
 
 def _branch_points(by_branch, strata: list[str]) -> dict:
-    measure = "equal-k peak of the RL runs per branch point: earliest SFT branch point - base student"
+    measure = "peak of the mean RL run (k = 1) per branch point: earliest SFT branch point - base student"
     if by_branch is None or len(strata) < 2 or not _is_base(strata[0]):
         return dict(measure=measure, estimate=np.nan, lo=np.nan, hi=np.nan, verdict=UNMEASURED,
                     note="needs RL runs from the base student (branch point 0) and from an SFT branch point")  # fmt: skip
@@ -244,8 +249,9 @@ def study_findings(
     seed: int = 0,
 ) -> pd.DataFrame:
     """`paper_findings` from what a report has computed: the arm comparison (its SFT-only baseline), the effects
-    per branch point, and the RL runs' equal-k peaks per branch point (runs labelled by their stratum; k = the
-    smallest stratum's runs), which this function compares.
+    per branch point, and the peak of the mean RL run's curve per branch point (runs labelled by their stratum;
+    k = 1: the expected best of all of a stratum's runs is its best run, whose bootstrap lies below it), which
+    this function compares.
 
     Args:
         curves: the curves table (run_id, step, flops, the metric).
@@ -268,7 +274,7 @@ def study_findings(
         metric = prepared.metric.removeprefix("metrics.")
         try:
             by_branch = compare_arms(
-                curves, labels, metric, rule=rule, mode=prepared.mode, reps=reps, seed=seed
+                curves, labels, metric, k=1, rule=rule, mode=prepared.mode, reps=reps, seed=seed
             )
         except ArmError as exc:  # e.g. a stratum without curves: the finding reads "not measured"
             logger.warning("findings: no per-branch-point comparison (%s)", exc)
