@@ -14,6 +14,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK = ROOT / "notebooks" / "study.ipynb"
 DEMO = ROOT / "benchmarks" / "study" / "demo"
+SWEEP = ROOT / "benchmarks" / "study" / "sweep"
 
 
 def _execute(tmp_path: Path, monkeypatch, study_dir: str) -> str:
@@ -45,6 +46,27 @@ def test_study_notebook_on_the_demo_tables(tmp_path, monkeypatch):
     )
     assert "curriculum helps only from scratch: -> not measured" in out
     assert "error logs help only without SFT: -> not measured" in out
+
+
+def test_study_notebook_on_the_study_sweep_tables(tmp_path, monkeypatch):
+    """The notebook's default folder: the study sweep's shipped tables (benchmarks/study_sweep.py)."""
+    import pandas as pd
+
+    runs = pd.read_parquet(SWEEP / "runs.parquet")
+    finished = runs[runs["status"] == "FINISHED"].groupby("params.arm")["run_id"].count()
+    assert finished["sft"] == 1 and finished["rl"] >= 10 and finished["sft+rl"] >= 30, finished
+    monkeypatch.delenv("AGENTSWEEP_STUDY_DIR", raising=False)
+    out = _execute(tmp_path, monkeypatch, "benchmarks/study/sweep")
+    assert f"runs per arm: rl {finished['rl']}, sft 1, sft+rl {finished['sft+rl']}" in out, out
+    for finding in (
+        "SFT+RL > SFT-only > RL-only",
+        "curriculum helps only from scratch",
+        "error logs help only",
+    ):
+        assert re.search(
+            re.escape(finding) + r".* -> (reproduced|not reproduced|not resolvable at this scale)", out
+        )
+    assert "success by model: branch 0.60 of 30, rl 0.60 of 30" in out  # the trajectories beside the folder
 
 
 def test_study_notebook_reads_trajectories(tmp_path, monkeypatch):
