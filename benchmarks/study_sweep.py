@@ -19,10 +19,11 @@ The report's target is the SFT-only peak and its flags those of `agentsweep demo
 notebooks/study.ipynb walks through the shipped tables; it also reads an optional `trajectories.jsonl` from the
 study directory, which this script does not write.
 
-The full size (SIZES["full"]) is what fits about an hour and a half on the shared 2-core box with 2 trials at a
-time: 72 trials (18 per stratum: the base student and 3 SFT branch points, drawn in balanced blocks) of 4 updates of
-32 or 64 episodes, against the 10 effects-model coefficients per stratum of sweep/spaces/study-cpu.yaml. Its
-measured wall time, FLOPs and machine are in OUT/COMMANDS.md and benchmarks/RESULTS.md ("The study sweep").
+The full size (SIZES["full"]): 72 trials (18 per stratum: the base student and 3 SFT branch points, drawn in
+balanced blocks) of 4 updates of 32 or 64 episodes, against the 10 effects-model coefficients per stratum of
+sweep/spaces/study-cpu.yaml. Measured on the shared 2-core box with 2 trials at a time: 56 trials (14 blocks) took
+6,708 s including the SFT branch points (about 2 min per trial), so all 72 take about 2.4 h; benchmarks/RESULTS.md,
+"The study sweep", and benchmarks/study/sweep/COMMANDS.md have the stages, FLOPs and load averages.
 """
 
 from __future__ import annotations
