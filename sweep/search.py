@@ -311,6 +311,11 @@ def make_searcher(
     elif kind == "random":
         searcher = RandomSearcher(space, seed=seed, metric=space.metric, mode=space.mode)
     elif kind == "tpe":
+        balanced = [p.name for p in space.parameters if p.balanced]
+        if balanced:  # TPE chooses every value by its model: there are no blocks to draw from
+            logger.warning(
+                "%s: `balanced: true` is honoured by random search only; TPE draws them as it likes", balanced
+            )
         import optuna
         from ray.tune.search.optuna import OptunaSearch
 

@@ -66,7 +66,8 @@ class Parameter:
     balanced: bool = False
     """`balanced: true`: random search draws it in shuffled blocks (every value once per `len(values)` trials
     where it is active, in a seeded random order), so each stratum of it gets the same number of runs, as the
-    per-branch-point effects model needs; the other parameters stay independent uniform draws."""
+    per-branch-point effects model needs; the other parameters stay independent uniform draws. TPE ignores it
+    (with a warning); a grid has every value equally often anyway."""
 
 
 @dataclass(frozen=True)
