@@ -178,6 +178,13 @@ def report(
     _print_summary(result.summary, result.out_dir)
 
 
+def _bound(value, spec: str) -> str:
+    """An interval bound as summary.json holds it: a number, "inf"/"-inf" or None (NaN)."""
+    if isinstance(value, str):
+        return value
+    return "nan" if value is None else format(value, spec)
+
+
 def _print_summary(summary: dict, out_dir) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -211,15 +218,13 @@ def _print_summary(summary: dict, out_dir) -> None:
         console.print(f"arms of {arms['column']} at equal k = {arms['k']} ({arms['k_rule']}; runs: {runs})")
         for row in arms["compute_to_match"]:
             ratio = "not reached" if row["ratio"] is None else f"{row['ratio']:.2f}x"
-            lo, hi = (v if isinstance(v, str) else f"{v:.3g}" for v in (row["lo"], row["hi"]))  # "inf"
+            lo, hi = (_bound(v, ".3g") for v in (row["lo"], row["hi"]))
             console.print(
                 f"  {row['arm']} reaches {row['baseline']}'s peak {row['target']:.3g} with {ratio} its FLOPs "
                 f"[{lo}, {hi}] (reached in {row['p_reached']:.0%} of replicates)"
             )
     for row in summary.get("findings", []):
-        lo, hi = (
-            v if isinstance(v, str) else "nan" if v is None else f"{v:+.3g}" for v in (row["lo"], row["hi"])
-        )
+        lo, hi = (_bound(v, "+.3g") for v in (row["lo"], row["hi"]))
         interval = "" if row["estimate"] is None else f": {row['estimate']:+.3g} [{lo}, {hi}]"
         console.print(f"  finding '{row['finding']}'{interval} -> {row['verdict']}", markup=False)
     console.print(f"report: [bold]{out_dir}/report.html[/] (tables and summary.json beside it)")

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 import pandas as pd
@@ -42,8 +42,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["FINDINGS_COLUMNS", "PAPER_RATIO", "FindingArms", "Verdict", "paper_findings", "study_findings"]
 
 Verdict = Literal["reproduced", "not reproduced", "not resolvable at this scale", "not measured"]
-REPRODUCED, CONTRADICTED, UNRESOLVED, UNMEASURED = ("reproduced", "not reproduced", "not resolvable at this scale",
-                                                    "not measured")  # fmt: skip
+REPRODUCED, CONTRADICTED, UNRESOLVED, UNMEASURED = get_args(Verdict)
 FINDINGS_COLUMNS = ["finding", "paper", "measure", "estimate", "lo", "hi", "verdict", "note"]
 PAPER_RATIO = 0.55
 """The study's compute-to-match ratio: SFT+RL reaches SFT-only's peak with 55% of SFT-only's compute."""
@@ -60,7 +59,7 @@ class FindingArms:
 
 def _side(lo: float, hi: float, boundary: float = 0.0, *, below: bool = False) -> Verdict:
     """The verdict of one interval against the paper's side of `boundary` (above it, or below with `below`)."""
-    if not (np.isfinite(lo) or np.isfinite(hi)) or np.isnan(lo) or np.isnan(hi):
+    if np.isnan(lo) or np.isnan(hi):
         return UNMEASURED
     if below:
         lo, hi, boundary = -hi, -lo, -boundary
@@ -69,6 +68,11 @@ def _side(lo: float, hi: float, boundary: float = 0.0, *, below: bool = False) -
     if hi < boundary:
         return CONTRADICTED
     return UNRESOLVED
+
+
+def _unmeasured(measure: str, note: str) -> dict:
+    """A finding's row when the table lacks what it needs: no estimate, no interval, the note says what is missing."""
+    return dict(measure=measure, estimate=np.nan, lo=np.nan, hi=np.nan, verdict=UNMEASURED, note=note)
 
 
 def _joint(verdicts: list[Verdict]) -> Verdict:
@@ -100,8 +104,9 @@ def _arm_order(comparison, arms: FindingArms) -> dict:
     found = [_peak_difference(comparison, a, b) if comparison is not None else None for a, b in pairs]
     if any(f is None for f in found):
         have = sorted(comparison.arm_runs) if comparison is not None else []
-        return dict(measure=measure, estimate=np.nan, lo=np.nan, hi=np.nan, verdict=UNMEASURED,
-                    note=f"needs the arms {arms.sft_rl}, {arms.sft} and {arms.rl}; the table has {have}")  # fmt: skip
+        return _unmeasured(
+            measure, f"needs the arms {arms.sft_rl}, {arms.sft} and {arms.rl}; the table has {have}"
+        )
     verdict = _joint([_side(lo, hi) for _, lo, hi in found])
     (d1, lo1, hi1), (d2, lo2, hi2) = found
     note = (f"{arms.sft_rl} - {arms.sft}: {_interval(d1, lo1, hi1)}; {arms.sft} - {arms.rl}: "
@@ -119,8 +124,9 @@ def _compute_to_match(comparison, arms: FindingArms) -> dict:
     match = comparison.compute_to_match if comparison is not None else pd.DataFrame()
     row = match[match["arm"] == arms.sft_rl] if not match.empty else match
     if row.empty:
-        return dict(measure=measure, estimate=np.nan, lo=np.nan, hi=np.nan, verdict=UNMEASURED,
-                    note=f"needs the {arms.sft_rl} arm compared against the baseline {arms.sft} (--baseline)")  # fmt: skip
+        return _unmeasured(
+            measure, f"needs the {arms.sft_rl} arm compared against the baseline {arms.sft} (--baseline)"
+        )
     r = row.iloc[0]
     ratio, lo, hi = float(r["ratio"]), float(r["lo"]), float(r["hi"])
     verdict = _side(lo, hi, 1.0, below=True) if np.isfinite(lo) else CONTRADICTED
@@ -155,17 +161,18 @@ def _is_base(label: str) -> bool:
 def _helps_only_from_base(effects: pd.DataFrame, strata: list[str], hparam: str) -> dict:
     measure = f"main-effects difference {hparam}=true - false (95% t-interval), base stratum vs SFT strata"
     if effects.empty or len(strata) < 2 or not _is_base(strata[0]):
-        return dict(measure=measure, estimate=np.nan, lo=np.nan, hi=np.nan, verdict=UNMEASURED,
-                    note="needs the base student's stratum (branch point 0) and an SFT branch point (--stratum)")  # fmt: skip
+        return _unmeasured(
+            measure, "needs the base student's stratum (branch point 0) and an SFT branch point (--stratum)"
+        )
     base, later = strata[0], strata[1:]
     found = {s: _true_minus_false(effects, s, hparam) for s in strata}
     if found[base] is None:
-        return dict(measure=measure, estimate=np.nan, lo=np.nan, hi=np.nan, verdict=UNMEASURED,
-                    note=f"{hparam} is not a varied true/false hyperparameter of stratum {base}")  # fmt: skip
+        return _unmeasured(measure, f"{hparam} is not a varied true/false hyperparameter of stratum {base}")
     d, lo, hi = found[base]
     if not (np.isfinite(lo) and np.isfinite(hi)):
-        return dict(measure=measure, estimate=np.nan, lo=np.nan, hi=np.nan, verdict=UNMEASURED,
-                    note=f"stratum {base} (base) has no interval: too few runs for the effects model")  # fmt: skip
+        return _unmeasured(
+            measure, f"stratum {base} (base) has no interval: too few runs for the effects model"
+        )
     verdicts = [_side(lo, hi)]
     parts = [f"stratum {base} (base): {_interval(d, lo, hi)}"]
     if lo == hi:
@@ -184,13 +191,13 @@ def _helps_only_from_base(effects: pd.DataFrame, strata: list[str], hparam: str)
 def _branch_points(by_branch, strata: list[str]) -> dict:
     measure = "peak of the mean RL run (k = 1) per branch point: earliest SFT branch point - base student"
     if by_branch is None or len(strata) < 2 or not _is_base(strata[0]):
-        return dict(measure=measure, estimate=np.nan, lo=np.nan, hi=np.nan, verdict=UNMEASURED,
-                    note="needs RL runs from the base student (branch point 0) and from an SFT branch point")  # fmt: skip
+        return _unmeasured(
+            measure, "needs RL runs from the base student (branch point 0) and from an SFT branch point"
+        )
     base, early, later = strata[0], strata[1], strata[2:]
     found = _peak_difference(by_branch, early, base)
     if found is None:
-        return dict(measure=measure, estimate=np.nan, lo=np.nan, hi=np.nan, verdict=UNMEASURED,
-                    note=f"no curves for strata {base} and {early}")  # fmt: skip
+        return _unmeasured(measure, f"no curves for strata {base} and {early}")
     d, lo, hi = found
     verdicts = [_side(lo, hi)]
     parts = [f"k = {by_branch.k}; {early} - {base}: {_interval(d, lo, hi)}"]

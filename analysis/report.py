@@ -174,10 +174,7 @@ def build_report(
         files.append(path)
     summary = _summary(prepared, tables, options, runs_source)
     if "findings" in tables:
-        summary["findings"] = [
-            {c: _json_number(v) for c, v in row.items()}
-            for row in tables["findings"].to_dict(orient="records")
-        ]
+        summary["findings"] = _json_records(tables["findings"])
     if comparison is not None:
         summary["arms"] = _arms_summary(comparison, options.arms)
     figures = _plots(prepared, tables, out, summary.get("arms")) if options.plots else {}
@@ -313,9 +310,7 @@ def _arms_summary(comparison, arm: ArmOptions) -> dict:
             r["arm"]: {c: _json_number(r[c]) for c in ("peak", "lo", "hi", "flops_at_peak")}
             for r in comparison.peaks.to_dict(orient="records")
         },
-        "compute_to_match": [
-            {c: _json_number(v) for c, v in row.items()} for row in match.to_dict(orient="records")
-        ],
+        "compute_to_match": _json_records(match),
     }
 
 
@@ -326,6 +321,11 @@ def _json_number(value):
             return None
         return float(value) if np.isfinite(value) else ("inf" if value > 0 else "-inf")
     return value.item() if hasattr(value, "item") else value
+
+
+def _json_records(frame: pd.DataFrame) -> list[dict]:
+    """A table's rows for summary.json, each cell through `_json_number`."""
+    return [{c: _json_number(v) for c, v in row.items()} for row in frame.to_dict(orient="records")]
 
 
 def _from_json_number(value) -> float:

@@ -59,9 +59,8 @@ class RandomSearcher(Searcher):
         self.space = space
         self._rng = np.random.default_rng(seed)
         self._live: dict[str, dict[str, Any]] = {}
-        self._blocks: dict[
-            str, list[int]
-        ] = {}  # balanced parameter -> value indices left in its current block
+        # balanced parameter -> the value indices left in its current block
+        self._blocks: dict[str, list[int]] = {}
 
     def _draw(self, name: str, n: int) -> int:
         if not self.space[name].balanced:
