@@ -221,7 +221,8 @@ def _print_summary(summary: dict, out_dir) -> None:
             lo, hi = (_bound(v, ".3g") for v in (row["lo"], row["hi"]))
             console.print(
                 f"  {row['arm']} reaches {row['baseline']}'s peak {row['target']:.3g} with {ratio} its FLOPs "
-                f"[{lo}, {hi}] (reached in {row['p_reached']:.0%} of replicates)"
+                f"[{lo}, {hi}] (reached in {row['p_reached']:.0%} of replicates)",
+                markup=False,  # rich would take "[inf, inf]" for a style tag and drop it
             )
     for row in summary.get("findings", []):
         lo, hi = (_bound(v, "+.3g") for v in (row["lo"], row["hi"]))

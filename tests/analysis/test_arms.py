@@ -184,6 +184,8 @@ def test_report_writes_the_equal_k_frontier_ratio_figure_and_headline(arm_study,
     out = tmp_path / "r"
     match = pd.read_csv(out / "compute_to_match.csv")
     assert list(match.columns) == COMPUTE_TO_MATCH_COLUMNS and match.arm.tolist() == ["sft+rl"]
+    bounds = ", ".join("inf" if np.isinf(v) else f"{v:.3g}" for v in (match.lo[0], match.hi[0]))
+    assert f"its FLOPs [{bounds}]" in " ".join(res.stdout.split()), res.stdout  # the interval is printed
     assert list(pd.read_csv(out / "frontier_k.csv").columns) == FRONTIER_K_COLUMNS
     assert (out / "frontier_k.png").stat().st_size > 10_000 and (out / "frontier.csv").exists()
     arms = json.loads((out / "summary.json").read_text())["arms"]

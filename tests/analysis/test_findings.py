@@ -127,3 +127,24 @@ def test_peaks_and_their_differences_by_hand():
     assert d.loc[("A", "B"), "difference"] == pytest.approx(0.3)
     assert d.loc[("B", "A"), "difference"] == pytest.approx(-0.3)
     assert d.loc[("A", "B"), "lo"] == pytest.approx(-d.loc[("B", "A"), "hi"])
+
+
+def test_report_on_the_study_sweep_prints_unreached_intervals_and_the_findings(tmp_path):
+    """The shipped study tables (benchmarks/study/sweep): neither arm reaches SFT-only's peak, so each ratio's
+    interval is [inf, inf], which the terminal must print (rich once took it for a style tag and dropped it)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    sweep = Path(__file__).resolve().parents[2] / "benchmarks" / "study" / "sweep"
+    cmd = [sys.executable, "-m", "analysis", "report", str(sweep / "runs.parquet"), "--curves",
+           str(sweep / "runs.curves.parquet"), "--stratum", "params.sft_checkpoint", "--arm", "params.arm",
+           "--baseline", "sft", "--out", str(tmp_path / "r")]  # fmt: skip
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    match = pd.read_csv(tmp_path / "r" / "compute_to_match.csv")
+    assert np.isinf(match.lo).all() and np.isinf(match.hi).all()
+    text = " ".join(res.stdout.split())
+    assert text.count("its FLOPs [inf, inf]") == len(match) == 2, res.stdout
+    findings = pd.read_csv(tmp_path / "r" / "findings.csv")
+    assert text.count("finding '") == len(findings) == 5
