@@ -176,6 +176,7 @@ def _rl_config(args, **over):
         micro_batch_size=16,
         cpu_threads=args.threads,
         loss_aggregation=args.loss_aggregation,
+        negative_advantage_weight=args.negative_advantage_weight,
         env_options={"observation": "compact", "max_obs_tokens": 600},
     )
     base.update(over)
@@ -387,6 +388,12 @@ def main() -> None:
             type=float,
             default=0.9,
             help="discount (the study's 0.9); below 1 a failure's -gamma**steps rewards failing slowly",
+        )
+        p.add_argument(
+            "--negative-advantage-weight",
+            type=float,
+            default=1.0,
+            help="RLConfig.negative_advantage_weight: 1 the study's update, 0 reinforce only above-mean episodes",
         )
         p.add_argument("--out", default="/tmp/study/rl")
     p = sub.choices["eval"]

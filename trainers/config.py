@@ -130,6 +130,11 @@ class RLConfig:
     """Passes over each batch; > 1 makes the importance ratio leave 1 (pi_old = the rollout policy)."""
     adv_eps: float = 1e-4
     """Added to the group std when normalising."""
+    negative_advantage_weight: float = 1.0
+    """Multiplies negative advantages, in [0, 1]. 1: the study (every episode below its group's mean is pushed
+    down as hard as one above it is pushed up); 0: only episodes better than their group's mean are reinforced
+    (with grouped advantages, a filtered, rejection-sampling-like update whose freed probability mass does not
+    flow to the sampling tail; zero-advantage filtering then drops the rest). Not one of the study's knobs."""
     max_new_tokens: int = 48
     """Completion tokens per agent step."""
     max_seq_len: int = 1024
@@ -201,6 +206,11 @@ class RLConfig:
             )
         if self.group_size < 2 and self.grouped_advantage:
             raise ValueError("grouped_advantage needs group_size >= 2 (a group of one has zero advantage)")
+        if not 0.0 <= self.negative_advantage_weight <= 1.0:
+            raise ValueError(
+                f"negative_advantage_weight={self.negative_advantage_weight} must be in [0, 1] "
+                "(1: the study's update, 0: reinforce only episodes above their group's mean)"
+            )
         if self.warmup_updates < 0:
             raise ValueError(f"warmup_updates={self.warmup_updates} must be >= 0")
         if self.max_new_tokens >= self.max_seq_len:

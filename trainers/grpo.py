@@ -51,7 +51,14 @@ ZERO_ADV_TOL = 1e-8
 """|advantage| at or below this counts as zero for zero-advantage filtering."""
 
 
-def advantages(returns: np.ndarray, *, grouped: bool, std_normalize: bool, eps: float = 1e-4) -> np.ndarray:
+def advantages(
+    returns: np.ndarray,
+    *,
+    grouped: bool,
+    std_normalize: bool,
+    eps: float = 1e-4,
+    negative_weight: float = 1.0,
+) -> np.ndarray:
     """Per-episode advantages from episode returns.
 
     Args:
@@ -60,6 +67,8 @@ def advantages(returns: np.ndarray, *, grouped: bool, std_normalize: bool, eps: 
         grouped: subtract each group's mean return (group-relative advantage); off: the raw return.
         std_normalize: divide by each group's return std (population std, ddof=0) plus `eps`.
         eps: added to the std so that constant groups do not divide by zero.
+        negative_weight: negative advantages are multiplied by this (1: the study's update; 0: only episodes above
+            their group's mean are reinforced, and zero-advantage filtering drops the others).
 
     Returns:
         (N, G) advantages (float64).
@@ -74,6 +83,8 @@ def advantages(returns: np.ndarray, *, grouped: bool, std_normalize: bool, eps: 
     if std_normalize:
         var = np.where(valid, (r - mean) ** 2, 0.0).sum(axis=1, keepdims=True) / np.maximum(n, 1)
         adv = adv / (np.sqrt(var) + eps)
+    if negative_weight != 1.0:
+        adv = np.where(adv < 0, adv * negative_weight, adv)  # NaN (env error) stays NaN
     return adv
 
 

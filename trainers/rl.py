@@ -287,7 +287,13 @@ def _train_step(loop: _Loop, train_goals: Sequence[Any]) -> None:
     timing: dict[str, float] = {}
     groups = rollout(loop.runner, loop.policy, goals, cfg, timing=timing)
     returns = group_returns(groups, cfg.gamma)
-    adv = advantages(returns, grouped=cfg.grouped_advantage, std_normalize=cfg.std_normalize, eps=cfg.adv_eps)
+    adv = advantages(
+        returns,
+        grouped=cfg.grouped_advantage,
+        std_normalize=cfg.std_normalize,
+        eps=cfg.adv_eps,
+        negative_weight=cfg.negative_advantage_weight,
+    )
     keep = kept_episodes(adv, zero_adv_filter=cfg.zero_adv_filter)
     if loop.curriculum is not None:
         loop.curriculum.update(_task_returns(groups, returns))
