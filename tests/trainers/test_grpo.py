@@ -43,6 +43,22 @@ def test_env_error_episodes_leave_the_group():
     assert kept_episodes(adv, zero_adv_filter=False).tolist() == [[True, False, True, True]]
 
 
+def test_negative_weight_scales_only_negative_advantages():
+    r = np.array([[1.0, -1.0, -1.0, -1.0], [1.0, np.nan, -1.0, 1.0]])
+    full = advantages(r, grouped=True, std_normalize=True)
+    for w in (0.0, 0.25):
+        adv = advantages(r, grouped=True, std_normalize=True, negative_weight=w)
+        np.testing.assert_array_equal(adv[full > 0], full[full > 0])  # positives untouched
+        np.testing.assert_allclose(adv[full < 0], w * full[full < 0])
+        assert np.isnan(adv[0 + 1, 1])  # an env-error episode stays out
+    adv = advantages(r, grouped=True, std_normalize=True, negative_weight=0.0)
+    # zero-advantage filtering then keeps only the above-mean episodes
+    assert kept_episodes(adv, zero_adv_filter=True).tolist() == [
+        [True, False, False, False],
+        [True, False, False, True],
+    ]
+
+
 def test_zero_adv_filter():
     adv = advantages(R, grouped=True, std_normalize=True)
     assert kept_episodes(adv, zero_adv_filter=True).tolist() == [[True] * 4, [False] * 4]

@@ -201,6 +201,18 @@ def test_zero_adv_filter_drops_constant_groups(tmp_path):
     assert on["tokens"] < off["tokens"]  # filtered episodes are not even forwarded
 
 
+def test_negative_advantage_weight_zero_trains_only_above_mean_episodes(tmp_path):
+    # ThreeOfFour: every group is 3 successes and 1 failure, so weight 0 keeps exactly the 3/4 that succeeded
+    full, _ = _one_update(tmp_path / "a", ThreeOfFour(), group_size=4, batch_size=8)
+    pos, _ = _one_update(
+        tmp_path / "b", ThreeOfFour(), group_size=4, batch_size=8, negative_advantage_weight=0.0
+    )
+    assert full["kept_frac"] == 1.0 and pos["kept_frac"] == 0.75
+    assert pos["tokens"] < full["tokens"] and pos["loss"] != full["loss"]
+    with pytest.raises(ValueError, match=r"negative_advantage_weight=1.5 must be in \[0, 1\]"):
+        RLConfig(negative_advantage_weight=1.5)
+
+
 def test_importance_ratio_clips_on_later_ppo_epochs(tmp_path):
     same = {"ppo_epochs": 3, "learning_rate": 3e-2, "zero_adv_filter": False, "grouped_advantage": False}
     on, _ = _one_update(tmp_path / "a", importance_ratio=True, **same)
