@@ -33,7 +33,7 @@ import math
 import time
 from pathlib import Path
 
-from study_teacher import parse_seeds  # benchmarks/ is the script's folder, first on sys.path
+from envs.registry import parse_seeds
 
 TASKS = (
     "click-test,click-test-2,click-link,click-dialog,click-dialog-2,click-tab,enter-text,login-user,"

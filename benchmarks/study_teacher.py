@@ -14,6 +14,8 @@ import logging
 import time
 from pathlib import Path
 
+from envs.registry import parse_seeds
+
 TASKS = (
     "click-test,click-test-2,click-link,click-dialog,click-dialog-2,click-tab,enter-text,login-user,"
     "choose-list,focus-text-2"
@@ -28,15 +30,6 @@ READS_GOAL = (
     "choose-list",
     "focus-text-2",
 )
-
-
-def parse_seeds(spec: str) -> list[int]:
-    """'3-9,10-69' -> [3, ..., 69]."""
-    out: list[int] = []
-    for part in spec.split(","):
-        lo, _, hi = part.partition("-")
-        out += list(range(int(lo), int(hi or lo) + 1))
-    return out
 
 
 def main() -> None:

@@ -34,6 +34,7 @@ __all__ = [
     "family_spec",
     "family_of",
     "goals",
+    "parse_seeds",
     "all_tasks",
     "check_tasks",
 ]
@@ -330,19 +331,46 @@ def check_tasks(family: str, tasks: Iterable[str]) -> None:
         raise ValueError(f"unknown {family} task(s) {unknown[:5]}; `agentsweep envs list` shows the tasks")
 
 
-def goals(split: str, *, tasks: Sequence[str] | None = None) -> list[tuple[str, int]]:
+def parse_seeds(spec: str) -> tuple[int, ...]:
+    """Seeds written as comma-separated ranges, `'0-2,1000-1019'` -> (0, 1, 2, 1000, ..., 1019), in that order.
+
+    Raises a ValueError that shows the expected form for anything else (an empty part, a reversed range, a
+    negative or repeated seed).
+    """
+    out: list[int] = []
+    for part in str(spec).split(","):
+        lo, dash, hi = part.strip().partition("-")
+        try:
+            a, b = int(lo), int(hi) if dash else int(lo)
+        except ValueError:
+            raise ValueError(
+                f"seeds {spec!r}: {part.strip()!r} is not a seed or a range; write e.g. '0-2,1000-1019'"
+            ) from None
+        if a < 0 or b < a:
+            raise ValueError(f"seeds {spec!r}: range {part.strip()!r} must be low-high with 0 <= low <= high")
+        out += range(a, b + 1)
+    if len(set(out)) != len(out):
+        raise ValueError(f"seeds {spec!r} name a seed twice")
+    return tuple(out)
+
+
+def goals(
+    split: str, *, tasks: Sequence[str] | None = None, seeds: Sequence[int] | None = None
+) -> list[tuple[str, int]]:
     """The goals of a named split, task-major in the registry's fixed order.
 
     Args:
         split: one of `SPLITS` (e.g. `miniwob.train`).
         tasks: restrict to these tasks (full `family.task` names or bare names); each must be in the split.
+        seeds: play these seeds of the split's tasks instead of the split's own (e.g. more unseen seeds for
+            held-out goals, where three per task cannot resolve a difference).
 
     Returns:
         [(task, seed), ...] with full task names.
     """
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
-    family, names, seeds = SPLITS[split]
+    family, names, split_seeds = SPLITS[split]
     chosen = [f"{family}.{t}" for t in names]
     if tasks is not None:
         wanted = [t if t.startswith(family + ".") else f"{family}.{t}" for t in tasks]
@@ -352,4 +380,6 @@ def goals(split: str, *, tasks: Sequence[str] | None = None) -> list[tuple[str, 
                 f"tasks {unknown} are not in split {split!r}; `agentsweep envs list` shows the splits"
             )
         chosen = [t for t in chosen if t in set(wanted)]
-    return [(t, s) for t in chosen for s in seeds]
+    if seeds is not None:
+        split_seeds = seeds
+    return [(t, s) for t in chosen for s in split_seeds]

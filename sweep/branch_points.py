@@ -20,7 +20,14 @@ from typing import Any
 
 from sweep.space import BRANCH_POINT, SearchSpace, param_to_str
 
-__all__ = ["BuiltBranchPoint", "attach", "content_hash", "ensure_branch_points", "sft_branch_points"]
+__all__ = [
+    "BuiltBranchPoint",
+    "attach",
+    "content_hash",
+    "ensure_branch_points",
+    "given_branch_points",
+    "sft_branch_points",
+]
 
 logger = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
@@ -133,3 +140,40 @@ def sft_branch_points(options: Mapping[str, Any], cache_dir: str) -> list[Any]:
         }
     )
     return list(train_sft(student))
+
+
+def given_branch_points(options: Mapping[str, Any], cache_dir: str) -> list[BuiltBranchPoint]:
+    """Branch points that exist already (SFT run elsewhere, by `agentsweep train sft` or another tool) as a builder.
+
+    `options["branch_points"]` is a JSON file holding a list of `{path, flops, step}` (what `train_sft` writes as
+    `branch_points.json`) or that list itself. Nothing is trained; `cache_dir` is unused. A missing checkpoint
+    directory or a malformed entry raises a ValueError that names it.
+    """
+    spec = options.get("branch_points")
+    if spec is None:
+        raise ValueError(
+            "options.branch_points is missing: give a branch_points.json path or a list of {path, flops, step}"
+        )
+    if isinstance(spec, str | Path):
+        try:
+            spec = json.loads(Path(spec).read_text())
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"options.branch_points: cannot read {spec} as JSON ({exc})") from None
+    if not isinstance(spec, list) or not spec:
+        raise ValueError("options.branch_points must be a non-empty list of {path, flops, step}")
+    out = []
+    for i, entry in enumerate(spec):
+        try:
+            b = BuiltBranchPoint(
+                path=str(entry["path"]), flops=float(entry["flops"]), step=int(entry["step"])
+            )
+        except (KeyError, TypeError, ValueError):
+            raise ValueError(f"options.branch_points[{i}] = {entry!r} needs path, flops and step") from None
+        if not Path(b.path).is_dir():
+            raise ValueError(f"options.branch_points[{i}]: checkpoint directory {b.path} does not exist")
+        if not b.flops > 0:
+            raise ValueError(
+                f"options.branch_points[{i}]: flops={b.flops} must be > 0 (0 is the base student)"
+            )
+        out.append(b)
+    return out

@@ -106,6 +106,11 @@ class RLConfig:
     """Split of held-out goals (None: none; the metric is then NaN and the last evaluation is chosen)."""
     eval_task_split: str | None = "heldout_tasks"
     """Split of held-out tasks (WorkArena: `test`; None: none)."""
+    train_seeds: str | None = None
+    """Seeds of the training tasks to train on, as ranges (`'3-499'`); None: the train split's (MiniWoB++: 3-9)."""
+    eval_goal_seeds: str | None = None
+    """Seeds of the held-out goals (`'0-2,1000-1019'`: the study's three plus fresh ones, where three per task
+    cannot resolve a lift); None: the split's (MiniWoB++: 0-2). A seed also trained on is refused."""
     max_eval_goals: int | None = None
     """Cap on goals per evaluation split (None: all), taken in a fixed order."""
     max_steps: int = 10
@@ -210,6 +215,15 @@ class RLConfig:
             raise ValueError(
                 f"negative_advantage_weight={self.negative_advantage_weight} must be in [0, 1] "
                 "(1: the study's update, 0: reinforce only episodes above their group's mean)"
+            )
+        from envs.registry import parse_seeds
+
+        train = set(parse_seeds(self.train_seeds)) if self.train_seeds is not None else None
+        heldout = set(parse_seeds(self.eval_goal_seeds)) if self.eval_goal_seeds is not None else None
+        if train is not None and heldout is not None and train & heldout:
+            raise ValueError(
+                f"eval_goal_seeds and train_seeds share seeds {sorted(train & heldout)[:5]}: held-out goals must "
+                "never be trained on"
             )
         if self.warmup_updates < 0:
             raise ValueError(f"warmup_updates={self.warmup_updates} must be >= 0")

@@ -104,11 +104,14 @@ def families(env: str) -> list[str]:
     return names
 
 
-def split_goals(env: str, split: str, tasks: Sequence[str] | None = None) -> list[Any]:
+def split_goals(
+    env: str, split: str, tasks: Sequence[str] | None = None, seeds: Sequence[int] | None = None
+) -> list[Any]:
     """The goals of one split of an env family (`envs.registry.goals`), in the registry's fixed order.
 
     For several families (`toy+miniwob`) the families' splits are concatenated in the order named; with `tasks`,
-    each family contributes its own tasks (a family none of `tasks` belongs to contributes nothing).
+    each family contributes its own tasks (a family none of `tasks` belongs to contributes nothing); `seeds`
+    replaces every family's split seeds.
     """
     from envs import registry
 
@@ -123,7 +126,9 @@ def split_goals(env: str, split: str, tasks: Sequence[str] | None = None) -> lis
             (f"{f}.{split}", None if tasks is None else [t for t in tasks if t.startswith(f + ".")])
             for f in fams
         ]
-    goals = [g for name, ts in chosen if ts is None or ts for g in registry.goals(name, tasks=ts)]
+    goals = [
+        g for name, ts in chosen if ts is None or ts for g in registry.goals(name, tasks=ts, seeds=seeds)
+    ]
     if not goals:
         raise ValueError(f"env {env!r} split {split!r} with tasks={tasks} has no goals: check the task names")
     return goals

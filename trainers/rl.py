@@ -328,14 +328,25 @@ def _train_step(loop: _Loop, train_goals: Sequence[Any]) -> None:
 
 
 def _registry_splits(cfg: RLConfig) -> dict[str, list[Any]]:
-    def goals(split: str | None, tasks: Sequence[str] | None) -> list[Any]:
-        return split_goals(cfg.env, split, tasks) if split else []
+    from envs.registry import parse_seeds
 
-    return {
-        "train": goals(cfg.train_split, cfg.tasks),
-        "heldout_goals": goals(cfg.eval_goal_split, cfg.tasks),
+    def goals(split: str | None, tasks: Sequence[str] | None, seeds: str | None = None) -> list[Any]:
+        if not split:
+            return []
+        return split_goals(cfg.env, split, tasks, parse_seeds(seeds) if seeds is not None else None)
+
+    splits = {
+        "train": goals(cfg.train_split, cfg.tasks, cfg.train_seeds),
+        "heldout_goals": goals(cfg.eval_goal_split, cfg.tasks, cfg.eval_goal_seeds),
         "heldout_tasks": goals(cfg.eval_task_split, cfg.eval_tasks),
     }
+    shared = {goal_key(g) for g in splits["train"]} & {goal_key(g) for g in splits["heldout_goals"]}
+    if shared:
+        raise ValueError(
+            f"{len(shared)} held-out goals are also training goals (e.g. {sorted(shared)[:3]}): held-out goals must "
+            "never be trained on; change eval_goal_seeds or train_seeds"
+        )
+    return splits
 
 
 def _make_policy(cfg: RLConfig, model, tok, counter: FlopsCounter, model_dir: str):

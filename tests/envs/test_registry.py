@@ -10,7 +10,7 @@ import pytest
 from envs.choices import FAMILIES, OBSERVATION_KINDS
 from envs.hosts import EnvHost, host_class, worker_options
 from envs.prompts import build_prompt
-from envs.registry import FAMILY_SPECS, SPLITS, family_spec, goals
+from envs.registry import FAMILY_SPECS, SPLITS, family_spec, goals, parse_seeds
 from envs.runner import open_runner
 from envs.settings import RunnerConfig
 from envs.toy import ToyHost
@@ -43,6 +43,26 @@ def test_task_subsets_and_errors() -> None:
         goals("miniwob.train", tasks=["click-button"])  # a held-out task
     with pytest.raises(ValueError, match="unknown split"):
         goals("miniwob.test")
+
+
+def test_seeds_override_a_splits_seeds() -> None:
+    assert parse_seeds("0-2,1000-1002") == (0, 1, 2, 1000, 1001, 1002)
+    assert parse_seeds("7") == (7,)
+    assert goals("miniwob.heldout_goals", tasks=["click-test", "click-tab"], seeds=parse_seeds("0,1000")) == [
+        ("miniwob.click-tab", 0),  # the registry's task order, then the given seeds' order
+        ("miniwob.click-tab", 1000),
+        ("miniwob.click-test", 0),
+        ("miniwob.click-test", 1000),
+    ]
+    for bad, says in [
+        ("", "not a seed"),
+        ("3-", "not a seed"),
+        ("5-2", "low-high"),
+        ("1,0-1", "twice"),
+        ("x", "e.g."),
+    ]:
+        with pytest.raises(ValueError, match=says):
+            parse_seeds(bad)
 
 
 class _HalfHost:

@@ -9,8 +9,14 @@ from types import SimpleNamespace
 
 import pytest
 
-from sweep.branch_points import BuiltBranchPoint, attach, content_hash, ensure_branch_points
-from sweep.space import SearchSpace
+from sweep.branch_points import (
+    BuiltBranchPoint,
+    attach,
+    content_hash,
+    ensure_branch_points,
+    given_branch_points,
+)
+from sweep.space import SearchSpace, param_to_str
 
 BUILDER = "tests.sweep.test_branch_points:fake_builder"
 
@@ -102,3 +108,37 @@ def test_trials_share_the_branch_points(ray_cluster, tmp_path):
         seen.add(bp)
     assert seen == {"0", "1500000000000000.0", "3000000000000000.0"}
     assert s.base_flops == 3.0e15
+
+
+def test_given_branch_points_read_a_manifest_or_a_list(tmp_path):
+    for step in (10, 20):
+        (tmp_path / f"ckpt_{step}").mkdir()
+    listed = [{"path": str(tmp_path / f"ckpt_{s}"), "flops": s * 1e12, "step": s} for s in (10, 20)]
+    manifest = tmp_path / "branch_points.json"
+    manifest.write_text(json.dumps(listed))
+    want = [BuiltBranchPoint(str(tmp_path / f"ckpt_{s}"), s * 1e12, s) for s in (10, 20)]
+    assert given_branch_points({"branch_points": str(manifest)}, "unused") == want
+    assert given_branch_points({"branch_points": listed}, "unused") == want
+    # through the cache and into the space, as `agentsweep launch --branch-builder` uses it
+    built = ensure_branch_points(
+        "sweep.branch_points:given_branch_points", {"branch_points": listed}, cache_root=tmp_path / "cache"
+    )
+    space, paths = attach(_space([2.0e13]), built)
+    assert tuple(space["sft_checkpoint"].values) == (2.0e13,) and paths == {
+        param_to_str(2.0e13): str(tmp_path / "ckpt_20")
+    }
+
+
+@pytest.mark.parametrize(
+    ("spec", "says"),
+    [
+        (None, "options.branch_points is missing"),
+        ("/nonexistent/branch_points.json", "cannot read"),
+        ([], "non-empty list"),
+        ([{"path": "/x", "flops": 1e12}], "needs path, flops and step"),
+        ([{"path": "/nonexistent/ckpt", "flops": 1e12, "step": 1}], "does not exist"),
+    ],
+)
+def test_given_branch_points_say_what_is_wrong(spec, says):
+    with pytest.raises(ValueError, match=says):
+        given_branch_points({} if spec is None else {"branch_points": spec}, "unused")

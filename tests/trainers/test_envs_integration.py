@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from trainers.config import RLConfig, SFTConfig, TeacherConfig
-from trainers.rl import train_rl
+from trainers.rl import EVALS_FILE, train_rl
 from trainers.sft import train_sft
 from trainers.teacher import collect_teacher_traces
 
@@ -104,3 +104,29 @@ def test_teacher_plays_toy_and_miniwob_goals_in_one_run(tmp_path):
     assert [(r["task"], r["seed"]) for r in rows] == goals  # the goals' order, across two worker pools
     assert all(r["success"] for r in rows)
     assert {ex.task for ex in traces.examples} == {"miniwob.click-test", "toy.click-button", "toy.login"}
+
+
+def test_seed_overrides_choose_the_goals_trained_on_and_evaluated(tmp_path):
+    cfg = RLConfig(
+        env="toy",
+        tasks=("click-button",),
+        eval_task_split=None,
+        train_seeds="100-103",
+        eval_goal_seeds="0,500-501",
+        batch_size=4,
+        group_size=2,
+        num_updates=2,
+        eval_every=2,
+        max_steps=2,
+        max_new_tokens=8,
+        max_seq_len=256,
+        temperature=1.0,
+        output_dir=str(tmp_path / "rl"),
+    )
+    train_rl(cfg)
+    evals = [json.loads(line) for line in (tmp_path / "rl" / EVALS_FILE).read_text().splitlines()]
+    assert {(r["step"], r["seed"]) for r in evals} == {(s, x) for s in (0, 2) for x in (0, 500, 501)}
+    trained = [json.loads(line) for line in (tmp_path / "rl" / "trajectories.jsonl").read_text().splitlines()]
+    assert trained and {r["seed"] for r in trained} <= {100, 101, 102, 103}
+    with pytest.raises(ValueError, match="never be trained on"):
+        train_rl(cfg.replace(eval_goal_seeds="0,4", train_seeds=None, output_dir=str(tmp_path / "b")))
