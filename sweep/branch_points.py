@@ -146,15 +146,19 @@ def given_branch_points(options: Mapping[str, Any], cache_dir: str) -> list[Buil
     """Branch points that exist already (SFT run elsewhere, by `agentsweep train sft` or another tool) as a builder.
 
     `options["branch_points"]` is a JSON file holding a list of `{path, flops, step}` (what `train_sft` writes as
-    `branch_points.json`) or that list itself. Nothing is trained; `cache_dir` is unused. A missing checkpoint
-    directory or a malformed entry raises a ValueError that names it.
+    `branch_points.json`; a relative `path` there is relative to the file's folder) or that list itself (paths
+    relative to the working directory). Paths are made absolute: trials run in other directories. Nothing is
+    trained; `cache_dir` is unused. A missing checkpoint directory or a malformed entry raises a ValueError that
+    names it.
     """
     spec = options.get("branch_points")
     if spec is None:
         raise ValueError(
             "options.branch_points is missing: give a branch_points.json path or a list of {path, flops, step}"
         )
+    base = Path.cwd()
     if isinstance(spec, str | Path):
+        base = Path(spec).resolve().parent
         try:
             spec = json.loads(Path(spec).read_text())
         except (OSError, ValueError) as exc:
@@ -164,9 +168,8 @@ def given_branch_points(options: Mapping[str, Any], cache_dir: str) -> list[Buil
     out = []
     for i, entry in enumerate(spec):
         try:
-            b = BuiltBranchPoint(
-                path=str(entry["path"]), flops=float(entry["flops"]), step=int(entry["step"])
-            )
+            path = (base / str(entry["path"])).resolve()
+            b = BuiltBranchPoint(path=str(path), flops=float(entry["flops"]), step=int(entry["step"]))
         except (KeyError, TypeError, ValueError):
             raise ValueError(f"options.branch_points[{i}] = {entry!r} needs path, flops and step") from None
         if not Path(b.path).is_dir():

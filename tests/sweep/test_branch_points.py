@@ -119,6 +119,9 @@ def test_given_branch_points_read_a_manifest_or_a_list(tmp_path):
     want = [BuiltBranchPoint(str(tmp_path / f"ckpt_{s}"), s * 1e12, s) for s in (10, 20)]
     assert given_branch_points({"branch_points": str(manifest)}, "unused") == want
     assert given_branch_points({"branch_points": listed}, "unused") == want
+    relative = tmp_path / "relative.json"  # paths in a file are relative to its folder
+    relative.write_text(json.dumps([{"path": "ckpt_10", "flops": 1e13, "step": 10}]))
+    assert given_branch_points({"branch_points": str(relative)}, "unused") == want[:1]
     # through the cache and into the space, as `agentsweep launch --branch-builder` uses it
     built = ensure_branch_points(
         "sweep.branch_points:given_branch_points", {"branch_points": listed}, cache_root=tmp_path / "cache"
