@@ -177,6 +177,7 @@ def _rl_config(args, **over):
         cpu_threads=args.threads,
         loss_aggregation=args.loss_aggregation,
         negative_advantage_weight=args.negative_advantage_weight,
+        credit_failed_steps=args.credit_failed_steps,
         env_options={"observation": "compact", "max_obs_tokens": 600},
     )
     base.update(over)
@@ -394,6 +395,12 @@ def main() -> None:
             type=float,
             default=1.0,
             help="RLConfig.negative_advantage_weight: 1 the study's update, 0 reinforce only above-mean episodes",
+        )
+        p.add_argument(
+            "--no-credit-failed-steps",
+            dest="credit_failed_steps",
+            action="store_false",
+            help="RLConfig.credit_failed_steps=False: a failed (unparsed, refused) step gets no positive advantage",
         )
         p.add_argument("--out", default="/tmp/study/rl")
     p = sub.choices["eval"]

@@ -133,6 +133,10 @@ class RLConfig:
     """PPO clip range epsilon (used when importance_ratio is on)."""
     ppo_epochs: int = 1
     """Passes over each batch; > 1 makes the importance ratio leave 1 (pi_old = the rollout policy)."""
+    credit_failed_steps: bool = True
+    """A step whose action failed (did not parse, or the environment refused it) shares its episode's advantage
+    (True: the study). False: it never gets a positive one, so a success that passed through junk completions
+    does not reinforce them (measured on MiniWoB++: benchmarks/RESULTS.md, "Study recipe, sixth session")."""
     adv_eps: float = 1e-4
     """Added to the group std when normalising."""
     negative_advantage_weight: float = 1.0

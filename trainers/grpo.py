@@ -186,12 +186,21 @@ def policy_loss(
 
 
 def build_batch(
-    groups: Sequence[Sequence[Trajectory]], adv: np.ndarray, keep: np.ndarray, tokenizer, *, max_seq_len: int
+    groups: Sequence[Sequence[Trajectory]],
+    adv: np.ndarray,
+    keep: np.ndarray,
+    tokenizer,
+    *,
+    max_seq_len: int,
+    credit_failed_steps: bool = True,
 ) -> tuple[list[Encoded], list[float], list[int]]:
     """Tokenised agent steps of the kept episodes, each with its episode's advantage.
 
     Completions are encoded from the sampler's token ids when the backend gave them (exactly what was
-    sampled), else from the text plus eos.
+    sampled), else from the text plus eos. With `credit_failed_steps` off, a step whose action failed (it did
+    not parse, or the environment refused it: `action_error`) gets min(advantage, 0): a successful episode that
+    passed through junk does not reinforce the junk, a failed one still pushes it down; such a step with a zero
+    advantage is left out.
 
     Returns:
         (examples, advantages, episodes): one entry per agent step with at least one completion token;
@@ -203,6 +212,9 @@ def build_batch(
             if not keep[i, j]:
                 continue
             for step in traj.steps:
+                a = float(adv[i, j])
+                if not credit_failed_steps and (step.action is None or step.action_error) and a > 0:
+                    continue  # min(a, 0) = 0: nothing to learn from this step
                 ids = step.completion.token_ids
                 completion = ids if ids is not None else step.completion.text
                 enc = encode_example(
@@ -210,7 +222,7 @@ def build_batch(
                 )
                 if enc.num_completion_tokens:
                     examples.append(enc)
-                    advs.append(float(adv[i, j]))
+                    advs.append(a)
                     episodes.append(i * len(row) + j)
     return examples, advs, episodes
 

@@ -297,7 +297,9 @@ def _train_step(loop: _Loop, train_goals: Sequence[Any]) -> None:
     keep = kept_episodes(adv, zero_adv_filter=cfg.zero_adv_filter)
     if loop.curriculum is not None:
         loop.curriculum.update(_task_returns(groups, returns))
-    examples, advs, episodes = build_batch(groups, adv, keep, loop.tok, max_seq_len=cfg.max_seq_len)
+    examples, advs, episodes = build_batch(
+        groups, adv, keep, loop.tok, max_seq_len=cfg.max_seq_len, credit_failed_steps=cfg.credit_failed_steps
+    )
     pad_id = loop.tok.pad_token_id
     t0 = time.perf_counter()
     stats = update(
