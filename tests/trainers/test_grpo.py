@@ -181,3 +181,30 @@ def test_checkpoint_selection_by_rolling_mean():
     assert select_checkpoint(scores) == 5
     with pytest.raises(ValueError):
         select_checkpoint([])
+
+
+def test_failed_steps_get_no_positive_advantage_when_not_credited(tiny):
+    tiny_tok = tiny[1]
+    from envs.protocol import Completion, Prompt, Step, Trajectory
+    from trainers.grpo import build_batch
+
+    msgs = ({"role": "user", "content": "Goal: click 3"},)
+
+    def step(text: str, action: str | None, error: str = "") -> Step:
+        return Step(Prompt(msgs), Completion(text), action, action_error=error)
+
+    # a success that passed through a junk step and a refused click, and a failure with a junk step
+    win = Trajectory(
+        "t",
+        0,
+        "g",
+        [step("th x", None), step('click("9")', 'click("9")', "hidden"), step('click("3")', 'click("3")')],
+        success=True,
+    )
+    lose = Trajectory("t", 0, "g", [step("zz", None), step('click("4")', 'click("4")')])
+    adv, keep = np.array([[1.0, -1.0]]), np.array([[True, True]])
+    ex, advs, eps = build_batch([[win, lose]], adv, keep, tiny_tok, max_seq_len=64)
+    assert advs == [1.0, 1.0, 1.0, -1.0, -1.0] and eps == [0, 0, 0, 1, 1]  # the study: every step shares it
+    ex, advs, eps = build_batch([[win, lose]], adv, keep, tiny_tok, max_seq_len=64, credit_failed_steps=False)
+    assert advs == [1.0, -1.0, -1.0] and eps == [0, 1, 1]  # only the success's good step is reinforced
+    assert [e.num_completion_tokens > 0 for e in ex] == [True] * 3
