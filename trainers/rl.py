@@ -481,7 +481,9 @@ def _trim_outcomes(cfg: RLConfig, run: _Run) -> None:
 
 
 def _write_outcomes(cfg: RLConfig, step: int, outcomes: dict[str, list]) -> None:
-    """Append the evaluation's per-goal outcomes to `<output_dir>/evals.jsonl`."""
+    """Append the evaluation's per-goal outcomes to `<output_dir>/evals.jsonl`; with a `samples_dir` (a sweep
+    trial's, which reaches MLflow as artifacts) the file is mirrored there, so the paired per-goal lift of any run
+    can be computed from the tracking server."""
     path = Path(cfg.output_dir) / EVALS_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as f:
@@ -500,6 +502,10 @@ def _write_outcomes(cfg: RLConfig, step: int, outcomes: dict[str, list]) -> None
                     )
                     + "\n"
                 )
+    if cfg.samples_dir and Path(cfg.samples_dir).resolve() != Path(cfg.output_dir).resolve():
+        mirror = Path(cfg.samples_dir) / EVALS_FILE
+        mirror.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(mirror, path.read_text())
 
 
 def _write_samples(cfg: RLConfig, groups, step: int) -> None:

@@ -92,6 +92,14 @@ def test_reporter_contract_and_checkpoint_selection(tmp_path):
         assert np.mean([r["success"] for r in mine]) == pytest.approx(m["heldout_goal_success"])
 
 
+def test_per_goal_outcomes_are_mirrored_into_the_samples_dir(tmp_path):
+    # a sweep trial's samples_dir reaches MLflow as artifacts: the per-goal outcomes go with it
+    _run(_cfg(tmp_path, num_updates=2, samples_dir=str(tmp_path / "samples")))
+    mirror = tmp_path / "samples" / EVALS_FILE
+    assert mirror.read_text() == (tmp_path / "rl" / EVALS_FILE).read_text()
+    assert {json.loads(line)["step"] for line in mirror.read_text().splitlines()} == {0, 1, 2}
+
+
 def test_resume_reproduces_the_uninterrupted_run(tmp_path):
     full, full_reports = _run(
         _cfg(tmp_path / "a", num_updates=4, importance_ratio=True, ppo_epochs=2, curriculum=True)
