@@ -10,6 +10,8 @@ lift comes from. The chosen checkpoint is never used: the best of several noisy 
     /work/wt/venv-run python benchmarks/study_lift.py /work/study/rl*_s* --csv benchmarks/study/lift.csv
     # or from the committed table (columns run, step, split, task, seed, success), in seconds:
     /work/wt/venv-run python benchmarks/study_lift.py --evals benchmarks/study/rl_evals.csv --group '(.+)$'
+    # the trials of a sweep (benchmarks/study/lift/), grouped by branch point
+    /work/wt/venv-run python benchmarks/study_lift.py --sweep /work/study/lift/study-lift-... --group '^(.+)_[0-9a-f]+$'
     # how the episodes end at each evaluation (does the policy learn to stall until the step limit?)
     /work/wt/venv-run python benchmarks/study_lift.py /work/study/rlE_300_s0 --lengths 6
 """
@@ -85,6 +87,25 @@ def raw_rows(paths: list[Path], evals: Path | None, split: str = "heldout_goals"
     return rows
 
 
+def sweep_runs(sweep_dir: Path, split: str = "heldout_goals") -> dict[str, dict[int, dict]]:
+    """The trials of an `agentsweep launch` sweep, named `<params.sft_checkpoint>_<trial id>` (so `--group
+    '^(.+)_[0-9a-f]+$'` groups them by branch point), each with its per-goal outcomes: the trial's mirrored
+    `samples/evals.jsonl`, or the `evals.jsonl` in Ray's working directory of the trial (sweeps of earlier commits)."""
+    out: dict[str, dict[int, dict]] = {}
+    for params in sorted((sweep_dir / "tune" / "experiment").glob("*/params.json")):
+        trial = params.parent
+        found = [trial / "samples"] + sorted(
+            sweep_dir.parent.glob(f".ray/session_*/artifacts/*/experiment/working_dirs/{trial.name}")
+        )
+        found = [d for d in found if (d / "evals.jsonl").is_file()]
+        if not found:
+            print(f"{trial.name}: no per-goal outcomes (evals.jsonl), skipped")
+            continue
+        bp = json.loads(params.read_text()).get("sft_checkpoint")
+        out[f"{float(bp or 0):.4g}_{trial.name}"] = load_run(found[0], split)
+    return out
+
+
 def paired(run: dict[int, dict]) -> tuple[list[tuple[str, int]], np.ndarray, np.ndarray, int]:
     """(goals, success at step 0, success at the last step, last step) over the goals both evaluations played."""
     first, last = min(run), max(run)
@@ -108,6 +129,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", nargs="*", type=Path, help="RL run directories (with evals.jsonl)")
     ap.add_argument("--evals", type=Path, default=None, help="a CSV of per-goal outcomes instead of run dirs")
+    ap.add_argument(
+        "--sweep",
+        type=Path,
+        default=None,
+        help="an agentsweep sweep directory: its trials, named <branch point FLOPs>_<trial id>",
+    )
+    ap.add_argument(
+        "--export-evals",
+        type=Path,
+        default=None,
+        help="write the loaded per-goal outcomes here (rl_evals.csv layout)",
+    )
     ap.add_argument("--group", default=r"(.+)_s\d+$", help="regex on the run dir name; group 1 names the arm")
     ap.add_argument("--reps", type=int, default=10_000)
     ap.add_argument("--seed", type=int, default=0)
@@ -128,6 +161,16 @@ def main() -> None:
     for path in sorted(args.runs):
         if (path / "evals.jsonl").is_file():
             loaded[path.name] = load_run(path)
+    if args.sweep:
+        loaded.update(sweep_runs(args.sweep))
+    if args.export_evals:
+        with args.export_evals.open("w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["run", "step", "split", "task", "seed", "success"])
+            for name, run in sorted(loaded.items()):
+                for step, goals in sorted(run.items()):
+                    for (task, seed), ok in sorted(goals.items()):
+                        w.writerow([name, step, "heldout_goals", task, seed, int(ok)])
     groups: dict[str, list[tuple[str, tuple]]] = defaultdict(list)
     for name, run in sorted(loaded.items()):
         if len(run) < 2:
