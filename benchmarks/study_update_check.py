@@ -8,6 +8,7 @@
 
     python benchmarks/study_update_check.py BRANCH_DIR N_GOALS UPDATES LR
     # env: AGG=token|sequence|episode (the loss aggregation, default sequence), TEMP (default 1.0), GAMMA (default 0.9), NO_UPDATE=1,
+    #      NEGATIVE_WEIGHT (RLConfig.negative_advantage_weight, default 1), CREDIT_FAILED_STEPS=0 (credit_failed_steps off),
     #      PROBE=K: also play K other goals (never trained on, G rollouts each) every iteration: does training on
     #      the N goals help or hurt goals it never saw (transfer or interference)?
     python benchmarks/study_update_check.py /work/study/sft2000/branch_step000300 8 8 3e-4
@@ -31,7 +32,7 @@ def main():
     from trainers.backends import HFPolicy
     from trainers.common import collate, make_optimizer, seed_everything, token_logprobs
     from trainers.flops import FlopsCounter
-    from trainers.grpo import advantages, build_batch, kept_episodes, update
+    from trainers.grpo import training_batch, update
     from trainers.models import load_student
     from trainers.rl import group_returns, rollout
 
@@ -54,6 +55,8 @@ def main():
         threads=2,
         loss_aggregation=os.environ.get("AGG", "sequence"),
         gamma=float(os.environ.get("GAMMA", "0.9")),
+        negative_advantage_weight=float(os.environ.get("NEGATIVE_WEIGHT", "1.0")),
+        credit_failed_steps=os.environ.get("CREDIT_FAILED_STEPS", "1") != "0",
     )
     cfg = _rl_config(args)
     seed_everything(0)
@@ -102,11 +105,7 @@ def main():
                 print(f"  probe goals (never trained on): success {ps.mean():.3f}", flush=True)
             if it == iters or os.environ.get("NO_UPDATE"):
                 continue
-            adv = advantages(
-                R, grouped=cfg.grouped_advantage, std_normalize=cfg.std_normalize, eps=cfg.adv_eps
-            )
-            keep = kept_episodes(adv, zero_adv_filter=cfg.zero_adv_filter)
-            ex, advs, eps = build_batch(groups, adv, keep, tok, max_seq_len=cfg.max_seq_len)
+            keep, ex, advs, eps = training_batch(groups, R, tok, cfg)
             print(
                 f"  {len(advs)} steps: step-advantage sum {sum(advs):+.2f} (pos {sum(a for a in advs if a > 0):.2f}, "
                 f"neg {sum(a for a in advs if a < 0):.2f})",

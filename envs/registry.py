@@ -380,6 +380,4 @@ def goals(
                 f"tasks {unknown} are not in split {split!r}; `agentsweep envs list` shows the splits"
             )
         chosen = [t for t in chosen if t in set(wanted)]
-    if seeds is not None:
-        split_seeds = seeds
-    return [(t, s) for t in chosen for s in split_seeds]
+    return [(t, s) for t in chosen for s in (split_seeds if seeds is None else seeds)]

@@ -38,6 +38,7 @@ __all__ = [
     "kept_episodes",
     "policy_loss",
     "build_batch",
+    "training_batch",
     "update",
     "CurriculumState",
     "curriculum_weights",
@@ -211,8 +212,8 @@ def build_batch(
         for j, traj in enumerate(row):
             if not keep[i, j]:
                 continue
+            a = float(adv[i, j])
             for step in traj.steps:
-                a = float(adv[i, j])
                 if not credit_failed_steps and (step.action is None or step.action_error) and a > 0:
                     continue  # min(a, 0) = 0: nothing to learn from this step
                 ids = step.completion.token_ids
@@ -225,6 +226,29 @@ def build_batch(
                     advs.append(a)
                     episodes.append(i * len(row) + j)
     return examples, advs, episodes
+
+
+def training_batch(
+    groups: Sequence[Sequence[Trajectory]], returns: np.ndarray, tokenizer, cfg: RLConfig
+) -> tuple[np.ndarray, list[Encoded], list[float], list[int]]:
+    """One update's batch as `cfg` asks for it: `advantages` (grouped, std-normalised, negatives weighted),
+    `kept_episodes` (zero-advantage filtering), `build_batch` (failed steps credited or not).
+
+    Returns:
+        (keep, examples, advantages, episodes): the (N, G) kept mask and `build_batch`'s three lists.
+    """
+    adv = advantages(
+        returns,
+        grouped=cfg.grouped_advantage,
+        std_normalize=cfg.std_normalize,
+        eps=cfg.adv_eps,
+        negative_weight=cfg.negative_advantage_weight,
+    )
+    keep = kept_episodes(adv, zero_adv_filter=cfg.zero_adv_filter)
+    examples, advs, episodes = build_batch(
+        groups, adv, keep, tokenizer, max_seq_len=cfg.max_seq_len, credit_failed_steps=cfg.credit_failed_steps
+    )
+    return keep, examples, advs, episodes
 
 
 def update(

@@ -31,7 +31,7 @@ from trainers.common import atomic_write, load_checkpoint, make_optimizer, save_
 from trainers.config import RLConfig
 from trainers.envio import Runner, goal_key, open_env_runner, play_episodes, split_goals
 from trainers.flops import FlopsCounter, gpu_metrics
-from trainers.grpo import CurriculumState, advantages, build_batch, curriculum_weights, kept_episodes, update
+from trainers.grpo import CurriculumState, curriculum_weights, training_batch, update
 from trainers.models import load_student, resolve_device
 
 __all__ = [
@@ -287,19 +287,9 @@ def _train_step(loop: _Loop, train_goals: Sequence[Any]) -> None:
     timing: dict[str, float] = {}
     groups = rollout(loop.runner, loop.policy, goals, cfg, timing=timing)
     returns = group_returns(groups, cfg.gamma)
-    adv = advantages(
-        returns,
-        grouped=cfg.grouped_advantage,
-        std_normalize=cfg.std_normalize,
-        eps=cfg.adv_eps,
-        negative_weight=cfg.negative_advantage_weight,
-    )
-    keep = kept_episodes(adv, zero_adv_filter=cfg.zero_adv_filter)
+    keep, examples, advs, episodes = training_batch(groups, returns, loop.tok, cfg)
     if loop.curriculum is not None:
         loop.curriculum.update(_task_returns(groups, returns))
-    examples, advs, episodes = build_batch(
-        groups, adv, keep, loop.tok, max_seq_len=cfg.max_seq_len, credit_failed_steps=cfg.credit_failed_steps
-    )
     pad_id = loop.tok.pad_token_id
     t0 = time.perf_counter()
     stats = update(
