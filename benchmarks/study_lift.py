@@ -4,12 +4,15 @@ Reads RL run directories (`train_rl` output: `evals.jsonl`, per-goal outcomes of
 the lift is last evaluation minus the branch point's own evaluation (step 0), on the same held-out goals, paired
 by goal. Runs are grouped (default: by branch point, the `--group` regex's first group on the directory name);
 each group's lift is the mean over its runs (seeds) and goals, with a two-stage bootstrap 95% interval (runs
-resampled, then goals, paired), so seed-to-seed variation is in the interval. A per-task table says where the
-lift comes from. The chosen checkpoint is never used: the best of several noisy evaluations is biased upwards.
+resampled, then goals, paired), so seed-to-seed variation is in the interval, and beside it the simultaneous
+interval over all the groups (Bonferroni: each at 1 - 0.05 / groups), for a claim about several branch points at
+once. A per-task table says where the lift comes from. The chosen checkpoint is never used: the best of several noisy evaluations is biased upwards.
 
     /work/wt/venv-run python benchmarks/study_lift.py /work/study/rl*_s* --csv benchmarks/study/lift.csv
     # or from the committed table (columns run, step, split, task, seed, success), in seconds:
     /work/wt/venv-run python benchmarks/study_lift.py --evals benchmarks/study/rl_evals.csv --group '(.+)$'
+    # several tables at once (--evals repeats; a run in two of them is refused)
+    /work/wt/venv-run python benchmarks/study_lift.py --evals A.csv --evals B.csv --group '^(.+)_[0-9a-f]+$'
     # the trials of a sweep (benchmarks/study/lift/), grouped by branch point
     /work/wt/venv-run python benchmarks/study_lift.py --sweep /work/study/lift/study-lift-... --group '^(.+)_[0-9a-f]+$'
     # how the episodes end at each evaluation (does the policy learn to stall until the step limit?)
@@ -113,22 +116,34 @@ def paired(run: dict[int, dict]) -> tuple[list[tuple[str, int]], np.ndarray, np.
     return goals, np.array([run[first][g] for g in goals]), np.array([run[last][g] for g in goals]), last
 
 
-def two_stage_bootstrap(diffs: list[np.ndarray], reps: int, seed: int) -> tuple[float, float]:
-    """95% percentile interval of the mean of per-run mean differences: runs resampled, then goals in each."""
+def two_stage_bootstrap(
+    diffs: list[np.ndarray], reps: int, seed: int, levels: tuple[float, ...] = (0.95,)
+) -> list[tuple[float, float]]:
+    """Percentile intervals (one per confidence level) of the mean of per-run mean differences: runs resampled,
+    then goals in each."""
     rng = np.random.default_rng(seed)
     k = len(diffs)
     stats = np.empty(reps)
     for b in range(reps):
         runs = rng.integers(0, k, k)
         stats[b] = np.mean([diffs[r][rng.integers(0, len(diffs[r]), len(diffs[r]))].mean() for r in runs])
-    lo, hi = np.percentile(stats, [2.5, 97.5])
-    return float(lo), float(hi)
+    out = []
+    for level in levels:
+        lo, hi = np.percentile(stats, [50 * (1 - level), 50 * (1 + level)])
+        out.append((float(lo), float(hi)))
+    return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", nargs="*", type=Path, help="RL run directories (with evals.jsonl)")
-    ap.add_argument("--evals", type=Path, default=None, help="a CSV of per-goal outcomes instead of run dirs")
+    ap.add_argument(
+        "--evals",
+        type=Path,
+        action="append",
+        default=[],
+        help="a CSV of per-goal outcomes instead of run dirs (repeatable: the tables of several sweeps)",
+    )
     ap.add_argument(
         "--sweep",
         type=Path,
@@ -154,10 +169,16 @@ def main() -> None:
     )
     args = ap.parse_args()
     if args.lengths:
-        print("\n".join(length_table(raw_rows(sorted(args.runs), args.evals), args.lengths)))
+        rows = [r for e in args.evals for r in raw_rows([], e)] + raw_rows(sorted(args.runs), None)
+        print("\n".join(length_table(rows, args.lengths)))
         return
 
-    loaded: dict[str, dict[int, dict]] = load_table(args.evals) if args.evals else {}
+    loaded: dict[str, dict[int, dict]] = {}
+    for table in args.evals:
+        for name, run in load_table(table).items():
+            if name in loaded:
+                raise SystemExit(f"run {name} is in two --evals tables; give each run once")
+            loaded[name] = run
     for path in sorted(args.runs):
         if (path / "evals.jsonl").is_file():
             loaded[path.name] = load_run(path)
@@ -179,15 +200,21 @@ def main() -> None:
         m = re.match(args.group, name)
         groups[m.group(1) if m else name].append((name, paired(run)))
     rows = []
+    # every group is a claim ("RL lifts from this branch point"): beside each 95% interval, the simultaneous one
+    # over all groups (Bonferroni, level 1 - 0.05 / groups), which holds for the whole family at once
+    family = 1 - 0.05 / max(len(groups), 1)
+    if len(groups) > 1:
+        print(f"{len(groups)} groups: [simultaneous] intervals at {family:.4f} each hold together at 95%")
     for name, runs in groups.items():
         diffs = [after - before for _, (_, before, after, _) in runs]
         lift = float(np.mean([d.mean() for d in diffs]))
-        lo, hi = two_stage_bootstrap(diffs, args.reps, args.seed)
+        (lo, hi), (slo, shi) = two_stage_bootstrap(diffs, args.reps, args.seed, (0.95, family))
         before = float(np.mean([b.mean() for _, (_, b, _, _) in runs]))
         after = float(np.mean([a.mean() for _, (_, _, a, _) in runs]))
         print(
             f"## {name}: {len(runs)} runs, {len(diffs[0])} held-out goals each: branch point {before:.3f} -> "
-            f"last evaluation {after:.3f}, lift {lift:+.3f} [{lo:+.3f}, {hi:+.3f}] (two-stage bootstrap 95%)"
+            f"last evaluation {after:.3f}, lift {lift:+.3f} [{lo:+.3f}, {hi:+.3f}] (two-stage bootstrap 95%), "
+            f"simultaneous [{slo:+.3f}, {shi:+.3f}]"
         )
         for run_name, (_goals, b, a, last) in runs:
             print(
@@ -210,6 +237,8 @@ def main() -> None:
                 "lift": round(lift, 4),
                 "lo": round(lo, 4),
                 "hi": round(hi, 4),
+                "simultaneous_lo": round(slo, 4),
+                "simultaneous_hi": round(shi, 4),
             }
         )
     if args.csv and rows:
