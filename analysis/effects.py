@@ -21,7 +21,9 @@ Per value h of H (within a stratum):
 - `significant`: the interval adjusted by Bonferroni over H's K values (level 0.05/K per value) excludes 0,
   so a hyperparameter without effect gets a false flag in at most ~5% of studies.
 - `p_best`: the probability that h has the highest (lowest for mode=min) marginal mean, from `num_draws`
-  draws of the value means from their estimated joint normal distribution (seeded).
+  draws of the value means from their estimated joint normal distribution (seeded). Values tied for the best in
+  a draw share it equally, so when every run scored the same (zero variance) each of K values gets 1/K, not the
+  first one 1.
 
 Importance per hyperparameter: the standard deviation of its value effects, debiased for estimation noise,
 sd_H = sqrt(max(0, mean_k e_k^2 - mean_k Var(e_k))), in the metric's units, with a 95% interval from the
@@ -160,6 +162,14 @@ def fit_main_effects(frame: pd.DataFrame, metric: str, hparams: Sequence[str]) -
     return MainEffectsFit(theta, cov, dof, tuple(factors), tuple(contrasts))
 
 
+def _share_of_best(draws: np.ndarray, mode: str) -> np.ndarray:
+    """Per column of `draws` (D, K): the mean share of the best value over the D draws, ties split equally."""
+    best = draws.max(axis=1, keepdims=True) if mode == "max" else draws.min(axis=1, keepdims=True)
+    tol = 1e-12 * max(1.0, float(np.abs(draws).max(initial=0.0)))
+    tied = np.abs(draws - best) <= tol
+    return (tied / tied.sum(axis=1, keepdims=True)).mean(axis=0)
+
+
 def _factor_tables(
     fit: MainEffectsFit, k: int, *, mode: str, num_draws: int, rng: np.random.Generator
 ) -> tuple[dict[str, np.ndarray], tuple[float, float, float]]:
@@ -192,8 +202,7 @@ def _factor_tables(
     t_adj = t_quantile(fit.dof, 1.0 - 0.025 / num_levels)  # Bonferroni over the K values
     mean_cov = rows @ fit.cov @ rows.T
     draws = rng.multivariate_normal(means, mean_cov, size=num_draws, method="eigh")  # (D, K)
-    best = draws.argmax(axis=1) if mode == "max" else draws.argmin(axis=1)
-    p_best = np.bincount(best, minlength=num_levels) / num_draws
+    p_best = _share_of_best(draws, mode)
     noise = np.diag(effect_cov).mean()
     importance = float(np.sqrt(max(0.0, np.mean(effects**2) - noise)))
     draw_effects = draws - draws.mean(axis=1, keepdims=True)  # (D, K)

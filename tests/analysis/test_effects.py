@@ -50,6 +50,9 @@ def test_noiseless_full_factorial_recovers_planted_effects_exactly():
             assert part.loc[value, "mean"] == pytest.approx(0.5 + beta, abs=1e-9)
     strong = effects[effects.hparam == "strong"].set_index("value")
     assert strong.loc["b", "p_best"] == pytest.approx(1.0)
+    # the null factor's four values have the same mean in every draw: they share p_best, not the first one 1
+    null = effects[effects.hparam == "null"].set_index("value")
+    assert null.p_best.to_numpy() == pytest.approx([0.25] * 4)
     imp = importance.set_index("hparam")["importance"]
     assert imp["strong"] == pytest.approx(np.std([0.0, 0.15, -0.15]), abs=1e-6)
     assert imp["null"] == pytest.approx(0.0, abs=1e-9)
@@ -141,3 +144,16 @@ def test_calibration_on_planted_studies():
     assert 0.90 <= rates["coverage"] <= 0.99, rates
     assert rates["null_flag_rate"] <= 0.12, rates  # 5% nominal; binomial slack for 60 studies
     assert rates["moderate_best_first"] >= 0.9, rates
+
+
+def test_every_run_tied_gives_equal_p_best_in_both_modes():
+    """A stratum where every run scored the same (the study's base student never succeeds): no value is best."""
+    frame = _study(60, np.random.default_rng(3))
+    frame["metrics.success"] = 0.0
+    for mode in ("max", "min"):
+        effects, importance = compute_effects(
+            frame, metric="metrics.success", stratum=None, hparams=HPARAMS, mode=mode
+        )
+        for _, part in effects.groupby("hparam"):
+            assert part.p_best.to_numpy() == pytest.approx([1.0 / len(part)] * len(part))
+        assert (importance.importance == 0).all()
