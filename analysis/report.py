@@ -350,10 +350,10 @@ def _summary(prepared: PreparedRuns, tables: dict[str, pd.DataFrame], options: R
                 continue
             top_a = a.loc[a.win_rate.idxmax()]
             entry = {"algorithm1_winner": top_a.value, "win_rate": float(top_a.win_rate)}
-            if not e.empty and e.p_best.notna().any():  # all NaN: the stratum's fit had no residual dof
-                top_e = e.loc[e.p_best.idxmax()]
+            top_e, best_name = _effects_best(e)
+            if top_e is not None:  # None: the stratum's fit had no residual dof
                 entry |= {
-                    "effects_best": top_e.value,
+                    "effects_best": best_name,
                     "p_best": float(top_e.p_best),
                     "any_significant": bool(e.significant.any()),
                     "importance": float(imp.importance.iloc[0]) if not imp.empty else None,
@@ -459,6 +459,17 @@ value is better on average" and the tuning curves for "what a budget of k runs b
 """
 
 
+def _effects_best(e: pd.DataFrame) -> tuple[pd.Series | None, object]:
+    """The value with the highest p_best among a hyperparameter's effects rows, and how to name it: the value, or
+    every value tied at the top joined by ' = ' (a stratum whose runs all scored the same has no best value).
+    (None, '') when p_best is unknown (the fit had no residual degrees of freedom)."""
+    if e.empty or not e.p_best.notna().any():
+        return None, ""
+    top = e.loc[e.p_best.idxmax()]
+    tied = e[np.isclose(e.p_best, top.p_best, rtol=0.0, atol=1e-9)]
+    return top, " = ".join(str(v) for v in tied.value) if len(tied) > 1 else top.value
+
+
 def _headline(tables: dict[str, pd.DataFrame], label: str) -> pd.DataFrame:
     """What a reader came for, per stratum: hyperparameters by importance, the value to pick, how sure."""
     imp = tables["importance"][tables["importance"].stratum == label].set_index("hparam")
@@ -468,7 +479,7 @@ def _headline(tables: dict[str, pd.DataFrame], label: str) -> pd.DataFrame:
     rows = []
     for name in dict.fromkeys([*imp.index, *alg]):
         e, a = eff.get(name, empty), alg.get(name, tables["hparams"].iloc[:0])
-        best = e.loc[e.p_best.idxmax()] if len(e) and e.p_best.notna().any() else None
+        best, best_name = _effects_best(e)
         top = a.loc[a.win_rate.idxmax()] if len(a) else None
         i = imp.loc[name] if name in imp.index else None
         rows.append(
@@ -477,7 +488,7 @@ def _headline(tables: dict[str, pd.DataFrame], label: str) -> pd.DataFrame:
                 "importance [95% CI]": ""
                 if i is None
                 else _interval_text(i.importance, i.importance_lo, i.importance_hi),
-                "recommended": "" if best is None else best.value,
+                "recommended": best_name,
                 "p_best": np.nan if best is None else best.p_best,
                 "effect [95% CI]": ""
                 if best is None

@@ -131,6 +131,28 @@ def test_a_sweep_with_fewer_runs_than_coefficients_reports_without_fake_signific
     assert "Too few runs for the effects model" in (tmp_path / "r" / "report.html").read_text()
 
 
+def test_a_stratum_whose_runs_all_tie_recommends_no_single_value(tmp_path):
+    """The study's base student never succeeds: every run scores 0, so no value is best, and the report says so
+    (tied values named together, p_best 1/K each) instead of crowning the first value with p_best 1."""
+    from analysis.report import build_report
+
+    n = 16
+    runs = pd.DataFrame(
+        {
+            "run_id": [f"r{i}" for i in range(n)],
+            "status": "FINISHED",
+            "params.lr": ["1e-4", "3e-4"] * (n // 2),
+            "params.temperature": ["0.5", "0.5", "1.0", "1.0"] * (n // 4),
+            "metrics.heldout_goal_success": [0.0] * n,
+        }
+    )
+    result = build_report(runs, tmp_path / "r")
+    hp = result.summary["strata"]["all"]["hparams"]
+    assert hp["lr"]["effects_best"] == "1e-4 = 3e-4" and hp["temperature"]["effects_best"] == "0.5 = 1.0", hp
+    assert hp["lr"]["p_best"] == pytest.approx(0.5) and hp["temperature"]["p_best"] == pytest.approx(0.5)
+    assert "1e-4 = 3e-4" in (tmp_path / "r" / "report.html").read_text()
+
+
 def test_band_method_reaches_the_tuning_curves_table(study, tmp_path):
     import numpy as np
 
