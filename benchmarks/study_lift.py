@@ -6,7 +6,8 @@ by goal. Runs are grouped (default: by branch point, the `--group` regex's first
 each group's lift is the mean over its runs (seeds) and goals, with a two-stage bootstrap 95% interval (runs
 resampled, then goals, paired), so seed-to-seed variation is in the interval, and beside it the simultaneous
 interval over all the groups (Bonferroni: each at 1 - 0.05 / groups), for a claim about several branch points at
-once. A per-task table says where the lift comes from. The chosen checkpoint is never used: the best of several noisy evaluations is biased upwards.
+once. A per-task table says where the lift comes from. The chosen checkpoint is never used: the best of several
+noisy evaluations is biased upwards.
 
     /work/wt/venv-run python benchmarks/study_lift.py /work/study/rl*_s* --csv benchmarks/study/lift.csv
     # or from the committed table (columns run, step, split, task, seed, success), in seconds:
@@ -79,11 +80,11 @@ def length_table(rows: list[dict], limit: int) -> list[str]:
     return out
 
 
-def raw_rows(paths: list[Path], evals: Path | None, split: str = "heldout_goals") -> list[dict]:
-    """Per-goal outcome rows (run, step, success, steps) of run directories and/or an rl_evals.csv."""
+def raw_rows(paths: list[Path], evals: list[Path], split: str = "heldout_goals") -> list[dict]:
+    """Per-goal outcome rows (run, step, success, steps) of run directories and/or rl_evals.csv-like tables."""
     rows = []
-    if evals is not None:
-        with evals.open() as f:
+    for table in evals:
+        with table.open() as f:
             rows += [r for r in csv.DictReader(f) if r["split"] == split]
     for path in paths:
         rows += [{**r, "run": path.name} for r in _jsonl_rows(path, split)]
@@ -169,8 +170,7 @@ def main() -> None:
     )
     args = ap.parse_args()
     if args.lengths:
-        rows = [r for e in args.evals for r in raw_rows([], e)] + raw_rows(sorted(args.runs), None)
-        print("\n".join(length_table(rows, args.lengths)))
+        print("\n".join(length_table(raw_rows(sorted(args.runs), args.evals), args.lengths)))
         return
 
     loaded: dict[str, dict[int, dict]] = {}
